@@ -1,0 +1,4 @@
+"""Caches: a byte-bounded in-memory LRU of encoded responses.
+
+Imports only the standard library and cachetools.
+"""

@@ -1,0 +1,189 @@
+"""Command line: ``iiifsrv serve``, ``serve --get PATH``, ``samples``, ``settings``.
+
+Entry layer: imports settings, web.app and samples; configures logging; starts uvicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+from iiifsrv import __version__
+from iiifsrv.settings import REGISTRY, Settings, SettingsError, load, to_environ
+
+log = logging.getLogger("iiifsrv")
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML configuration file (see config/iiifsrv.example.toml)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8182)")
+    p.add_argument("--workers", type=int, help="worker processes (0 = one per core)")
+    p.add_argument("--images", help="image root: identifiers are paths under it")
+    p.add_argument("--data", help="state directory (catalogue, annotations, manifests)")
+    p.add_argument("--public-url", dest="public_url", help="public base URL used in ids")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        name: getattr(args, name, None)
+        for name in ("host", "port", "workers", "images", "data", "public_url")
+    }
+    return load(config_file=args.config, environ=os.environ, overrides=overrides)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
+
+
+def log_settings(settings: Settings) -> None:
+    log.info("iiifsrv %s", __version__)
+    for spec in REGISTRY:
+        value: Any = getattr(settings, spec.name)
+        if spec.name == "tokens" and value:
+            value = f"<{len(value.split(','))} token(s)>"
+        if spec.name == "database_url" and value and "@" in value:
+            value = value.split("://")[0] + "://…@" + value.split("@", 1)[1]
+        log.info("setting %s = %r (%s)", spec.name, value, settings.sources.get(spec.name, "?"))
+
+
+async def run_once(settings: Settings, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Run one GET through the ASGI app in-process (no socket)."""
+    from iiifsrv.web.app import create_app
+
+    app = create_app(settings)
+    raw_path, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": raw_path,
+        "raw_path": raw_path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", f"{settings.host}:{settings.port}".encode())],
+        "server": (settings.host, settings.port),
+        "client": ("127.0.0.1", 0),
+    }
+    from urllib.parse import unquote
+
+    scope["path"] = unquote(raw_path)
+    status = 0
+    headers: list[tuple[str, str]] = []
+    body = bytearray()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers.extend((k.decode(), v.decode("latin-1")) for k, v in message["headers"])
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, headers, bytes(body)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    if args.get:
+        status, headers, body = asyncio.run(run_once(settings, args.get))
+        print(status)
+        for k, v in headers:
+            print(f"{k}: {v}")
+        print(f"body: {len(body)} bytes")
+        if args.body:
+            sys.stdout.buffer.write(body)
+        return 0 if status < 400 else 1
+    log_settings(settings)
+    os.makedirs(settings.images_path, exist_ok=True)
+    os.makedirs(settings.data_path, exist_ok=True)
+    import uvicorn
+
+    workers = settings.effective_workers
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level,
+        "access_log": settings.log_level == "debug",
+        "proxy_headers": True,
+        "server_header": False,
+        "timeout_keep_alive": 30,
+        "backlog": 2048,
+    }
+    if workers > 1:
+        os.environ.update(to_environ(settings))
+        uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
+    else:
+        from iiifsrv.web.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    from iiifsrv import samples
+
+    made = samples.ensure(settings.images_path, small=args.small)
+    for path in made:
+        print(f"created {path}")
+    print(f"sample collection ready in {settings.images_path}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    for spec in REGISTRY:
+        print(f"{spec.name} = {getattr(settings, spec.name)!r}    # {spec.help}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iiifsrv", description="IIIF image server")
+    parser.add_argument("--version", action="version", version=f"iiifsrv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    _add_server_options(serve)
+    serve.add_argument("--get", metavar="PATH", help="run one GET in-process and print the result")
+    serve.add_argument("--body", action="store_true", help="with --get: also write the body")
+    serve.set_defaults(func=cmd_serve)
+
+    samples = sub.add_parser("samples", help="generate the sample collection in --images")
+    _add_server_options(samples)
+    samples.add_argument("--small", action="store_true", help="small images (for tests)")
+    samples.set_defaults(func=cmd_samples)
+
+    settings = sub.add_parser("settings", help="print every setting with its effective value")
+    _add_server_options(settings)
+    settings.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"iiifsrv: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,157 @@
+"""Render a Plan from a Source with libvips, and read stored JPEG tiles as they are.
+
+Blocking, CPU-bound: the service calls these in worker threads under its render limiter.
+Imports pyvips, iiifsrv.errors, iiif.plan and sources.describe; never Starlette.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import pyvips
+
+from iiifsrv.encoders import encode
+from iiifsrv.errors import IIIFError
+from iiifsrv.iiif.plan import Plan, RawTile
+from iiifsrv.sources.describe import Source
+
+# Counts renders actually started (decoding). Tests use it to prove a refused request decoded
+# nothing; it is never read by the server itself.
+renders_started = 0
+
+
+class RenderError(IIIFError):
+    status = 500
+
+
+def configure(cache_mb: int, concurrency: int = 1) -> None:
+    """Process-wide libvips settings: operation cache size and threads per operation."""
+    pyvips.cache_set_max_mem(cache_mb * 1024 * 1024)
+    pyvips.cache_set_max(200)
+    pyvips.cache_set_max_files(50)
+    if hasattr(pyvips, "concurrency_set"):
+        pyvips.concurrency_set(concurrency)
+
+
+def load_level(source: Source, level: int) -> pyvips.Image:
+    options: dict[str, Any] = dict(source.access[level].options)
+    if source.loader == "tiffload":
+        return pyvips.Image.tiffload(source.path, **options)
+    if source.loader == "jp2kload":
+        return pyvips.Image.jp2kload(source.path, **options)
+    if source.loader == "jpegload":
+        return pyvips.Image.jpegload(source.path, **options)
+    return pyvips.Image.new_from_file(source.path, **options)
+
+
+def _to_display(image: pyvips.Image) -> pyvips.Image:
+    """8-bit sRGB or 8-bit grey, keeping an alpha band if there is one."""
+    interpretation = image.interpretation
+    if (
+        interpretation in ("cmyk", "lab", "labs", "lch", "xyz", "yxy", "hsv", "scrgb")
+        or interpretation == "rgb16"
+    ):
+        image = image.colourspace("srgb")
+    elif interpretation == "grey16":
+        image = image.colourspace("b-w")
+    if image.bands > 4 or (image.bands > 2 and image.interpretation not in ("srgb", "rgb")):
+        # Multiband data without colour meaning: show its first three bands.
+        image = image.extract_band(0, n=3) if image.bands >= 3 else image.extract_band(0)
+        image = image.copy(interpretation="srgb" if image.bands == 3 else "b-w")
+    if image.format != "uchar":
+        if image.format in ("ushort", "short"):
+            image = image.cast("uchar", shift=True)
+        else:
+            image = image.cast("uchar")
+    return image
+
+
+def _crop_resize(image: pyvips.Image, source: Source, plan: Plan) -> pyvips.Image:
+    sx = image.width / source.info.width
+    sy = image.height / source.info.height
+    r = plan.region
+    left = min(image.width - 1, int(math.floor(r.x * sx)))
+    top = min(image.height - 1, int(math.floor(r.y * sy)))
+    right = min(image.width, max(left + 1, int(math.ceil((r.x + r.w) * sx - 1e-6))))
+    bottom = min(image.height, max(top + 1, int(math.ceil((r.y + r.h) * sy - 1e-6))))
+    if (left, top, right, bottom) != (0, 0, image.width, image.height):
+        image = image.crop(left, top, right - left, bottom - top)
+    if (image.width, image.height) != (plan.width, plan.height):
+        image = image.resize(plan.width / image.width, vscale=plan.height / image.height)
+        if (image.width, image.height) != (plan.width, plan.height):
+            # resize rounds; make the output exactly the planned size.
+            image = image.gravity("north-west", plan.width, plan.height, extend="copy")
+    return image
+
+
+def _has_alpha(image: pyvips.Image) -> bool:
+    return image.bands in (2, 4)
+
+
+def _orient(image: pyvips.Image, plan: Plan) -> pyvips.Image:
+    if plan.mirror:
+        image = image.fliphor()
+    degrees = plan.degrees
+    if degrees == 0:
+        return image
+    if degrees in (90, 180, 270):
+        return image.rot({90: "d90", 180: "d180", 270: "d270"}[int(degrees)])
+    if plan.format in ("png", "webp", "gif", "tif") and not _has_alpha(image):
+        image = image.bandjoin(255)
+    background = [0] * image.bands if _has_alpha(image) else [255] * image.bands
+    return image.rotate(degrees, background=background)
+
+
+def _quality(image: pyvips.Image, plan: Plan) -> pyvips.Image:
+    if plan.quality in ("gray", "bitonal"):
+        alpha = None
+        if _has_alpha(image):
+            alpha = image.extract_band(image.bands - 1)
+            image = image.extract_band(0, n=image.bands - 1)
+        if image.bands >= 3:
+            image = image.colourspace("b-w")
+        image = image.extract_band(0)
+        if plan.quality == "bitonal":
+            image = image > 127
+        if alpha is not None:
+            image = image.bandjoin(alpha)
+        return image.copy(interpretation="b-w")
+    if image.bands in (1, 2):
+        # default/color of a grey source: keep it grey (that is all its colour information).
+        return image
+    return image
+
+
+def render(source: Source, plan: Plan, jpeg_quality: int) -> bytes:
+    """Decode only what the plan needs from the chosen level, transform, encode."""
+    global renders_started
+    renders_started += 1
+    try:
+        image = load_level(source, plan.level)
+        image = _crop_resize(image, source, plan)
+        image = _to_display(image)
+        image = _orient(image, plan)
+        image = _quality(image, plan)
+        return encode(image, plan.format, jpeg_quality)
+    except pyvips.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "libvips error"
+        raise RenderError(f"cannot render this image: {first}") from None
+
+
+def read_raw_tile(source: Source, tile: RawTile) -> bytes:
+    """The stored JPEG tile as a complete JPEG stream (JPEGTables spliced in), not decoded."""
+    access = source.access[tile.level]
+    index = tile.row * access.tiles_across + tile.column
+    offset, count = access.offsets[index], access.counts[index]
+    fd = os.open(source.path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, count, offset)
+    finally:
+        os.close(fd)
+    if len(data) != count or data[:2] != b"\xff\xd8":
+        raise RenderError("stored tile is damaged")
+    if access.jpeg_header:
+        return access.jpeg_header + data[2:]
+    return data

@@ -1,0 +1,122 @@
+"""Generate the sample collection (never committed): a large JPEG pyramid, a 16-bit deflate
+pyramid, a JPEG2000, a flat JPEG and the IIIF validator's test image.
+
+Blocking; imports pyvips. Files are written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyvips
+
+log = logging.getLogger("iiifsrv.samples")
+
+VALIDATOR_ID = "67352ccc-d1b0-11e1-89ae-279075081939"
+
+
+def _find_conformance() -> Path | None:
+    """The shared conformance folder beside the checkout, if there is one."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here.parent / "shared" / "conformance", here / "shared" / "conformance"):
+        if (candidate / f"{VALIDATOR_ID}.png").is_file():
+            return candidate
+    return None
+
+
+def landscape(width: int, height: int, *, labels: bool = True) -> pyvips.Image:
+    """A recognisable synthetic scene: smooth colour fields, a 1000-px grid, cell labels."""
+    cell = max(64, width // 6)
+    r = pyvips.Image.perlin(width, height, cell_size=cell, seed=1)
+    g = pyvips.Image.perlin(width, height, cell_size=max(32, cell // 2), seed=2)
+    b = pyvips.Image.perlin(width, height, cell_size=max(16, cell // 4), seed=3)
+    xyz = pyvips.Image.xyz(width, height)
+    gx = (xyz[0] / max(1, width)) * 90
+    gy = (xyz[1] / max(1, height)) * 90
+    rgb = (r * 180 + 110 + gx).bandjoin([g * 180 + 110 + gy, b * 180 + 120])
+    step = 1000 if width >= 4000 else max(100, width // 10)
+    grid = ((xyz[0] % step) < max(2, step // 250)) | ((xyz[1] % step) < max(2, step // 250))
+    rgb = grid.ifthenelse([30, 30, 40], rgb)
+    if labels:
+        mask = pyvips.Image.black(width, height)
+        dpi = 300 if step >= 1000 else 72
+        for y in range(0, height, step):
+            for x in range(0, width, step):
+                text = pyvips.Image.text(f"{x // step},{y // step}", dpi=dpi, font="sans bold")
+                if x + 20 + text.width < width and y + 20 + text.height < height:
+                    mask = mask.insert(text, x + 20, y + 20)
+        rgb = (mask > 128).ifthenelse([255, 255, 255], rgb)
+    return rgb.cast("uchar").copy(interpretation="srgb")
+
+
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    write(str(tmp))
+    os.replace(tmp, path)
+
+
+def ensure(root: Path, *, small: bool = False) -> list[Path]:
+    """Create whatever sample is missing under ``root``; return the files created."""
+    root.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []
+    scale = 10 if small else 1
+
+    def need(name: str) -> Path | None:
+        path = root / name
+        return None if path.exists() else path
+
+    if path := need("large.tif"):
+        t0 = time.time()
+        w, h = 20000 // scale, 15000 // scale
+        log.info("writing %s (%dx%d JPEG pyramid, about a minute at full size)", path, w, h)
+        image = landscape(w, h)
+        _atomic(
+            path,
+            lambda tmp: image.tiffsave(
+                tmp,
+                tile=True,
+                pyramid=True,
+                compression="jpeg",
+                Q=85,
+                tile_width=256,
+                tile_height=256,
+                bigtiff=not small,
+            ),
+        )
+        made.append(path)
+        log.info("wrote %s in %.0f s", path, time.time() - t0)
+    if path := need("sixteen-bit.tif"):
+        w, h = 4000 // scale, 3000 // scale
+        image = (landscape(w, h, labels=not small).cast("ushort") * 257).copy(
+            interpretation="rgb16"
+        )
+        _atomic(
+            path,
+            lambda tmp: image.tiffsave(
+                tmp, tile=True, pyramid=True, compression="deflate", tile_width=256, tile_height=256
+            ),
+        )
+        made.append(path)
+    if path := need("jpeg2000.jp2"):
+        w, h = 4000 // scale, 3000 // scale
+        image = landscape(w, h, labels=not small)
+        _atomic(path, lambda tmp: image.jp2ksave(tmp, tile_width=256, tile_height=256, Q=45))
+        made.append(path)
+    if path := need("flat.jpg"):
+        w, h = 3000 // scale, 2000 // scale
+        image = landscape(w, h, labels=not small)
+        _atomic(path, lambda tmp: image.jpegsave(tmp, Q=88))
+        made.append(path)
+    if path := need(f"{VALIDATOR_ID}.png"):
+        source = _find_conformance()
+        if source is not None:
+            _atomic(path, lambda tmp: shutil.copyfile(source / f"{VALIDATOR_ID}.png", tmp))
+            made.append(path)
+        else:
+            log.warning("validator test image not found (../shared/conformance); skipped")
+    return made

@@ -1,0 +1,203 @@
+"""Settings: the registry (name, type, default, help) and one frozen Settings object.
+
+Imports only the standard library and iiifsrv.errors. Values come from defaults, a TOML file,
+``IIIFSRV_<NAME>`` environment variables and CLI overrides, in that order of precedence (last wins).
+The environment is passed in explicitly; nothing here reads a global later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+REGISTRY: tuple[Spec, ...] = (
+    Spec("host", str, "127.0.0.1", "Address to listen on."),
+    Spec("port", int, 8182, "TCP port to listen on."),
+    Spec("workers", int, 1, "Worker processes (0 = one per CPU core)."),
+    Spec("images", str, "var/images", "Image root: identifiers are paths relative to it."),
+    Spec("data", str, "var/data", "State directory: catalogue, annotations, manifests, caches."),
+    Spec(
+        "public_url",
+        str,
+        "",
+        "Public base URL (scheme://host[:port][/prefix]) used in every id; empty = from the "
+        "request's Host header.",
+    ),
+    Spec("max_width", int, 10000, "Largest output width in pixels (0 = no limit)."),
+    Spec("max_height", int, 10000, "Largest output height in pixels (0 = no limit)."),
+    Spec("max_area", int, 25_000_000, "Largest output area in pixels (0 = no limit)."),
+    Spec("render_threads", int, 0, "Concurrent image renders per worker (0 = one per core)."),
+    Spec("cache_bytes", int, 128 * 1024 * 1024, "Bytes of the in-memory response cache (0 = off)."),
+    Spec("cache_max_item", int, 4 * 1024 * 1024, "Largest response kept in the memory cache."),
+    Spec("cache_control", str, "public, max-age=86400", "Cache-Control header of image responses."),
+    Spec("jpeg_quality", int, 80, "JPEG quality of rendered (not passed-through) images."),
+    Spec(
+        "passthrough",
+        bool,
+        True,
+        "Serve stored JPEG tiles as they are when a request maps exactly.",
+    ),
+    Spec("vips_cache_mb", int, 64, "libvips operation cache size in MiB."),
+    Spec("log_level", str, "info", "Logging level: debug, info, warning, error."),
+    Spec("debug", bool, False, "Add Server-Timing headers per stage."),
+    Spec(
+        "tokens",
+        str,
+        "",
+        "Write tokens: comma-separated token=user or token=user:editor (manifests, annotations).",
+    ),
+    Spec(
+        "database_url", str, "", "PostgreSQL URL for the annotation store; empty = SQLite in data."
+    ),
+)
+
+_BY_NAME = {s.name: s for s in REGISTRY}
+ENV_PREFIX = "IIIFSRV_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8182
+    workers: int = 1
+    images: str = "var/images"
+    data: str = "var/data"
+    public_url: str = ""
+    max_width: int = 10000
+    max_height: int = 10000
+    max_area: int = 25_000_000
+    render_threads: int = 0
+    cache_bytes: int = 128 * 1024 * 1024
+    cache_max_item: int = 4 * 1024 * 1024
+    cache_control: str = "public, max-age=86400"
+    jpeg_quality: int = 80
+    passthrough: bool = True
+    vips_cache_mb: int = 64
+    log_level: str = "info"
+    debug: bool = False
+    tokens: str = ""
+    database_url: str = ""
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def images_path(self) -> Path:
+        return Path(self.images).resolve()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data).resolve()
+
+    @property
+    def effective_render_threads(self) -> int:
+        return self.render_threads or (os.cpu_count() or 1)
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {s.name: getattr(self, s.name) for s in REGISTRY}
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be read: names the setting and where it came from."""
+
+
+def _coerce(spec: Spec, value: Any, origin: str) -> Any:
+    try:
+        if spec.type is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        if spec.type is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            number = int(str(value).replace("_", ""))
+            if number < 0:
+                raise ValueError(value)
+            return number
+        return str(value)
+    except ValueError:
+        raise SettingsError(
+            f"setting {spec.name!r} from {origin}: {value!r} is not a valid {spec.type.__name__}"
+        ) from None
+
+
+def load(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from defaults < TOML file < environment < overrides (CLI)."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {s.name: "default" for s in REGISTRY}
+    if config_file:
+        path = Path(config_file)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read config file {path}: {exc}") from None
+        for key, value in data.items():
+            spec = _BY_NAME.get(key)
+            if spec is None:
+                raise SettingsError(f"unknown setting {key!r} in {path}")
+            values[key] = _coerce(spec, value, str(path))
+            sources[key] = str(path)
+    for key, value in (environ or {}).items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        spec = _BY_NAME.get(name)
+        if spec is None:
+            continue
+        values[name] = _coerce(spec, value, key)
+        sources[name] = "environment"
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        spec = _BY_NAME.get(name)
+        if spec is None:
+            raise SettingsError(f"unknown setting {name!r}")
+        values[name] = _coerce(spec, value, "command line")
+        sources[name] = "command line"
+    if values.get("public_url"):
+        values["public_url"] = str(values["public_url"]).rstrip("/")
+    return Settings(**values, sources=sources)
+
+
+def to_environ(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces ``settings`` (for worker processes)."""
+    env = {}
+    for spec in REGISTRY:
+        value = getattr(settings, spec.name)
+        if spec.name in ("images", "data"):
+            value = str(Path(value).resolve())
+        env[ENV_PREFIX + spec.name.upper()] = (
+            str(value).lower() if spec.type is bool else str(value)
+        )
+    return env
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,167 @@
+"""The Image API endpoints (/iiif/3 and /iiif/2): info.json, images, base URI redirect.
+
+HTTP layer: a raw ASGI handler (it must see the undecoded path to honour %2F in identifiers).
+Imports Starlette's Response helpers, conditional, iiif (pure), service and errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.types import Receive, Scope, Send
+
+from iiifsrv.conditional import CORS_HEADERS, http_date, not_modified, strong_etag
+from iiifsrv.errors import BadRequest, IIIFError, MethodNotAllowed, NotFound
+from iiifsrv.iiif import info as infojson
+from iiifsrv.iiif.parse import parse_image_request
+from iiifsrv.service import ImageService
+from iiifsrv.web.respond import base_url, error_response, header, send_response
+
+log = logging.getLogger("iiifsrv.web")
+
+PROFILE = {3: infojson.PROFILE_3, 2: infojson.PROFILE_2}
+CONTEXT = {3: infojson.CONTEXT_3, 2: infojson.CONTEXT_2}
+
+
+def _decode(segment: str, what: str) -> str:
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{what} is not valid UTF-8 once percent-decoded") from None
+
+
+class ImageAPI:
+    """ASGI app serving one Image API version under ``prefix`` (e.g. "/iiif/3")."""
+
+    def __init__(self, service: ImageService, version: int, prefix: str) -> None:
+        self.service = service
+        self.version = version
+        self.prefix = prefix
+        self.settings = service.settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        try:
+            if method == "OPTIONS":
+                await send_response(send, 204, {**_preflight()}, b"")
+                return
+            if method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(
+                    "only GET, HEAD and OPTIONS", headers={"Allow": "GET, HEAD, OPTIONS"}
+                )
+            await self._dispatch(scope, send, head=method == "HEAD")
+        except IIIFError as exc:
+            await error_response(send, exc, head=method == "HEAD")
+        except Exception:
+            log.exception("unexpected error for %s", scope.get("path"))
+            await error_response(send, IIIFError("internal error"), head=method == "HEAD")
+
+    async def _dispatch(self, scope: Scope, send: Send, head: bool) -> None:
+        raw = scope.get("raw_path") or scope["path"].encode()
+        path = raw.decode("latin-1")
+        if not path.startswith(self.prefix):
+            raise NotFound("not found")
+        rest = path[len(self.prefix) :].lstrip("/")
+        segments = rest.split("/") if rest else []
+        if not segments or not segments[0]:
+            raise NotFound("no identifier given: use /iiif/{version}/{identifier}/info.json")
+        if segments[-1] == "info.json":
+            identifier = _decode("/".join(segments[:-1]), "identifier")
+            await self._info(scope, send, identifier, head)
+        elif len(segments) >= 5:
+            identifier = _decode("/".join(segments[:-4]), "identifier")
+            region, size, rotation, qf = (_decode(s, "parameter") for s in segments[-4:])
+            await self._image(scope, send, identifier, (region, size, rotation, qf), head)
+        else:
+            identifier = _decode("/".join(segments), "identifier")
+            if segments[-1] == "":
+                identifier = identifier.rstrip("/")
+            await self.service.source(identifier)  # 404 for unknown identifiers
+            location = f"{self._image_id(scope, '/'.join(s for s in segments if s))}/info.json"
+            await send_response(send, 303, {"Location": location, **CORS_HEADERS}, b"")
+
+    def _image_id(self, scope: Scope, encoded_identifier: str) -> str:
+        return f"{base_url(scope, self.settings.public_url)}{self.prefix}/{encoded_identifier}"
+
+    async def _info(self, scope: Scope, send: Send, identifier: str, head: bool) -> None:
+        source = await self.service.source(identifier)
+        raw = scope.get("raw_path") or scope["path"].encode()
+        encoded = raw.decode("latin-1")[len(self.prefix) :].strip("/")
+        encoded = encoded[: -len("/info.json")]
+        image_id = self._image_id(scope, encoded)
+        accept = header(scope, b"accept") or ""
+        if "application/ld+json" in accept or (self.version >= 3 and not _wants_json(accept)):
+            ctype = f'application/ld+json;profile="{CONTEXT[self.version]}"'
+        else:
+            ctype = "application/json"
+        etag = strong_etag(source.identity, self.version, image_id, ctype)
+        headers = {
+            "Content-Type": ctype,
+            "ETag": etag,
+            "Last-Modified": http_date(source.mtime),
+            "Cache-Control": self.settings.cache_control,
+            "Vary": "Accept",
+            "Link": f'<{PROFILE[self.version]}>;rel="profile"',
+            **CORS_HEADERS,
+        }
+        if not_modified(
+            etag, source.mtime, header(scope, b"if-none-match"), header(scope, b"if-modified-since")
+        ):
+            await send_response(send, 304, headers, b"", omit_length=True)
+            return
+        build = infojson.info_v3 if self.version >= 3 else infojson.info_v2
+        doc: dict[str, Any] = build(image_id, source.info, self.service.limits)
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        await send_response(send, 200, headers, b"" if head else body, length=len(body))
+
+    async def _image(
+        self,
+        scope: Scope,
+        send: Send,
+        identifier: str,
+        params: tuple[str, str, str, str],
+        head: bool,
+    ) -> None:
+        request = parse_image_request(self.version, *params)
+        planned = await self.service.plan(identifier, request)
+        raw = scope.get("raw_path") or scope["path"].encode()
+        encoded = "/".join(raw.decode("latin-1")[len(self.prefix) :].strip("/").split("/")[:-4])
+        canonical = f"{self._image_id(scope, encoded)}/{planned.plan.canonical}"
+        headers = {
+            "ETag": planned.etag,
+            "Last-Modified": http_date(planned.last_modified),
+            "Cache-Control": self.settings.cache_control,
+            "Link": f'<{canonical}>;rel="canonical",<{PROFILE[self.version]}>;rel="profile"',
+            **CORS_HEADERS,
+        }
+        if not_modified(
+            planned.etag,
+            planned.last_modified,
+            header(scope, b"if-none-match"),
+            header(scope, b"if-modified-since"),
+        ):
+            await send_response(send, 304, headers, b"", omit_length=True)
+            return
+        result = await self.service.render(planned)
+        headers["Content-Type"] = result.media_type
+        if self.settings.debug:
+            stages = [f"{k};dur={v * 1000:.2f}" for k, v in result.timings.items()]
+            stages.append("cache;desc=" + ("hit" if result.cached else "miss"))
+            if result.passthrough:
+                stages.append("passthrough")
+            headers["Server-Timing"] = ", ".join(stages)
+        body = result.body
+        await send_response(send, 200, headers, b"" if head else body, length=len(body))
+
+
+def _wants_json(accept: str) -> bool:
+    return "application/json" in accept
+
+
+def _preflight() -> dict[str, str]:
+    from iiifsrv.conditional import PREFLIGHT_HEADERS
+
+    return dict(PREFLIGHT_HEADERS)

@@ -1,0 +1,62 @@
+"""Low-level response helpers and the one place errors become HTTP responses.
+
+HTTP layer; imports Starlette types, conditional and errors.
+"""
+
+from __future__ import annotations
+
+from starlette.types import Scope, Send
+
+from iiifsrv.conditional import CORS_HEADERS
+from iiifsrv.errors import IIIFError
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def base_url(scope: Scope, public_url: str) -> str:
+    """The public base URL: the configured one, else the request's scheme, Host and root path."""
+    if public_url:
+        return public_url
+    host = header(scope, b"host")
+    if not host:
+        server = scope.get("server") or ("localhost", 80)
+        host = f"{server[0]}:{server[1]}"
+    # Under a Starlette Mount, root_path includes the mount; app_root_path is the app's own.
+    root = scope.get("app_root_path", scope.get("root_path", ""))
+    return f"{scope.get('scheme', 'http')}://{host}{root}"
+
+
+async def send_response(
+    send: Send,
+    status: int,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    length: int | None = None,
+    omit_length: bool = False,
+) -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    if not omit_length:
+        raw.append((b"content-length", str(len(body) if length is None else length).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_body(exc: IIIFError) -> bytes:
+    return (exc.message + "\n").encode("utf-8", "replace")
+
+
+async def error_response(send: Send, exc: IIIFError, *, head: bool = False) -> None:
+    body = error_body(exc)
+    headers = {
+        "Content-Type": "text/plain; charset=utf-8",
+        "Cache-Control": "no-store",
+        **CORS_HEADERS,
+        **exc.headers,
+    }
+    await send_response(send, exc.status, headers, b"" if head else body, length=len(body))
