@@ -150,7 +150,32 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def example_config() -> str:
+    """The commented example configuration: every setting, its help and its default."""
+    lines = [
+        "# iiifsrv configuration (TOML). Every key is optional; shown with its default.",
+        "# Precedence: defaults < this file (--config) < IIIFSRV_<NAME> environment < CLI.",
+        "",
+    ]
+    for spec in REGISTRY:
+        value = spec.default
+        literal = (
+            ("true" if value else "false")
+            if isinstance(value, bool)
+            else str(value)
+            if isinstance(value, int)
+            else f'"{value}"'
+        )
+        lines.append(f"## {spec.help} (environment: IIIFSRV_{spec.name.upper()})")
+        lines.append(f"# {spec.name} = {literal}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
+    if args.example:
+        print(example_config(), end="")
+        return 0
     settings = _settings(args)
     for spec in REGISTRY:
         print(f"{spec.name} = {getattr(settings, spec.name)!r}    # {spec.help}")
@@ -175,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="print every setting with its effective value")
     _add_server_options(settings)
+    settings.add_argument("--example", action="store_true", help="print the example config")
     settings.set_defaults(func=cmd_settings)
     return parser
 

@@ -152,6 +152,4 @@ def read_raw_tile(source: Source, tile: RawTile) -> bytes:
         os.close(fd)
     if len(data) != count or data[:2] != b"\xff\xd8":
         raise RenderError("stored tile is damaged")
-    if access.jpeg_header:
-        return access.jpeg_header + data[2:]
-    return data
+    return access.jpeg_header + data[2:]

@@ -92,8 +92,10 @@ def ensure(root: Path, *, small: bool = False) -> list[Path]:
         log.info("wrote %s in %.0f s", path, time.time() - t0)
     if path := need("sixteen-bit.tif"):
         w, h = 4000 // scale, 3000 // scale
-        image = (landscape(w, h, labels=not small).cast("ushort") * 257).copy(
-            interpretation="rgb16"
+        image = (
+            (landscape(w, h, labels=not small).cast("ushort") * 257)
+            .cast("ushort")
+            .copy(interpretation="rgb16")
         )
         _atomic(
             path,

@@ -23,7 +23,11 @@ log = logging.getLogger("iiifsrv.sources")
 
 JPEG_COMPRESSION = 7
 PHOTOMETRIC_MINISBLACK = 1
+PHOTOMETRIC_RGB = 2
 PHOTOMETRIC_YCBCR = 6
+# An Adobe APP14 segment with transform 0: tells a decoder the 3 components are RGB, not YCbCr.
+# libtiff strips it from RGB-photometric JPEG tiles (libvips writes those at Q >= 90).
+ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 
 
 def sniff(head: bytes) -> str | None:
@@ -126,16 +130,19 @@ def _describe_tiff(path: str) -> tuple[SourceInfo, tuple[LevelAccess, ...]]:
                 raw = bool(
                     tw
                     and page.compression == JPEG_COMPRESSION
-                    and page.photometric in (PHOTOMETRIC_MINISBLACK, PHOTOMETRIC_YCBCR)
+                    and page.photometric
+                    in (PHOTOMETRIC_MINISBLACK, PHOTOMETRIC_RGB, PHOTOMETRIC_YCBCR)
                     and page.bitspersample == 8
                     and page.planarconfig == 1
                     and page.samplesperpixel in (1, 3)
                 )
                 levels.append(Level(page.imagewidth, page.imagelength, tw, th, raw))
                 if raw:
-                    tables = page.jpegtables or b""
+                    tables = page.jpegtables or b"\xff\xd8"
                     if tables.endswith(b"\xff\xd9"):
                         tables = tables[:-2]
+                    if page.photometric == PHOTOMETRIC_RGB:
+                        tables = b"\xff\xd8" + ADOBE_RGB + tables[2:]
                     access.append(
                         LevelAccess(
                             options,
@@ -168,7 +175,7 @@ def _describe_tiff(path: str) -> tuple[SourceInfo, tuple[LevelAccess, ...]]:
 def _describe_jp2(fh: Any) -> tuple[SourceInfo, tuple[LevelAccess, ...]]:
     try:
         header = jp2.read_header(fh)
-    except (ValueError, IndexError, OSError) as exc:
+    except (ValueError, IndexError, OSError, struct_error) as exc:
         raise NotImplementedFeature(f"cannot read this JPEG2000 file: {exc}") from None
     tiled = header.tile_width < header.width or header.tile_height < header.height
     tw, th = (header.tile_width, header.tile_height) if tiled else (0, 0)

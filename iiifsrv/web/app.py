@@ -64,15 +64,22 @@ def create_app(settings: Settings) -> Starlette:
         )
         return HTMLResponse(page, headers=CORS_HEADERS)
 
-    async def preflight(request: Request) -> Response:
-        return Response(status_code=204, headers=PREFLIGHT_HEADERS)
+    async def fallback(request: Request) -> Response:
+        """CORS preflight for any path; a plain 404 for anything else no route serves."""
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=PREFLIGHT_HEADERS)
+        return PlainTextResponse("not found\n", status_code=404, headers=CORS_HEADERS)
 
     routes = [
         Route("/", landing, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=ImageAPI(service, 3, "/iiif/3")),
         Mount("/iiif/2", app=ImageAPI(service, 2, "/iiif/2")),
-        Route("/{path:path}", preflight, methods=["OPTIONS"]),
+        Route(
+            "/{path:path}",
+            fallback,
+            methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
+        ),
     ]
     app = Starlette(
         routes=routes,
