@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, VALIDATOR_ID, LiveServer
+from tests.conftest import CONFORMANCE, ROOT, VALIDATOR_ID, LiveServer
 
 VALIDATOR = Path(
     os.environ.get("IIIF_VALIDATOR", ROOT / ".venv-validator" / "bin" / "iiif-validate.py")
@@ -31,6 +31,10 @@ OPTIONAL = [
 
 
 def run_validator(server: LiveServer, version: str, *args: str) -> str:
+    if not (CONFORMANCE / f"{VALIDATOR_ID}.png").is_file():
+        pytest.fail(
+            f"the validator's test image is missing: expected {CONFORMANCE} beside the checkout"
+        )
     if not VALIDATOR.exists():
         pytest.fail(f"iiif-validator not installed at {VALIDATOR}: run scripts/setup --test")
     prefix = "iiif/3" if version == "3.0" else "iiif/2"
