@@ -56,8 +56,12 @@ class ImageService:
         self.resolver = Resolver(settings.images_path)
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
-        self.responses: ByteLRU[bytes] = ByteLRU(settings.cache_bytes, settings.cache_max_item)
-        self._paths: LRUCache[str, str] = LRUCache(maxsize=8192)
+        # The web layer's per-URL cache holds most hits; this one serves equivalent URL forms
+        # and coalesces concurrent renders. Together they hold at most 1.25 × cache_bytes.
+        self.responses: ByteLRU[bytes] = ByteLRU(settings.cache_bytes // 4, settings.cache_max_item)
+        # identifier -> (path, folder, folder mtime); the folder is set when the identifier had
+        # no extension, so a better file appearing there (a new derivative) is picked up.
+        self._paths: LRUCache[str, tuple[str, str, int]] = LRUCache(maxsize=8192)
         self._sources: LRUCache[str, Source] = LRUCache(maxsize=512)
         self._describing: dict[str, asyncio.Future[Source]] = {}
         self._rendering: dict[tuple[str, str], asyncio.Future[bytes]] = {}
@@ -65,18 +69,29 @@ class ImageService:
     # -- sources ---------------------------------------------------------------------------
 
     def _stat_cached(self, identifier: str) -> tuple[str, os.stat_result] | None:
-        path = self._paths.get(identifier)
-        if path is None:
+        known = self._paths.get(identifier)
+        if known is None:
             return None
+        path, folder, folder_mtime = known
         try:
             st = os.lstat(path)
+            stale = folder and os.stat(folder).st_mtime_ns != folder_mtime
         except OSError:
-            self._paths.pop(identifier, None)
-            return None
-        if not stat.S_ISREG(st.st_mode):
+            stale = True
+        if stale or not stat.S_ISREG(st.st_mode):
             self._paths.pop(identifier, None)
             return None
         return path, st
+
+    def _remember_path(self, identifier: str, path: str) -> None:
+        folder, folder_mtime = "", 0
+        if os.path.basename(path) != identifier.rsplit("/", 1)[-1]:
+            folder = os.path.dirname(path)
+            try:
+                folder_mtime = os.stat(folder).st_mtime_ns
+            except OSError:
+                return
+        self._paths[identifier] = (path, folder, folder_mtime)
 
     async def source(self, identifier: str) -> Source:
         """The current description of ``identifier``'s file; re-read when the file changed."""
@@ -88,7 +103,7 @@ class ImageService:
                 st = os.stat(path)
             except OSError:
                 raise NotFound(f"no image with identifier {identifier!r}") from None
-            self._paths[identifier] = path
+            self._remember_path(identifier, path)
         else:
             path, st = hit
         known = self._sources.get(path)

@@ -217,3 +217,40 @@ async def test_debug_server_timing(image_root: Path) -> None:
         assert "render;dur=" in r.headers["server-timing"]
         r = await c.get(f"/iiif/3/{TIF}/full/90,/0/default.jpg")
         assert "cache;desc=hit" in r.headers["server-timing"]
+
+
+async def test_new_derivative_replaces_the_master_at_once(image_root: Path, tmp_path: Path) -> None:
+    """An extensionless identifier served from a JPEG switches to a pyramid added beside it."""
+    import pyvips
+
+    root = tmp_path / "images"
+    root.mkdir()
+    shutil.copy(image_root / "jpeg-rgb-flat-1000x700.jpg", root / "page.jpg")
+    app = create_app(load(overrides={"images": str(root)}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        url = "/iiif/3/page/full/100,/0/default.png"
+        first = await c.get(url)
+        again = await c.get(url)
+        assert again.content == first.content
+        flipped = pyvips.Image.new_from_file(str(root / "page.jpg")).fliphor()
+        flipped.tiffsave(
+            str(root / "page.tif"), tile=True, pyramid=True, tile_width=256, tile_height=256
+        )
+        later = time.time() + 5
+        os.utime(root, (later, later))
+        second = await c.get(url)
+        assert second.status_code == 200 and second.content != first.content
+        assert (await c.get("/iiif/3/page/info.json")).json()["tiles"][0]["width"] == 256
+
+
+async def test_hot_responses_answer_conditionals_and_head(client: httpx.AsyncClient) -> None:
+    url = f"/iiif/3/{TIF}/0,0,512,512/256,/0/default.jpg"
+    first = await client.get(url)
+    hot = await client.get(url)
+    assert hot.content == first.content and hot.headers["etag"] == first.headers["etag"]
+    assert hot.headers["link"] == first.headers["link"]
+    assert (
+        await client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    ).status_code == 304
+    head = await client.head(url)
+    assert head.content == b"" and head.headers["content-length"] == first.headers["content-length"]

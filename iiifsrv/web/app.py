@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from iiifsrv import __version__, imaging
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
@@ -34,7 +35,27 @@ def _error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(message + "\n", status_code=status, headers={**CORS_HEADERS, **extra})
 
 
-def create_app(settings: Settings) -> Starlette:
+class Front:
+    """The ASGI entry: Image API requests go straight to their handler (no middleware or
+    routing on the hot path); everything else to the Starlette app. ``state`` is the app's."""
+
+    def __init__(self, app: Starlette, image_apis: dict[str, ImageAPI]) -> None:
+        self.app = app
+        self.state = app.state
+        self.image_apis = image_apis
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/iiif/") and len(path) > 8 and path[7] == "/":
+                api = self.image_apis.get(path[:7])
+                if api is not None:
+                    await api(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings) -> Front:
     imaging.configure(settings.vips_cache_mb)
     service = ImageService(settings)
 
@@ -70,11 +91,15 @@ def create_app(settings: Settings) -> Starlette:
             return Response(status_code=204, headers=PREFLIGHT_HEADERS)
         return PlainTextResponse("not found\n", status_code=404, headers=CORS_HEADERS)
 
+    image_apis = {
+        "/iiif/3": ImageAPI(service, 3, "/iiif/3"),
+        "/iiif/2": ImageAPI(service, 2, "/iiif/2"),
+    }
     routes = [
         Route("/", landing, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
-        Mount("/iiif/3", app=ImageAPI(service, 3, "/iiif/3")),
-        Mount("/iiif/2", app=ImageAPI(service, 2, "/iiif/2")),
+        Mount("/iiif/3", app=image_apis["/iiif/3"]),
+        Mount("/iiif/2", app=image_apis["/iiif/2"]),
         Route(
             "/{path:path}",
             fallback,
@@ -87,9 +112,9 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.service = service
     app.state.settings = settings
-    return app
+    return Front(app, image_apis)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> Front:
     """Factory for uvicorn workers: settings come from IIIFSRV_* set by ``iiifsrv serve``."""
     return create_app(load(environ=os.environ))

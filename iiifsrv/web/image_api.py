@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.types import Receive, Scope, Send
 
+from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.conditional import CORS_HEADERS, http_date, not_modified, strong_etag
 from iiifsrv.errors import BadRequest, IIIFError, MethodNotAllowed, NotFound
 from iiifsrv.iiif import info as infojson
 from iiifsrv.iiif.parse import parse_image_request
 from iiifsrv.service import ImageService
+from iiifsrv.sources.describe import Source
 from iiifsrv.web.respond import base_url, error_response, header, send_response
 
 log = logging.getLogger("iiifsrv.web")
@@ -33,6 +37,35 @@ def _decode(segment: str, what: str) -> str:
         raise BadRequest(f"{what} is not valid UTF-8 once percent-decoded") from None
 
 
+@dataclass(slots=True)
+class Hot:
+    """A complete 200 response for one URL, replayed while its source file is unchanged."""
+
+    path: str
+    mtime_ns: int
+    size: int
+    folder: str  # set when the identifier had no extension: a new file there may win
+    folder_mtime_ns: int
+    etag: str
+    last_modified: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def fresh(self) -> bool:
+        try:
+            st = os.lstat(self.path)
+            if st.st_mtime_ns != self.mtime_ns or st.st_size != self.size:
+                return False
+            return not self.folder or os.stat(self.folder).st_mtime_ns == self.folder_mtime_ns
+        except OSError:
+            return False
+
+
+def _request_headers(scope: Scope) -> dict[bytes, bytes]:
+    wanted = (b"host", b"accept", b"if-none-match", b"if-modified-since")
+    return {k: v for k, v in scope.get("headers", ()) if k in wanted}
+
+
 class ImageAPI:
     """ASGI app serving one Image API version under ``prefix`` (e.g. "/iiif/3")."""
 
@@ -41,9 +74,32 @@ class ImageAPI:
         self.version = version
         self.prefix = prefix
         self.settings = service.settings
+        # Keyed by (raw path, Host, Accept): a hit costs one lstat, no parsing or planning.
+        self.hot: ByteLRU[Hot] = ByteLRU(self.settings.cache_bytes, self.settings.cache_max_item)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
+        if method == "GET" or method == "HEAD":
+            req = _request_headers(scope)
+            key = (scope.get("raw_path"), req.get(b"host"), req.get(b"accept"))
+            hot = self.hot.get(key)
+            if hot is not None and hot.fresh():
+                conditional = b"if-none-match" in req or b"if-modified-since" in req
+                if conditional and not_modified(
+                    hot.etag,
+                    hot.mtime_ns / 1e9,
+                    _str(req.get(b"if-none-match")),
+                    _str(req.get(b"if-modified-since")),
+                ):
+                    headers = [h for h in hot.headers if h[0] != b"content-length"]
+                    await send({"type": "http.response.start", "status": 304, "headers": headers})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+                await send({"type": "http.response.start", "status": 200, "headers": hot.headers})
+                await send(
+                    {"type": "http.response.body", "body": b"" if method == "HEAD" else hot.body}
+                )
+                return
         try:
             if method == "OPTIONS":
                 await send_response(send, 204, {**_preflight()}, b"")
@@ -115,7 +171,44 @@ class ImageAPI:
         build = infojson.info_v3 if self.version >= 3 else infojson.info_v2
         doc: dict[str, Any] = build(image_id, source.info, self.service.limits)
         body = json.dumps(doc, separators=(",", ":")).encode()
+        self._remember(scope, identifier, source, etag, headers, body)
         await send_response(send, 200, headers, b"" if head else body, length=len(body))
+
+    def _remember(
+        self,
+        scope: Scope,
+        identifier: str,
+        source: Source,
+        etag: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
+        if not self.hot.enabled or len(body) > self.hot.max_item:
+            return
+        req = _request_headers(scope)
+        key = (scope.get("raw_path"), req.get(b"host"), req.get(b"accept"))
+        folder, folder_mtime = "", 0
+        name = os.path.basename(source.path)
+        if name != identifier.rsplit("/", 1)[-1]:
+            folder = os.path.dirname(source.path)
+            try:
+                folder_mtime = os.stat(folder).st_mtime_ns
+            except OSError:
+                return
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        entry = Hot(
+            source.path,
+            source.mtime_ns,
+            source.size,
+            folder,
+            folder_mtime,
+            etag,
+            headers["Last-Modified"],
+            raw,
+            body,
+        )
+        self.hot.put(key, entry, len(body) + 64 * len(raw))
 
     async def _image(
         self,
@@ -154,7 +247,13 @@ class ImageAPI:
                 stages.append("passthrough")
             headers["Server-Timing"] = ", ".join(stages)
         body = result.body
+        if not self.settings.debug:
+            self._remember(scope, identifier, planned.source, planned.etag, headers, body)
         await send_response(send, 200, headers, b"" if head else body, length=len(body))
+
+
+def _str(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _wants_json(accept: str) -> bool:

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: iiifsrv and Debian's IIPImage (iipsrv) in one run, with wrk.
+
+Generates the test images (../shared/peers/make-images.sh, plus the JPEG2000 from the same
+pixels), starts iiifsrv and iipsrv (../shared/peers/setup-iipsrv.sh, loopback only), runs each
+case against both in alternation (wrk, bounded in time) and prints the table of ratios, p50/p99
+and RSS. Everything goes to 127.0.0.1 only.
+
+  scripts/bench                 # the full run (about 10 minutes with images already made)
+  scripts/bench --smoke         # tiny image, 1-second cases: proves the harness works (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS = Path(os.environ.get("IIIFSRV_PEERS", ROOT.parent / "shared" / "peers"))
+WALK = PEERS / "walk.lua"
+IIPSRV = Path("/usr/lib/iipimage-server/iipsrv.fcgi")
+
+
+@dataclass
+class Case:
+    name: str
+    image: str
+    paths: list[str]  # paths after the server's IIIF prefix, starting with the identifier
+    conns: int = 32
+    timeout: str = "10s"
+    warmup: bool = True
+    goal: float = 0.0
+
+
+@dataclass
+class Result:
+    rps: float
+    p50: float
+    p99: float
+    non2xx: int
+    errors: int
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=True, text=True, **kw)  # type: ignore[call-overload]
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+def make_images(images: Path, smoke: bool) -> tuple[int, int]:
+    images.mkdir(parents=True, exist_ok=True)
+    import pyvips
+
+    if smoke:
+        w, h = 1200, 900
+        if not (images / "bench_jpeg.tif").exists():
+            img = pyvips.Image.perlin(w, h, cell_size=64).linear(100, 128).cast("uchar")
+            img = img.bandjoin([img, img]).copy(interpretation="srgb")
+            common = {"tile": True, "pyramid": True, "tile_width": 256, "tile_height": 256}
+            img.tiffsave(str(images / "bench_jpeg.tif"), compression="jpeg", Q=75, **common)
+            img.tiffsave(str(images / "bench_deflate.tif"), compression="deflate", **common)
+            img.jp2ksave(str(images / "bench.jp2"), tile_width=256, tile_height=256, Q=45)
+        return w, h
+    if not (images / "bench_jpeg.tif").exists() or not (images / "bench_deflate.tif").exists():
+        log("making the 10000x8000 test images with the peer's make-images.sh (about 3 min)")
+        run(["bash", str(PEERS / "make-images.sh")], env={**os.environ, "IMAGES": str(images)})
+    if not (images / "bench.jp2").exists():
+        # make-images.sh skips the JP2 when `vips -l | grep -q` meets SIGPIPE under pipefail;
+        # write it here from the same pixels, with the same options.
+        log("writing bench.jp2 from bench_deflate.tif (same pixels, 256 tiles, Q45)")
+        src = pyvips.Image.new_from_file(str(images / "bench_deflate.tif"))
+        tmp = images / ".bench.jp2.part"
+        src.jp2ksave(str(tmp), tile_width=256, tile_height=256, Q=45)
+        os.replace(tmp, images / "bench.jp2")
+    return 10000, 8000
+
+
+# -- request lists -----------------------------------------------------------------------------
+
+
+def tiles(ident: str, w: int, h: int, sfs: list[int], tile: int = 256, seed: int = 1) -> list[str]:
+    out = []
+    for sf in sfs:
+        step = tile * sf
+        for y in range(0, h, step):
+            for x in range(0, w, step):
+                rw, rh = min(step, w - x), min(step, h - y)
+                out.append(f"{ident}/{x},{y},{rw},{rh}/{math.ceil(rw / sf)},/0/default.jpg")
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def viewer_session(ident: str, w: int, h: int, tile: int = 256) -> list[str]:
+    """What Mirador/OpenSeadragon ask for: info.json, a thumbnail, then the tiles covering a
+    1600x900 viewport at each level while zooming into the centre, then panning right/down."""
+    paths = [f"{ident}/info.json", f"{ident}/full/200,/0/default.jpg"]
+    levels = []
+    sf = 1
+    while max(w, h) / sf > tile:
+        levels.append(sf)
+        sf *= 2
+    levels.append(sf)
+    view_w, view_h = 1600, 900
+
+    def viewport(cx: float, cy: float, sf: int) -> list[str]:
+        span_w, span_h = view_w * sf, view_h * sf
+        x0, y0 = max(0, cx - span_w / 2), max(0, cy - span_h / 2)
+        step = tile * sf
+        out = []
+        for ty in range(int(y0 // step), int(min(h, y0 + span_h) // step) + 1):
+            for tx in range(int(x0 // step), int(min(w, x0 + span_w) // step) + 1):
+                x, y = tx * step, ty * step
+                if x >= w or y >= h:
+                    continue
+                rw, rh = min(step, w - x), min(step, h - y)
+                out.append(f"{ident}/{x},{y},{rw},{rh}/{math.ceil(rw / sf)},/0/default.jpg")
+        return out
+
+    for sf in reversed(levels):  # zoom in
+        paths += viewport(w / 2, h / 2, sf)
+    for step in range(1, 6):  # pan at the two finest levels
+        for sf in (2, 1):
+            paths += viewport(w / 2 + step * 400 * sf, h / 2 + step * 200 * sf, sf)
+    seen: set[str] = set()
+    return [p for p in paths if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+
+
+def cases(w: int, h: int, smoke: bool) -> list[Case]:
+    jpeg, deflate, jp2 = "bench_jpeg.tif", "bench_deflate.tif", "bench.jp2"
+    return [
+        Case("distinct full-resolution tiles, JPEG TIFF", jpeg, tiles(jpeg, w, h, [1]), goal=6),
+        Case("distinct lower-level tiles (sf 2, 4), JPEG TIFF", jpeg, tiles(jpeg, w, h, [2, 4]), goal=6),
+        Case("one tile repeated", jpeg, [f"{jpeg}/{(w // 512) * 256},{(h // 512) * 256},256,256/256,/0/default.jpg"], goal=8),
+        Case("distinct tiles, deflate TIFF (after a warm-up pass)", deflate, tiles(deflate, w, h, [1]), goal=3),
+        Case(
+            "distinct downscaled views full/{900..1100},",
+            jpeg,
+            [f"{jpeg}/full/{x},/0/default.jpg" for x in range(900, 1101)],
+            conns=8,
+            timeout="30s",
+            warmup=False,
+            goal=1.8,
+        ),
+        Case("distinct tiles, JPEG2000", jp2, tiles(jp2, w, h, [1]), conns=8, timeout="30s", goal=3),
+        Case("replayed viewer session (Mirador)", jpeg, viewer_session(jpeg, w, h), conns=16, goal=5),
+    ]
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+def wait_http(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def port_busy(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_iiifsrv(images: Path, port: int, workers: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    if port_busy(port):
+        raise SystemExit(f"[bench] port {port} is already in use: stop that server or pass --port")
+    exe = shutil.which("iiifsrv") or str(ROOT / ".venv" / "bin" / "iiifsrv")
+    env = {**os.environ, "IIIFSRV_LOG_LEVEL": "warning", **extra_env}
+    proc = subprocess.Popen(
+        [exe, "serve", "--images", str(images), "--data", str(images.parent / "iiifsrv-data"),
+         "--port", str(port), "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    wait_http(f"http://127.0.0.1:{port}/health")
+    return proc
+
+
+def stop_iiifsrv(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def peer(action: str, images: Path, port: int) -> None:
+    env = {**os.environ, "IMAGES": str(images), "HTTP_PORT": str(port), "NPROCS": "2"}
+    run(["bash", str(PEERS / "setup-iipsrv.sh"), action], env=env, stdout=subprocess.DEVNULL)
+
+
+def iiifsrv_pids(proc: subprocess.Popen[bytes]) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+    children = [int(p) for p in out.split()]
+    return children or [proc.pid]
+
+
+def iipsrv_pids() -> list[int]:
+    run_dir = Path(os.environ.get("RUN", "/tmp/iiifbench/run"))
+    return [int(p.read_text()) for p in run_dir.glob("iipsrv-*.pid")]
+
+
+def memory(pids: list[int]) -> tuple[int, int]:
+    """(sum of VmRSS, largest VmHWM) in MB."""
+    rss = hwm = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        values = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+)", status, re.M))
+        rss += int(values.get("VmRSS", 0))
+        hwm = max(hwm, int(values.get("VmHWM", 0)))
+    return rss // 1024, hwm // 1024
+
+
+# -- wrk ---------------------------------------------------------------------------------------
+
+
+def wrk(base: str, paths_file: Path, case: Case, duration: str, warmup: str) -> Result:
+    def once(seconds: str) -> str:
+        cmd = ["wrk", "-t2", f"-c{case.conns}", f"-d{seconds}", "--timeout", case.timeout,
+               "--latency", "-s", str(WALK), base, "--", str(paths_file)]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    if case.warmup and warmup != "0":
+        once(warmup)
+    out = once(duration)
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
+    kv = dict(item.split("=", 1) for item in line.split()[1:])
+    return Result(float(kv["rps"]), float(kv["p50_ms"]), float(kv["p99_ms"]), int(kv["non2xx"]),
+                  int(kv["socket_errors"]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny image, 1-second cases")
+    ap.add_argument("--duration", default="20s", help="measured wrk time per case and server")
+    ap.add_argument("--warmup", default="3s", help="unmeasured wrk time before each measurement")
+    ap.add_argument("--workers", type=int, default=2, help="iiifsrv workers (2 = the cores here)")
+    ap.add_argument("--port", type=int, default=8182)
+    ap.add_argument("--peer-port", type=int, default=8090)
+    ap.add_argument("--images", default="/tmp/iiifbench/images")
+    ap.add_argument("--only", help="run only cases whose name contains this text")
+    ap.add_argument("--no-peer", action="store_true", help="measure iiifsrv alone")
+    ap.add_argument("--json", help="also write the results as JSON to this file")
+    args = ap.parse_args()
+    if args.smoke:
+        args.duration, args.warmup = "1s", "0"
+        args.images = "/tmp/iiifbench-smoke/images"
+    images = Path(args.images)
+    if shutil.which("wrk") is None:
+        log("wrk is not installed: apt-get install wrk (scripts/setup --test installs it)")
+        return 2
+    w, h = make_images(images, args.smoke)
+    with_peer = not args.no_peer
+    if with_peer and not IIPSRV.exists():
+        log("installing the peer (Debian iipimage-server, lighttpd) with setup-iipsrv.sh install")
+        run(["bash", str(PEERS / "setup-iipsrv.sh"), "install"], stdout=subprocess.DEVNULL)
+    lists = images.parent / "lists"
+    lists.mkdir(exist_ok=True)
+    ours = start_iiifsrv(images, args.port, args.workers, {})
+    if with_peer:
+        peer("stop", images, args.peer_port)
+        peer("start", images, args.peer_port)
+    rows = []
+    try:
+        for index, case in enumerate(cases(w, h, args.smoke)):
+            if args.only and args.only not in case.name:
+                continue
+            ours_file = lists / f"case{index}-iiifsrv.txt"
+            ours_file.write_text("".join(f"/iiif/3/{p}\n" for p in case.paths))
+            peer_file = lists / f"case{index}-iipsrv.txt"
+            peer_file.write_text("".join(f"/iiif/{p}\n" for p in case.paths))
+            order = ["ours", "peer"] if index % 2 == 0 else ["peer", "ours"]
+            results: dict[str, Result] = {}
+            for who in order:
+                if who == "peer" and not with_peer:
+                    continue
+                if who == "ours":
+                    base, file = f"http://127.0.0.1:{args.port}", ours_file
+                else:
+                    base, file = f"http://127.0.0.1:{args.peer_port}", peer_file
+                results[who] = wrk(base, file, case, args.duration, args.warmup)
+            rss, hwm = memory(iiifsrv_pids(ours))
+            peer_rss = memory(iipsrv_pids())[0] if with_peer else 0
+            rows.append((case, results, rss, hwm, peer_rss))
+            r = results["ours"]
+            ratio = f"{r.rps / results['peer'].rps:.1f}x" if "peer" in results and results["peer"].rps else "-"
+            log(f"{case.name}: iiifsrv {r.rps:.0f}/s (p99 {r.p99:.1f} ms) ratio {ratio}")
+    finally:
+        stop_iiifsrv(ours)
+        if with_peer:
+            peer("stop", images, args.peer_port)
+    print_table(rows, args, w, h)
+    if args.json:
+        Path(args.json).write_text(json.dumps([
+            {"case": c.name, "goal": c.goal, **{who: vars(res) for who, res in results.items()},
+             "iiifsrv_rss_mb": rss, "iiifsrv_peak_worker_mb": hwm, "iipsrv_rss_mb": prss}
+            for c, results, rss, hwm, prss in rows], indent=2))
+    bad = [c.name for c, results, *_ in rows if results["ours"].non2xx or results["ours"].errors]
+    if bad:
+        log(f"non-2xx responses or socket errors from iiifsrv in: {bad}")
+        return 1
+    return 0
+
+
+def print_table(rows: list, args: argparse.Namespace, w: int, h: int) -> None:  # type: ignore[type-arg]
+    print(f"\nimage {w}x{h}, wrk -t2, {args.duration} per case after {args.warmup} warm-up, "
+          f"iiifsrv --workers {args.workers}, iipsrv 2 processes behind lighttpd\n")
+    print("| case | iiifsrv req/s | iipsrv req/s | ratio | goal | iiifsrv p50 / p99 ms | iipsrv p50 / p99 ms | iiifsrv non-2xx | iiifsrv RSS (peak worker) MB | iipsrv RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for case, results, rss, hwm, prss in rows:
+        o = results["ours"]
+        p = results.get("peer")
+        ratio = f"{o.rps / p.rps:.2f}x" if p and p.rps else "-"
+        peer_cols = f"{p.rps:.0f} " if p else "- "
+        peer_lat = f"{p.p50:.1f} / {p.p99:.1f}" if p else "-"
+        print(f"| {case.name} | {o.rps:.0f} | {peer_cols}| {ratio} | {case.goal:g}x | {o.p50:.1f} / {o.p99:.1f} | "
+              f"{peer_lat} | {o.non2xx + o.errors} | {rss} ({hwm}) | {prss} |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
