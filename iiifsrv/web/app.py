@@ -21,6 +21,7 @@ from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
 from iiifsrv.service import ImageService
 from iiifsrv.settings import Settings, load
+from iiifsrv.web import objects, spectra
 from iiifsrv.web.image_api import ImageAPI
 
 
@@ -72,6 +73,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health", health, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=ImageAPI(service, 3, "/iiif/3")),
         Mount("/iiif/2", app=ImageAPI(service, 2, "/iiif/2")),
+        # -- ingest branch: catalogue JSON and the spectral service --
+        *objects.routes(service),
+        *spectra.routes(service),
+        # -- end ingest branch --
         Route("/{path:path}", preflight, methods=["OPTIONS"]),
     ]
     app = Starlette(
