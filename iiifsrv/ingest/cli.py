@@ -46,7 +46,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from iiifsrv.ingest.run import run
 
     logging.basicConfig(level=logging.WARNING, format="iiifsrv: %(message)s")
-    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its complaints become our messages
+    for noisy in ("tifffile", "pyvips"):  # their complaints become our one-line messages
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     settings = _settings(args)
     try:
         profile = profiles.load(args.profile)

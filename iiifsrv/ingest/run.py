@@ -347,12 +347,14 @@ def run(
     label: str = "",
     metadata: dict[str, str] | None = None,
     rights: str = "",
-    out: IO[str] = sys.stdout,
-    err: IO[str] = sys.stderr,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Ingest ``sources``; print one line per object and a summary; return the outcomes."""
     t0 = time.perf_counter()
+    out = out or sys.stdout
+    err = err or sys.stderr
     images.mkdir(parents=True, exist_ok=True)
     catalogue = Catalogue(data / CATALOGUE_NAME)
     planned = plan(sources, object_id)

@@ -66,9 +66,9 @@ def read_header(fh: BinaryIO) -> J2KHeader:
     if siz is None or cod is None:
         raise ValueError("JPEG2000 header lacks SIZ or COD")
     (_, xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz, _xto, _yto, csiz) = struct.unpack(
-        ">HIIIIIIIIH", siz[:38]
+        ">HIIIIIIIIH", siz[:36]
     )
-    bits = (siz[38] & 0x7F) + 1
+    bits = (siz[36] & 0x7F) + 1  # Ssiz of the first component follows Csiz
     levels = cod[5]
     return J2KHeader(
         width=xsiz - xosiz,

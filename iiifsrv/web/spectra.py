@@ -108,7 +108,7 @@ def routes(service: ImageService) -> list[BaseRoute]:
                 ],
             }
             return JSONResponse(doc, headers=headers)
-        title = f"{obj.label or obj.id} at ({x}, {y})" + (f" ±{radius} px" if radius else "")
+        title = f"Spectrum of {obj.id} at ({x}, {y})" + (f" ±{radius} px" if radius else "")
         text = spectra.svg(title, values)
         if fmt == "svg":
             return Response(text, media_type="image/svg+xml", headers=headers)
