@@ -65,6 +65,10 @@ def load_master(path: str, page: int | None = None) -> pyvips.Image:
 def prepare(image: pyvips.Image, profile: Profile, *, band: bool) -> tuple[pyvips.Image, Encoding]:
     """Apply EXIF orientation and the ICC policy; choose the encoding for this kind of image."""
     image = image.autorot()
+    if image.get_typeof("image-description"):
+        # A master's description (e.g. tifffile's "shape" JSON) is false for a pyramid.
+        image = image.copy()
+        image.remove("image-description")
     if image.interpretation == "cmyk" or (
         profile.icc == "srgb" and image.get_typeof("icc-profile-data") and not band
     ):
