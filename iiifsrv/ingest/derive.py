@@ -7,6 +7,7 @@ Outputs are written to a hidden temporary name in the target folder, fsynced, th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from pathlib import Path
 
@@ -106,7 +107,11 @@ def part_name(target: Path) -> Path:
 
 
 def remove_stale_parts(folder: Path) -> None:
-    """Delete temporary files left by ingests that died (their process no longer exists)."""
+    """Delete temporary files left by ingests that died.
+
+    A writer holds an exclusive flock on its temporary file until it is renamed; the kernel
+    drops the lock when the process dies, so a file we can lock belongs to nobody.
+    """
     try:
         names = os.listdir(folder)
     except OSError:
@@ -114,20 +119,19 @@ def remove_stale_parts(folder: Path) -> None:
     for name in names:
         if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
             continue
-        pid_text = name[: -len(PART_SUFFIX)].rsplit(".", 1)[-1]
-        if not pid_text.isdigit():
-            continue
-        pid = int(pid_text)
-        alive = True
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive or pid == os.getpid():
+            fd = os.open(folder / name, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # being written right now
+        else:
             with contextlib.suppress(OSError):
                 os.unlink(folder / name)
+        finally:
+            os.close(fd)
 
 
 def write(image: pyvips.Image, stem: Path, encoding: Encoding, tile: int) -> Path:
@@ -139,7 +143,9 @@ def write(image: pyvips.Image, stem: Path, encoding: Encoding, tile: int) -> Pat
     target = stem.with_name(stem.name + encoding.extension)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = part_name(target)
+    lock = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released only when complete, or when we die
         if encoding.format == "jp2":
             if encoding.lossless:
                 image.jp2ksave(str(tmp), tile_width=tile, tile_height=tile, lossless=True)
@@ -177,6 +183,8 @@ def write(image: pyvips.Image, stem: Path, encoding: Encoding, tile: int) -> Pat
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock)
     for other in (".tif", ".jp2"):
         if other != encoding.extension:
             with contextlib.suppress(FileNotFoundError):
