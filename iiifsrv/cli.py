@@ -14,6 +14,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from iiifsrv import __version__
+from iiifsrv.ingest import cli as ingest_cli
 from iiifsrv.settings import REGISTRY, Settings, SettingsError, load, to_environ
 
 log = logging.getLogger("iiifsrv")
@@ -143,7 +144,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     _setup_logging(settings.log_level)
     from iiifsrv import samples
 
-    made = samples.ensure(settings.images_path, small=args.small)
+    made = samples.ensure(settings.images_path, small=args.small, data=settings.data_path)
     for path in made:
         print(f"created {path}")
     print(f"sample collection ready in {settings.images_path}")
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(settings)
     settings.add_argument("--example", action="store_true", help="print the example config")
     settings.set_defaults(func=cmd_settings)
+    ingest_cli.register(sub)  # ingest, objects
     return parser
 
 

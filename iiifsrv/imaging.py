@@ -15,6 +15,7 @@ import pyvips
 from iiifsrv.encoders import encode
 from iiifsrv.errors import IIIFError
 from iiifsrv.iiif.plan import Plan, RawTile
+from iiifsrv.sources.composite import CompositeSource
 from iiifsrv.sources.describe import Source
 
 # Counts renders actually started (decoding). Tests use it to prove a refused request decoded
@@ -36,6 +37,8 @@ def configure(cache_mb: int, concurrency: int = 1) -> None:
 
 
 def load_level(source: Source, level: int) -> pyvips.Image:
+    if isinstance(source, CompositeSource):
+        return _composite_level(source, level)
     options: dict[str, Any] = dict(source.access[level].options)
     if source.loader == "tiffload":
         return pyvips.Image.tiffload(source.path, **options)
@@ -44,6 +47,68 @@ def load_level(source: Source, level: int) -> pyvips.Image:
     if source.loader == "jpegload":
         return pyvips.Image.jpegload(source.path, **options)
     return pyvips.Image.new_from_file(source.path, **options)
+
+
+def _composite_level(source: CompositeSource, level: int) -> pyvips.Image:
+    """The same level of each band pyramid, joined as red, green and blue."""
+    planes = [load_level(part, level).extract_band(0) for part in source.parts]
+    if any(p.format == "ushort" for p in planes):
+        planes = [p if p.format == "ushort" else p.cast("ushort") * 257 for p in planes]
+        planes = [p.cast("ushort") for p in planes]
+    joined = planes[0].bandjoin(planes[1:])
+    return joined.copy(interpretation="rgb16" if joined.format == "ushort" else "srgb")
+
+
+# Per-band contrast stretch ("stretch" quality): the 1st and 99th percentiles of each band,
+# measured once per source version on its smallest level, so every tile is stretched alike.
+STRETCH_LOW, STRETCH_HIGH = 1.0, 99.0
+_stretch_stats: dict[str, list[tuple[float, float]]] = {}
+
+
+def _stretch_base(image: pyvips.Image) -> pyvips.Image:
+    """The image in the space the stretch works in: its own grey/RGB values, 8 or 16 bit."""
+    if image.bands <= 4 and image.interpretation in ("b-w", "grey16", "srgb", "rgb", "rgb16"):
+        return image
+    return _to_display(image)
+
+
+def _colour_bands(image: pyvips.Image) -> int:
+    bands = int(image.bands)
+    return bands - 1 if bands in (2, 4) else bands
+
+
+def stretch_stats(source: Source) -> list[tuple[float, float]]:
+    known = _stretch_stats.get(source.identity)
+    if known is not None:
+        return known
+    small = _stretch_base(load_level(source, len(source.info.levels) - 1))
+    if small.format not in ("uchar", "ushort"):
+        small = small.cast("ushort")
+    stats = []
+    for index in range(_colour_bands(small)):
+        band = small.extract_band(index)
+        low, high = float(band.percent(STRETCH_LOW)), float(band.percent(STRETCH_HIGH))
+        stats.append((low, max(high, low + 1)))
+    if len(_stretch_stats) > 256:
+        _stretch_stats.clear()
+    _stretch_stats[source.identity] = stats
+    return stats
+
+
+def _stretch(image: pyvips.Image, source: Source) -> pyvips.Image:
+    image = _stretch_base(image)
+    stats = stretch_stats(source)
+    count = _colour_bands(image)
+    planes = []
+    for index in range(count):
+        low, high = stats[min(index, len(stats) - 1)]
+        scaled = (image.extract_band(index) - low) * (255.0 / (high - low))
+        planes.append(scaled.cast("uchar"))  # cast clips to 0-255
+    if count < image.bands:
+        alpha = image.extract_band(count)
+        planes.append(alpha.cast("uchar", shift=True) if alpha.format == "ushort" else alpha)
+    out = planes[0].bandjoin(planes[1:]) if len(planes) > 1 else planes[0]
+    return out.copy(interpretation="srgb" if count >= 3 else "b-w")
 
 
 def _to_display(image: pyvips.Image) -> pyvips.Image:
@@ -131,6 +196,8 @@ def render(source: Source, plan: Plan, jpeg_quality: int) -> bytes:
     try:
         image = load_level(source, plan.level)
         image = _crop_resize(image, source, plan)
+        if plan.quality == "stretch":
+            image = _stretch(image, source)
         image = _to_display(image)
         image = _orient(image, plan)
         image = _quality(image, plan)

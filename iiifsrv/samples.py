@@ -1,5 +1,5 @@
 """Generate the sample collection (never committed): a large JPEG pyramid, a 16-bit deflate
-pyramid, a JPEG2000, a flat JPEG and the IIIF validator's test image.
+pyramid, a JPEG2000, a flat JPEG, the IIIF validator's test image and a multispectral object.
 
 Blocking; imports pyvips. Files are written to a temporary name and renamed when complete.
 """
@@ -60,8 +60,11 @@ def _atomic(path: Path, write: Callable[[str], object]) -> None:
     os.replace(tmp, path)
 
 
-def ensure(root: Path, *, small: bool = False) -> list[Path]:
-    """Create whatever sample is missing under ``root``; return the files created."""
+def ensure(root: Path, *, small: bool = False, data: Path | None = None) -> list[Path]:
+    """Create whatever sample is missing under ``root``; return the files created.
+
+    With ``data``, also the multispectral sample object, recorded in ``data``'s catalogue.
+    """
     root.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
     scale = 10 if small else 1
@@ -121,4 +124,8 @@ def ensure(root: Path, *, small: bool = False) -> list[Path]:
             made.append(path)
         else:
             log.warning("validator test image not found (../shared/conformance); skipped")
+    if data is not None:  # the multispectral sample (ingest branch)
+        from iiifsrv.ingest import sample
+
+        made.extend(sample.ensure(root, data, small=small))
     return made

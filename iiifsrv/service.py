@@ -18,12 +18,14 @@ from cachetools import LRUCache
 
 from iiifsrv import imaging
 from iiifsrv.caches.memory import ByteLRU
+from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.conditional import strong_etag
 from iiifsrv.encoders import media_type
 from iiifsrv.errors import NotFound
 from iiifsrv.iiif.model import ImageRequest, Limits
 from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
+from iiifsrv.sources import composite
 from iiifsrv.sources.describe import Source, describe
 from iiifsrv.sources.resolve import Resolver, check_identifier
 
@@ -65,6 +67,48 @@ class ImageService:
         self._sources: LRUCache[str, Source] = LRUCache(maxsize=512)
         self._describing: dict[str, asyncio.Future[Source]] = {}
         self._rendering: dict[tuple[str, str], asyncio.Future[bytes]] = {}
+        self._catalogue: Catalogue | None = None
+
+    # -- catalogue (multispectral objects) -------------------------------------------------
+
+    def catalogue(self) -> Catalogue | None:
+        """The catalogue in the data directory, or None if nothing was ingested (blocking)."""
+        if self._catalogue is None:
+            path = self.settings.data_path / "catalogue.sqlite3"
+            if not path.is_file():
+                return None
+            self._catalogue = Catalogue(path)
+        return self._catalogue
+
+    def _lookup(self, object_id: str) -> CatalogueObject | None:
+        catalogue = self.catalogue()
+        return catalogue.get(object_id) if catalogue is not None else None
+
+    async def catalogue_object(self, object_id: str) -> CatalogueObject | None:
+        """The catalogue's entry for ``object_id`` (None when absent or there is no catalogue)."""
+        if not object_id:
+            return None
+        return await anyio.to_thread.run_sync(self._lookup, object_id)
+
+    async def spectral_object(self, identifier: str) -> str:
+        """The multispectral object a band or composite identifier belongs to, or ""."""
+        object_id = identifier.rpartition("/")[0]
+        obj = await self.catalogue_object(object_id)
+        return obj.id if obj is not None and obj.kind == "multispectral" else ""
+
+    async def _composite(self, name: composite.CompositeName, identifier: str) -> Source:
+        bands = name.bands
+        if bands is None:
+            obj = await self.catalogue_object(name.object_id)
+            known = {c.name: c.image for c in obj.composites} if obj else {}
+            if name.spec not in known:
+                raise NotFound(f"object {name.object_id!r} has no {name.spec} composite")
+            target = composite.parse(known[name.spec])
+            if target is None or target.bands is None:
+                raise NotFound(f"object {name.object_id!r} has no {name.spec} composite")
+            bands = target.bands
+        parts = [await self.source(f"{name.object_id}/{band}") for band in bands]
+        return composite.combine(identifier, parts)
 
     # -- sources ---------------------------------------------------------------------------
 
@@ -95,6 +139,9 @@ class ImageService:
 
     async def source(self, identifier: str) -> Source:
         """The current description of ``identifier``'s file; re-read when the file changed."""
+        virtual = composite.parse(identifier)
+        if virtual is not None:
+            return await self._composite(virtual, identifier)
         hit = self._stat_cached(identifier)
         if hit is None:
             check_identifier(identifier)

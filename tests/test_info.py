@@ -54,7 +54,7 @@ def test_info_v3_shape() -> None:
     assert doc["type"] == "ImageService3" and doc["profile"] == "level2"
     assert (doc["maxWidth"], doc["maxHeight"], doc["maxArea"]) == (5000, 5000, 10_000_000)
     assert doc["extraFormats"] == ["webp", "tif", "gif", "jp2"]
-    assert doc["extraQualities"] == ["color", "gray", "bitonal"]
+    assert doc["extraQualities"] == ["color", "gray", "bitonal", "stretch"]
     assert "sizeUpscaling" in doc["extraFeatures"] and "mirroring" in doc["extraFeatures"]
 
 

@@ -21,7 +21,7 @@ PROTOCOL = "http://iiif.io/api/image"
 # Level 2 already requires jpg and png, default/color quality, and the region/size/rotation-by-90
 # features; these are the extras this server really implements.
 EXTRA_FORMATS_3 = [f for f in FORMATS if f not in ("jpg", "png")]
-EXTRA_QUALITIES_3 = ["color", "gray", "bitonal"]
+EXTRA_QUALITIES_3 = ["color", "gray", "bitonal", "stretch"]  # stretch: per-band contrast
 EXTRA_FEATURES_3 = [
     "canonicalLinkHeader",
     "mirroring",
@@ -157,7 +157,8 @@ def info_v2(
 ) -> dict[str, Any]:
     profile: dict[str, Any] = {
         "formats": list(FORMATS),
-        "qualities": ["default", "color", "gray", "bitonal"] + list(extra_qualities or []),
+        "qualities": ["default", "color", "gray", "bitonal", "stretch"]
+        + list(extra_qualities or []),
         "supports": SUPPORTS_2,
     }
     profile.update(_limit_props(limits))

@@ -16,7 +16,7 @@ FORMATS: dict[str, str] = {
     "gif": "image/gif",
     "jp2": "image/jp2",
 }
-QUALITIES = ("default", "color", "gray", "bitonal")
+QUALITIES = ("default", "color", "gray", "bitonal", "stretch")  # stretch: per-band contrast
 
 
 class RegionKind(Enum):

@@ -22,6 +22,7 @@ from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
 from iiifsrv.service import ImageService
 from iiifsrv.settings import Settings, load
+from iiifsrv.web import objects, spectra
 from iiifsrv.web.image_api import ImageAPI
 
 
@@ -100,6 +101,10 @@ def create_app(settings: Settings) -> Front:
         Route("/health", health, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=image_apis["/iiif/3"]),
         Mount("/iiif/2", app=image_apis["/iiif/2"]),
+        # -- ingest: catalogue JSON and the spectral service --
+        *objects.routes(service),
+        *spectra.routes(service),
+        # -- everything else: CORS preflight or 404 (keep last) --
         Route(
             "/{path:path}",
             fallback,

@@ -23,6 +23,7 @@ from iiifsrv.iiif.parse import parse_image_request
 from iiifsrv.service import ImageService
 from iiifsrv.sources.describe import Source
 from iiifsrv.web.respond import base_url, error_response, header, send_response
+from iiifsrv.web.spectra import spectra_service
 
 log = logging.getLogger("iiifsrv.web")
 
@@ -153,7 +154,8 @@ class ImageAPI:
             ctype = f'application/ld+json;profile="{CONTEXT[self.version]}"'
         else:
             ctype = "application/json"
-        etag = strong_etag(source.identity, self.version, image_id, ctype)
+        spectral = await self.service.spectral_object(identifier)
+        etag = strong_etag(source.identity, self.version, image_id, ctype, spectral)
         headers = {
             "Content-Type": ctype,
             "ETag": etag,
@@ -169,7 +171,11 @@ class ImageAPI:
             await send_response(send, 304, headers, b"", omit_length=True)
             return
         build = infojson.info_v3 if self.version >= 3 else infojson.info_v2
-        doc: dict[str, Any] = build(image_id, source.info, self.service.limits)
+        services = None
+        if spectral:  # bands and composites of a multispectral object link the spectral service
+            base = base_url(scope, self.settings.public_url)
+            services = [spectra_service(base, spectral, self.version)]
+        doc: dict[str, Any] = build(image_id, source.info, self.service.limits, services=services)
         body = json.dumps(doc, separators=(",", ":")).encode()
         self._remember(scope, identifier, source, etag, headers, body)
         await send_response(send, 200, headers, b"" if head else body, length=len(body))
@@ -184,6 +190,8 @@ class ImageAPI:
         body: bytes,
     ) -> None:
         if not self.hot.enabled or len(body) > self.hot.max_item:
+            return
+        if source.loader == "composite":  # made of several files: only the service cache
             return
         req = _request_headers(scope)
         key = (scope.get("raw_path"), req.get(b"host"), req.get(b"accept"))
