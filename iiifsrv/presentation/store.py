@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -23,7 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from iiifsrv.errors import BadRequest
+from iiifsrv.errors import BadRequest, Unavailable
+
+log = logging.getLogger("iiifsrv.presentation.store")
 
 # Stored documents use this base in their ids; it is replaced by the public base when served,
 # so the files stay correct whatever the host name or public_url (RFC 2606 reserved domain).
@@ -256,6 +259,9 @@ class ManifestStore:
                     )
                     os.replace(tmp, final)
                     _sync_folder(self.folder)
+            except OSError as exc:
+                log.error("cannot store manifest %r: %s", manifest_id, exc)
+                raise Unavailable(f"the manifest could not be stored: {exc.strerror}") from None
             finally:
                 tmp.unlink(missing_ok=True)
         return record, old is None

@@ -16,11 +16,24 @@ SCHEMA_FILE = "iiif_presentation_3_0.schema.json"
 MAX_ERRORS = 50
 
 
+CLASSES = {"Manifest": "manifest", "Collection": "collection", "AnnotationPage": "annotationPage"}
+
+
 @cache
-def validator() -> Draft7Validator:
+def _schema() -> dict[str, Any]:
     text = resources.files("iiifsrv").joinpath("schemas", SCHEMA_FILE).read_text("utf-8")
-    schema = json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
     Draft7Validator.check_schema(schema)
+    return schema
+
+
+@cache
+def validator(expected_type: str | None = None) -> Draft7Validator:
+    """The whole schema, or (for a known type) only its class: errors then name the real cause
+    instead of "is not valid under any of the given schemas"."""
+    schema = _schema()
+    if expected_type in CLASSES:
+        schema = {**schema, "oneOf": [{"$ref": f"#/classes/{CLASSES[expected_type]}"}]}
     return Draft7Validator(schema)
 
 
@@ -29,15 +42,18 @@ def _pointer(path: Any) -> str:
 
 
 def _leaves(error: Any) -> list[Any]:
-    """The most specific causes of a oneOf/anyOf failure (what a person can act on)."""
+    """The causes of a oneOf/anyOf failure in the branch that got furthest into the document
+    (the alternative the author most likely meant), recursively."""
     if not error.context:
         return [error]
-    deepest = max(len(e.absolute_path) for e in error.context)
-    out = []
+    branches: dict[Any, list[Any]] = {}
     for sub in error.context:
-        if len(sub.absolute_path) == deepest:
-            out.extend(_leaves(sub))
-    return out
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    best = max(
+        branches.values(),
+        key=lambda errs: (max(len(e.absolute_path) for e in errs), -len(errs)),
+    )
+    return [leaf for sub in best for leaf in _leaves(sub)]
 
 
 def errors(doc: Any, expected_type: str | None = None) -> list[dict[str, str]]:
@@ -48,7 +64,9 @@ def errors(doc: Any, expected_type: str | None = None) -> list[dict[str, str]]:
     if expected_type and doc.get("type") != expected_type:
         found.append({"path": "/type", "message": f"expected type {expected_type!r}"})
     seen: set[tuple[str, str]] = set()
-    for error in sorted(validator().iter_errors(doc), key=lambda e: list(e.absolute_path)):
+    declared = doc.get("type") if isinstance(doc.get("type"), str) else None
+    check = validator(expected_type or declared)
+    for error in sorted(check.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
         for leaf in _leaves(error):
             item = (_pointer(leaf.absolute_path), leaf.message[:300])
             if item not in seen:

@@ -19,8 +19,12 @@ from starlette.routing import Mount, Route
 from iiifsrv import __version__, imaging
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
+from iiifsrv.presentation.builder import Hooks
+from iiifsrv.presentation.service import Presentation
 from iiifsrv.service import ImageService
 from iiifsrv.settings import Settings, load
+from iiifsrv.web import media as media_routes
+from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.image_api import ImageAPI
 
 
@@ -72,14 +76,21 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health", health, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=ImageAPI(service, 3, "/iiif/3")),
         Mount("/iiif/2", app=ImageAPI(service, 2, "/iiif/2")),
-        Route("/{path:path}", preflight, methods=["OPTIONS"]),
     ]
+    # -- Presentation API 3, change discovery and A/V media (issue 5) ------------------------
+    # The annotation store plugs its annotation_page_ref and search_services callables in here.
+    presentation = Presentation(settings, Hooks())
+    routes += presentation_routes.routes(presentation)
+    routes += media_routes.routes(presentation)
+    # -- end of issue 5 ------------------------------------------------------------------------
+    routes.append(Route("/{path:path}", preflight, methods=["OPTIONS"]))
     app = Starlette(
         routes=routes,
         exception_handlers={Exception: _error, HTTPException: _error, IIIFError: _error},
     )
     app.state.service = service
     app.state.settings = settings
+    app.state.presentation = presentation
     return app
 
 
