@@ -95,9 +95,12 @@ async def test_manifest_headers_cors_etag_gzip(client: httpx.AsyncClient) -> Non
 async def test_gzip_body_is_really_gzip(settings: Settings, catalogue: Catalogue) -> None:
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c, c.stream(
-        "GET", "/iiif/manifests/palimpsest", headers={"Accept-Encoding": "gzip"}
-    ) as response:
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://t") as c,
+        c.stream(
+            "GET", "/iiif/manifests/palimpsest", headers={"Accept-Encoding": "gzip"}
+        ) as response,
+    ):
         raw = b"".join([chunk async for chunk in response.aiter_raw()])
     assert json.loads(gzip.decompress(raw))["type"] == "Manifest"
 
