@@ -218,3 +218,10 @@ def test_video_range_poster_and_manifest(server: tuple[str, Path]) -> None:
     assert body["type"] == "Video" and body["format"] == "video/mp4"
     assert body["id"] == f"{base}/media/av/film.mp4"
     assert canvas["thumbnail"][0]["id"] == f"{base}/media/av/film.mp4/poster.jpg"
+
+
+def test_sample_tone_is_a_two_second_wav(tmp_path: Path) -> None:
+    from iiifsrv import samples
+
+    samples._write_tone(str(tmp_path / "tone.wav"))
+    assert media.probe(tmp_path / "tone.wav").duration == pytest.approx(2.0)

@@ -192,3 +192,14 @@ def test_object_without_size_is_refused() -> None:
     broken = dataclasses.replace(_objects()["plain"], width=0)
     with pytest.raises(ValueError, match="width"):
         build_manifest(BASE, "plain", [broken])
+
+
+def test_presentation_package_never_imports_starlette() -> None:
+    import ast
+
+    package = Path(__file__).parent.parent / "iiifsrv" / "presentation"
+    for module in package.glob("*.py"):
+        tree = ast.parse(module.read_text("utf-8"))
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n.startswith(("starlette", "pyvips"))], module.name

@@ -8,11 +8,14 @@ collections, activity and validation modules, settings and errors; never Starlet
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +99,15 @@ class Presentation:
         return doc
 
     def sync(self, force: bool = False) -> None:
-        """Build manifests of new or changed catalogue objects; delete those of removed ones."""
-        with self._sync_lock:
+        """Build manifests of new or changed catalogue objects; delete those of removed ones.
+
+        Cheap when nothing changed (two stat calls). Worker processes take a file lock so one
+        change is built, and logged, once.
+        """
+        signature = self._catalogue_signature()
+        if not force and signature == self._seen:
+            return
+        with self._sync_lock, _file_lock(self.data / "manifests" / ".sync.lock"):
             signature = self._catalogue_signature()
             if not force and signature == self._seen:
                 return
@@ -307,6 +317,16 @@ class Presentation:
             at = min(1.0, info.duration / 2) if info.duration else 0.0
             media.poster(media_path, target, at)
         return target
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class Invalid(BadRequest):
