@@ -395,3 +395,30 @@ async def test_example_manifests_in_repository_are_valid() -> None:
         doc = json.loads(path.read_text("utf-8"))
         assert validate.errors(doc, "Manifest") == [], path.name
         assert copy.deepcopy(doc) == doc
+
+
+async def test_hooks_reach_built_and_registered_manifests(
+    settings: Settings, catalogue: Catalogue
+) -> None:
+    from iiifsrv.presentation.auth import User
+    from iiifsrv.presentation.builder import Hooks
+    from iiifsrv.presentation.service import Presentation
+
+    def page(base: str, canvas_id: str) -> dict[str, Any]:
+        return {"id": f"{base}/annotations/pages?canvas={canvas_id}", "type": "AnnotationPage"}
+
+    def search(base: str, manifest_id: str) -> list[dict[str, Any]]:
+        return [{"id": f"{base}/search?manifest={manifest_id}", "type": "SearchService2"}]
+
+    plain = Presentation(settings)
+    plain.sync()
+    assert "annotations" not in json.loads(plain.manifest("plain"))["items"][0]
+    hooked = Presentation(settings, Hooks(annotation_page_ref=page, search_services=search))
+    hooked.register("http://h", User("alice"), _example(), None, replace=False)
+    for name in ("plain", "example-map"):
+        body = hooked.manifest(name).decode().replace("https://iiifsrv.invalid", "http://h")
+        doc = json.loads(body)
+        assert validate.errors(doc) == []
+        ref = doc["items"][0]["annotations"][0]
+        assert ref["id"].startswith("http://h/annotations/pages?canvas=") and "items" not in ref
+        assert doc["service"][-1]["type"] == "SearchService2"

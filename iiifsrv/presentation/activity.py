@@ -42,7 +42,6 @@ def ordered_collection(base: str, total: int, page_size: int = PAGE_SIZE) -> dic
 
 def activity(base: str, item: Activity) -> dict[str, Any]:
     return {
-        "id": f"{stream_url(base)}/{item.seq}",
         "type": item.type,
         "object": {"id": manifest_url(base, item.manifest_id), "type": "Manifest"},
         "endTime": item.end_time,

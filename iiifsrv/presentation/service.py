@@ -232,6 +232,7 @@ class Presentation:
         problems = validate.errors(stored, "Manifest")
         if problems:
             raise Invalid(problems)
+        self._plug_hooks(stored)
         if source_id != stored["id"]:
             log.info("manifest %r registered from %s", manifest_id, source_id)
         return self.store.put(
@@ -243,6 +244,21 @@ class Presentation:
             institution=_provider(stored),
             project=_metadata_value(stored, "project"),
         )
+
+    def _plug_hooks(self, doc: dict[str, Any]) -> None:
+        """Let the annotation store reference its pages and search services, as for built ones."""
+        if self.hooks.annotation_page_ref is not None:
+            for item in doc.get("items", []):
+                if isinstance(item, dict) and "annotations" not in item and "id" in item:
+                    ref = self.hooks.annotation_page_ref(STORED_BASE, item["id"])
+                    if ref:
+                        item["annotations"] = [ref]
+        if self.hooks.search_services is not None:
+            services = self.hooks.search_services(STORED_BASE, doc["id"])
+            present = {s.get("id") or s.get("@id") for s in doc.get("service", [])}
+            extra = [s for s in services if (s.get("id") or s.get("@id")) not in present]
+            if extra:
+                doc["service"] = [*doc.get("service", []), *extra]
 
     def _register_build(
         self, user: User, request: Any, manifest_id: str | None, *, replace: bool
