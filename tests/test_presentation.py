@@ -422,3 +422,9 @@ async def test_hooks_reach_built_and_registered_manifests(
         ref = doc["items"][0]["annotations"][0]
         assert ref["id"].startswith("http://h/annotations/pages?canvas=") and "items" not in ref
         assert doc["service"][-1]["type"] == "SearchService2"
+
+
+def test_creating_the_app_touches_no_data(tmp_path: Path, images: Path) -> None:
+    data = tmp_path / "untouched"
+    create_app(Settings(images=str(images), data=str(data)))
+    assert not data.exists()

@@ -49,16 +49,35 @@ class Presentation:
         self.hooks = hooks or Hooks()
         self.data = settings.data_path
         self.images = settings.images_path
-        self.catalogue = catalogue or Catalogue(self.data / "catalogue.sqlite3")
-        self.store = ManifestStore(self.data)
+        self._catalogue = catalogue
+        self._store: ManifestStore | None = None
+        self._open_lock = threading.Lock()
         self.collection_page_size = collection_page_size
         self.activity_page_size = activity_page_size
         self._sync_lock = threading.Lock()
         self._seen: tuple[Any, ...] | None = None
 
+    # Opened on first use, so creating the app has no side effects on the data directory.
+    @property
+    def catalogue(self) -> Catalogue:
+        if self._catalogue is None:
+            with self._open_lock:
+                if self._catalogue is None:
+                    self._catalogue = Catalogue(self.data / "catalogue.sqlite3")
+        return self._catalogue
+
+    @property
+    def store(self) -> ManifestStore:
+        if self._store is None:
+            with self._open_lock:
+                if self._store is None:
+                    self._store = ManifestStore(self.data)
+        return self._store
+
     # -- keeping catalogue manifests current -------------------------------------------------
 
     def _catalogue_signature(self) -> tuple[Any, ...]:
+        self.store  # noqa: B018 (opens the store, which creates <data>/manifests)
         out: list[Any] = [self.hooks.signature]
         for suffix in ("", "-wal"):
             try:
