@@ -18,7 +18,7 @@ from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.errors import RangeNotSatisfiable
 from iiifsrv.presentation import validate
 from iiifsrv.web.media import parse_range
-from tests.conftest import HAS_FFMPEG, needs_ffmpeg, write_mp4, write_wav
+from tests.presentation_support import HAS_FFMPEG, needs_ffmpeg, write_mp4, write_wav
 
 # -- the Range header (pure) -----------------------------------------------------------------
 

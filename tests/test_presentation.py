@@ -6,23 +6,64 @@ import copy
 import gzip
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import pyvips
 
 from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.presentation import validate
 from iiifsrv.settings import Settings
 from iiifsrv.web.app import create_app
-from tests.conftest import auth
+from tests.presentation_support import TOKENS, auth, grey_png, sample_objects, write_wav
 
 pytestmark = pytest.mark.anyio
 
 PRESENTATION_TYPE = 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"'
 EXAMPLES = Path(__file__).parent.parent / "manifests"
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    (root / "palimpsest").mkdir(parents=True)
+    (root / "av").mkdir()
+    rgb = pyvips.Image.black(300, 200).bandjoin([pyvips.Image.black(300, 200) + 90] * 2) + 40
+    rgb.cast("uchar").copy(interpretation="srgb").jpegsave(str(root / "plain.jpg"))
+    for i, name in enumerate(("IR940", "R650", "UV365", "truecolor", "falsecolor")):
+        grey_png(root / "palimpsest" / f"{name}.png", 120, 160, 40 * i)
+    write_wav(root / "av" / "tone.wav", seconds=1.0)
+    return root
+
+
+@pytest.fixture
+def settings(tmp_path: Path, images: Path) -> Settings:
+    return Settings(images=str(images), data=str(tmp_path / "data"), tokens=TOKENS)
+
+
+@pytest.fixture
+def catalogue(settings: Settings) -> Catalogue:
+    cat = Catalogue(settings.data_path / "catalogue.sqlite3")
+    for obj in sample_objects():
+        cat.upsert(obj)
+    return cat
+
+
+@pytest.fixture
+async def client(settings: Settings, catalogue: Catalogue) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 def _path(url: str) -> str:

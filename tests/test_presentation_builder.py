@@ -18,7 +18,7 @@ from iiifsrv.presentation.builder import (
     slug,
     thumbnail_size,
 )
-from tests.conftest import sample_objects
+from tests.presentation_support import sample_objects
 
 BASE = "https://example.org"
 GOLDEN = Path(__file__).parent / "golden" / "multispectral-manifest.json"

@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny image root (plain image, multispectral bands, WAV, MP4), a catalogue
-describing them, settings pointing at both, and an in-process client."""
+"""Helpers for the presentation and media tests: sample catalogue objects, tiny WAV and MP4
+files, tokens. (Fixtures live in the test modules, so no shared conftest is needed.)"""
 
 from __future__ import annotations
 
@@ -8,16 +8,12 @@ import shutil
 import struct
 import subprocess
 import wave
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 import pyvips
 
-from iiifsrv.catalogue import Band, Catalogue, CatalogueObject, Composite
-from iiifsrv.settings import Settings
-from iiifsrv.web.app import create_app
+from iiifsrv.catalogue import Band, CatalogueObject, Composite
 
 TOKENS = "tok-alice=alice,tok-bob=bob,tok-eve=eve:editor"
 HAS_FFMPEG = shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
@@ -51,7 +47,7 @@ def write_mp4(path: Path, seconds: float = 2.0) -> Path:
     return path
 
 
-def _grey(path: Path, width: int, height: int, value: int) -> None:
+def grey_png(path: Path, width: int, height: int, value: int) -> None:
     image = (pyvips.Image.black(width, height) + value).cast("uchar")
     image.pngsave(str(path))
 
@@ -108,44 +104,5 @@ def sample_objects() -> list[CatalogueObject]:
     ]
 
 
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    root = tmp_path / "images"
-    (root / "palimpsest").mkdir(parents=True)
-    (root / "av").mkdir()
-    rgb = pyvips.Image.black(300, 200).bandjoin([pyvips.Image.black(300, 200) + 90] * 2) + 40
-    rgb.cast("uchar").copy(interpretation="srgb").jpegsave(str(root / "plain.jpg"))
-    for i, name in enumerate(("IR940", "R650", "UV365", "truecolor", "falsecolor")):
-        _grey(root / "palimpsest" / f"{name}.png", 120, 160, 40 * i)
-    write_wav(root / "av" / "tone.wav", seconds=1.0)
-    return root
-
-
-@pytest.fixture
-def settings(tmp_path: Path, images: Path) -> Settings:
-    return Settings(images=str(images), data=str(tmp_path / "data"), tokens=TOKENS)
-
-
-@pytest.fixture
-def catalogue(settings: Settings) -> Catalogue:
-    cat = Catalogue(settings.data_path / "catalogue.sqlite3")
-    for obj in sample_objects():
-        cat.upsert(obj)
-    return cat
-
-
-@pytest.fixture
-async def client(settings: Settings, catalogue: Catalogue) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
 def auth(token: str = "tok-alice") -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
