@@ -203,3 +203,16 @@ def test_presentation_package_never_imports_starlette() -> None:
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [n for n in names if n.startswith(("starlette", "pyvips"))], module.name
+
+
+def test_https_licence_uris_become_the_http_form_presentation_3_wants() -> None:
+    obj = dataclasses.replace(
+        _objects()["plain"], rights="https://creativecommons.org/licenses/by-sa/4.0/"
+    )
+    doc = build_manifest(BASE, "plain", [obj])
+    assert doc["rights"] == "http://creativecommons.org/licenses/by-sa/4.0/"
+    other = dataclasses.replace(obj, rights="https://example.org/our-terms")
+    doc = build_manifest(BASE, "plain", [other])
+    assert "rights" not in doc
+    assert "https://example.org/our-terms" in doc["requiredStatement"]["value"]["en"][0]
+    assert validate.errors(doc) == []

@@ -292,6 +292,10 @@ def build_manifest(
         meta["description"] if meta.get("description") and len(objects) == 1 else describe(objects)
     )
     rights = first.rights if all(o.rights == first.rights for o in objects) else ""
+    # Presentation 3 names these licences by their http:// URIs; catalogues often hold https://.
+    rights = re.sub(
+        r"^https://(creativecommons\.org|rightsstatements\.org)/", r"http://\1/", rights
+    )
     if rights and _RIGHTS.match(rights):
         fields["rights"] = rights
     attribution = f"Provided by {institution}" if institution else "Provided by this server"
