@@ -1,5 +1,6 @@
 """Generate the sample collection (never committed): a large JPEG pyramid, a 16-bit deflate
-pyramid, a JPEG2000, a flat JPEG, the IIIF validator's test image and a multispectral object.
+pyramid, a JPEG2000, a flat JPEG, the IIIF validator's test image, a short WAV tone and a
+multispectral object.
 
 Blocking; imports pyvips. Files are written to a temporary name and renamed when complete.
 """
@@ -7,9 +8,12 @@ Blocking; imports pyvips. Files are written to a temporary name and renamed when
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
+import struct
 import time
+import wave
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +62,19 @@ def _atomic(path: Path, write: Callable[[str], object]) -> None:
     tmp = path.with_name(f".{path.name}.part")
     write(str(tmp))
     os.replace(tmp, path)
+
+
+def _write_tone(target: str, seconds: float = 2.0, rate: int = 16000) -> None:
+    """A 440 Hz mono 16-bit WAV, written with the standard library (no codec needed)."""
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+        for i in range(int(seconds * rate))
+    )
+    with wave.open(target, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(frames)
 
 
 def ensure(root: Path, *, small: bool = False, data: Path | None = None) -> list[Path]:
@@ -116,6 +133,9 @@ def ensure(root: Path, *, small: bool = False, data: Path | None = None) -> list
         w, h = 3000 // scale, 2000 // scale
         image = landscape(w, h, labels=not small)
         _atomic(path, lambda tmp: image.jpegsave(tmp, Q=88))
+        made.append(path)
+    if path := need("tone.wav"):
+        _atomic(path, _write_tone)  # A/V sample for /media and audio manifests
         made.append(path)
     if path := need(f"{VALIDATOR_ID}.png"):
         source = _find_conformance()

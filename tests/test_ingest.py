@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import pyvips
 import tifffile
-from ingest_support import catalogue_ids, get, level0, run_cli, smooth
+
+from tests.ingest_support import catalogue_ids, get, level0, run_cli, smooth
 
 
 @pytest.fixture(scope="module")

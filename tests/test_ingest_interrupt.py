@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from ingest_support import catalogue_ids
+
+from tests.ingest_support import catalogue_ids
 
 COUNT = 12
 

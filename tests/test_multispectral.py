@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import pyvips
 import tifffile
-from ingest_support import get, run_cli, smooth
+
+from tests.ingest_support import get, run_cli, smooth
 
 WAVELENGTHS = (365, 450, 550, 650, 940)
 NAMES = ("UV365", "B450", "G550", "R650", "IR940")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from ingest_support import get, run_cli, smooth
+
+from tests.ingest_support import get, run_cli, smooth
 
 WAVELENGTHS = (365, 550, 650, 940)
 

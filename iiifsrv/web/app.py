@@ -20,9 +20,13 @@ from starlette.types import Receive, Scope, Send
 from iiifsrv import __version__, imaging
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
+from iiifsrv.presentation.builder import Hooks
+from iiifsrv.presentation.service import Presentation
 from iiifsrv.service import ImageService
 from iiifsrv.settings import Settings, load
+from iiifsrv.web import media as media_routes
 from iiifsrv.web import objects, spectra
+from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.image_api import ImageAPI
 
 
@@ -104,19 +108,26 @@ def create_app(settings: Settings) -> Front:
         # -- ingest: catalogue JSON and the spectral service --
         *objects.routes(service),
         *spectra.routes(service),
-        # -- everything else: CORS preflight or 404 (keep last) --
+    ]
+    # -- Presentation API 3, change discovery and A/V media --
+    presentation = Presentation(settings, Hooks())
+    routes += presentation_routes.routes(presentation)
+    routes += media_routes.routes(presentation)
+    # -- everything else: CORS preflight or 404 (keep last) --
+    routes.append(
         Route(
             "/{path:path}",
             fallback,
             methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
-        ),
-    ]
+        )
+    )
     app = Starlette(
         routes=routes,
         exception_handlers={Exception: _error, HTTPException: _error, IIIFError: _error},
     )
     app.state.service = service
     app.state.settings = settings
+    app.state.presentation = presentation
     return Front(app, image_apis)
 
 

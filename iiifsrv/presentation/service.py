@@ -1,0 +1,405 @@
+"""The presentation service: keeps stored manifests in step with the catalogue, registers and
+removes manifests, and hands the web layer stored bytes, collections and the change stream.
+
+Blocking (call from a thread). Imports the catalogue, media (probe), the builder, store,
+collections, activity and validation modules, settings and errors; never Starlette.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from iiifsrv import media
+from iiifsrv.catalogue import Catalogue, CatalogueObject
+from iiifsrv.errors import BadRequest, Forbidden, IIIFError, NotFound
+from iiifsrv.presentation import activity, collections, validate
+from iiifsrv.presentation.auth import User
+from iiifsrv.presentation.builder import Hooks, build_manifest, manifest_url
+from iiifsrv.presentation.store import STORED_BASE, ManifestStore, Record, check_id
+from iiifsrv.settings import Settings
+
+log = logging.getLogger("iiifsrv.presentation")
+
+
+class Conflict(IIIFError):
+    status = 409
+
+
+class Presentation:
+    def __init__(
+        self,
+        settings: Settings,
+        hooks: Hooks | None = None,
+        *,
+        catalogue: Catalogue | None = None,
+        collection_page_size: int = collections.PAGE_SIZE,
+        activity_page_size: int = activity.PAGE_SIZE,
+    ) -> None:
+        self.settings = settings
+        self.hooks = hooks or Hooks()
+        self.data = settings.data_path
+        self.images = settings.images_path
+        self._catalogue = catalogue
+        self._store: ManifestStore | None = None
+        self._open_lock = threading.Lock()
+        self.collection_page_size = collection_page_size
+        self.activity_page_size = activity_page_size
+        self._sync_lock = threading.Lock()
+        self._seen: tuple[Any, ...] | None = None
+
+    # Opened on first use, so creating the app has no side effects on the data directory.
+    @property
+    def catalogue(self) -> Catalogue:
+        if self._catalogue is None:
+            with self._open_lock:
+                if self._catalogue is None:
+                    self._catalogue = Catalogue(self.data / "catalogue.sqlite3")
+        return self._catalogue
+
+    @property
+    def store(self) -> ManifestStore:
+        if self._store is None:
+            with self._open_lock:
+                if self._store is None:
+                    self._store = ManifestStore(self.data)
+        return self._store
+
+    # -- keeping catalogue manifests current -------------------------------------------------
+
+    def _catalogue_signature(self) -> tuple[Any, ...]:
+        self.store  # noqa: B018 (opens the store, which creates <data>/manifests)
+        out: list[Any] = [self.hooks.signature]
+        for suffix in ("", "-wal"):
+            try:
+                st = os.stat(f"{self.catalogue.path}{suffix}")
+                out.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out)
+
+    def _versions(self, objects: list[CatalogueObject]) -> str:
+        return json.dumps(
+            {"objects": {o.id: o.updated for o in objects}, "hooks": self.hooks.signature},
+            sort_keys=True,
+        )
+
+    def _complete(self, obj: CatalogueObject) -> CatalogueObject:
+        """Fill in an A/V object's duration (and video size) from the file when missing."""
+        if obj.kind not in ("audio", "video") or not obj.media:
+            return obj
+        if obj.duration and (obj.kind == "audio" or (obj.width and obj.height)):
+            return obj
+        info = media.probe(self.images / obj.media)
+        return dataclasses.replace(
+            obj,
+            duration=obj.duration or info.duration,
+            width=obj.width or info.width,
+            height=obj.height or info.height,
+        )
+
+    def _build(
+        self, manifest_id: str, objects: list[CatalogueObject], label: str | None
+    ) -> dict[str, Any]:
+        complete = [self._complete(o) for o in objects]
+        doc = build_manifest(STORED_BASE, manifest_id, complete, label=label, hooks=self.hooks)
+        problems = validate.errors(doc, "Manifest")
+        if problems:
+            raise BadRequest(f"built manifest is invalid: {problems[0]}")
+        return doc
+
+    def sync(self, force: bool = False) -> None:
+        """Build manifests of new or changed catalogue objects; delete those of removed ones.
+
+        Cheap when nothing changed (two stat calls). Worker processes take a file lock so one
+        change is built, and logged, once.
+        """
+        signature = self._catalogue_signature()
+        if not force and signature == self._seen:
+            return
+        with self._sync_lock, _file_lock(self.data / "manifests" / ".sync.lock"):
+            signature = self._catalogue_signature()
+            if not force and signature == self._seen:
+                return
+            objects = {o.id: o for o in self.catalogue.list()}
+            records = {r.id: r for r in self.store.list()}
+            for obj in objects.values():
+                record = records.get(obj.id)
+                if record is not None and record.origin != "catalogue":
+                    continue
+                versions = self._versions([obj])
+                if record is not None and record.versions == versions:
+                    continue
+                self._store_built(obj.id, [obj], None, "catalogue", "", versions)
+            for record in records.values():
+                if record.origin == "catalogue" and record.id not in objects:
+                    self.store.delete(record.id)
+                elif record.origin == "build":
+                    members = [objects[o] for o in record.objects if o in objects]
+                    if len(members) == len(record.objects):
+                        versions = self._versions(members)
+                        if versions != record.versions:
+                            self._store_built(
+                                record.id, members, record.label, "build", record.owner, versions
+                            )
+            self._seen = signature
+
+    def _store_built(
+        self,
+        manifest_id: str,
+        objects: list[CatalogueObject],
+        label: str | None,
+        origin: str,
+        owner: str,
+        versions: str,
+    ) -> Record | None:
+        try:
+            check_id(manifest_id)
+            doc = self._build(manifest_id, objects, label)
+        except (ValueError, IIIFError) as exc:
+            log.warning("cannot build manifest %r: %s", manifest_id, exc)
+            return None
+        old = self.store.get(manifest_id)
+        new_body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        if old is not None and self.store.read(manifest_id) == new_body:
+            self.store.touch_versions(manifest_id, versions)
+            return old
+        meta = objects[0].metadata
+        record, _ = self.store.put(
+            manifest_id,
+            doc,
+            origin=origin,
+            owner=owner,
+            objects=tuple(o.id for o in objects),
+            versions=versions,
+            label=label or objects[0].label or manifest_id,
+            institution=meta.get("institution", ""),
+            project=meta.get("project", ""),
+        )
+        return record
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def manifest(self, manifest_id: str) -> bytes:
+        """The stored document (ids under STORED_BASE) or NotFound."""
+        check_id(manifest_id)
+        self.sync()
+        body = self.store.read(manifest_id)
+        if body is None:
+            raise NotFound(f"no manifest {manifest_id!r}")
+        return body
+
+    def collection(self, base: str, group: str, name: str, page: int) -> dict[str, Any]:
+        self.sync()
+        doc = collections.collection(
+            base,
+            self.store.list(),
+            group=group,
+            name=name,
+            page=page,
+            page_size=self.collection_page_size,
+        )
+        if doc is None:
+            raise NotFound("no such collection or page")
+        return doc
+
+    def activity_stream(self, base: str) -> dict[str, Any]:
+        self.sync()
+        return activity.ordered_collection(
+            base, self.store.activity_count(), self.activity_page_size
+        )
+
+    def activity_page(self, base: str, number: int) -> dict[str, Any]:
+        self.sync()
+        total = self.store.activity_count()
+        if number < 0 or number >= activity.page_count(total, self.activity_page_size):
+            raise NotFound("no such page of the change stream")
+        size = self.activity_page_size
+        items = self.store.activities(number * size, size)
+        return activity.ordered_page(base, number, items, total, size)
+
+    # -- registration ------------------------------------------------------------------------
+
+    def register(
+        self, base: str, user: User, doc: Any, manifest_id: str | None, *, replace: bool
+    ) -> tuple[Record, bool]:
+        """Store a manifest from a client (a Manifest, or {"build": {...}}). ``replace`` is PUT."""
+        self.sync()
+        if isinstance(doc, dict) and "build" in doc:
+            return self._register_build(user, doc["build"], manifest_id, replace=replace)
+        if not isinstance(doc, dict):
+            raise BadRequest('the body must be a JSON object: a Manifest or {"build": ...}')
+        if manifest_id is None:
+            manifest_id = _id_from(doc)
+        check_id(manifest_id)
+        old = self.store.get(manifest_id)
+        self._may_write(user, old, replace)
+        # Ids at this server's public base are stored base-neutral; others are kept as given.
+        text = json.dumps(doc, ensure_ascii=False).replace(f"{base}/", f"{STORED_BASE}/")
+        stored: dict[str, Any] = json.loads(text)
+        source_id = stored.get("id")
+        stored["id"] = manifest_url(STORED_BASE, manifest_id)
+        problems = validate.errors(stored, "Manifest")
+        if problems:
+            raise Invalid(problems)
+        self._plug_hooks(stored)
+        if source_id != stored["id"]:
+            log.info("manifest %r registered from %s", manifest_id, source_id)
+        return self.store.put(
+            manifest_id,
+            stored,
+            origin="upload",
+            owner=old.owner if old and old.owner else user.name,
+            label=_first(stored.get("label")) or manifest_id,
+            institution=_provider(stored),
+            project=_metadata_value(stored, "project"),
+        )
+
+    def _plug_hooks(self, doc: dict[str, Any]) -> None:
+        """Let the annotation store reference its pages and search services, as for built ones."""
+        if self.hooks.annotation_page_ref is not None:
+            for item in doc.get("items", []):
+                if isinstance(item, dict) and "annotations" not in item and "id" in item:
+                    ref = self.hooks.annotation_page_ref(STORED_BASE, item["id"])
+                    if ref:
+                        item["annotations"] = [ref]
+        if self.hooks.search_services is not None:
+            services = self.hooks.search_services(STORED_BASE, doc["id"])
+            present = {s.get("id") or s.get("@id") for s in doc.get("service", [])}
+            extra = [s for s in services if (s.get("id") or s.get("@id")) not in present]
+            if extra:
+                doc["service"] = [*doc.get("service", []), *extra]
+
+    def _register_build(
+        self, user: User, request: Any, manifest_id: str | None, *, replace: bool
+    ) -> tuple[Record, bool]:
+        if not isinstance(request, dict):
+            raise BadRequest('"build" must be an object: {"objects": [ids], "id", "label"}')
+        ids = request.get("objects")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise BadRequest('"build.objects" must be a non-empty list of catalogue object ids')
+        manifest_id = manifest_id or request.get("id") or ids[0]
+        if not isinstance(manifest_id, str):
+            raise BadRequest('"build.id" must be a string')
+        check_id(manifest_id)
+        label = request.get("label")
+        if label is not None and not isinstance(label, str):
+            raise BadRequest('"build.label" must be a string')
+        objects = []
+        for object_id in ids:
+            obj = self.catalogue.get(object_id)
+            if obj is None:
+                raise BadRequest(f"no catalogue object {object_id!r}")
+            objects.append(obj)
+        old = self.store.get(manifest_id)
+        self._may_write(user, old, replace)
+        try:
+            doc = self._build(manifest_id, objects, label)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        meta = objects[0].metadata
+        return self.store.put(
+            manifest_id,
+            doc,
+            origin="build",
+            owner=old.owner if old and old.owner else user.name,
+            objects=tuple(ids),
+            versions=self._versions(objects),
+            label=label or objects[0].label or manifest_id,
+            institution=str(request.get("institution") or meta.get("institution", "")),
+            project=str(request.get("project") or meta.get("project", "")),
+        )
+
+    def _may_write(self, user: User, old: Record | None, replace: bool) -> None:
+        if old is None:
+            return
+        if not replace:
+            raise Conflict(f"manifest {old.id!r} exists: use PUT to replace it")
+        if not user.editor and old.owner != user.name:
+            raise Forbidden("only the owner of a manifest or an editor may change it")
+
+    def remove(self, user: User, manifest_id: str) -> None:
+        check_id(manifest_id)
+        self.sync()
+        old = self.store.get(manifest_id)
+        if old is None:
+            raise NotFound(f"no manifest {manifest_id!r}")
+        if old.origin == "catalogue":
+            raise Conflict("this manifest is built from the catalogue: remove the object instead")
+        if not user.editor and old.owner != user.name:
+            raise Forbidden("only the owner of a manifest or an editor may delete it")
+        self.store.delete(manifest_id)
+
+    # -- media -------------------------------------------------------------------------------
+
+    def poster(self, media_path: Path) -> Path:
+        """The cached poster frame of a video (made once per file version)."""
+        st = media_path.stat()
+        identity = f"{media_path}\x1f{st.st_mtime_ns}\x1f{st.st_size}".encode()
+        key = hashlib.blake2b(identity, digest_size=16).hexdigest()
+        target = self.data / "posters" / f"{key}.jpg"
+        if not target.is_file():
+            info = media.probe(media_path)
+            at = min(1.0, info.duration / 2) if info.duration else 0.0
+            media.poster(media_path, target, at)
+        return target
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class Invalid(BadRequest):
+    """A document that fails the schema: the web layer renders ``problems`` as JSON."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        super().__init__(f"invalid Presentation 3 manifest: {len(problems)} error(s)")
+        self.problems = problems
+
+
+def _first(value: Any) -> str:
+    if isinstance(value, dict):
+        for texts in value.values():
+            if isinstance(texts, list) and texts:
+                return str(texts[0])
+    return ""
+
+
+def _provider(doc: dict[str, Any]) -> str:
+    providers = doc.get("provider")
+    if isinstance(providers, list) and providers and isinstance(providers[0], dict):
+        return _first(providers[0].get("label"))
+    return ""
+
+
+def _metadata_value(doc: dict[str, Any], name: str) -> str:
+    for entry in doc.get("metadata") or []:
+        if isinstance(entry, dict) and _first(entry.get("label")).lower() == name:
+            return _first(entry.get("value"))
+    return ""
+
+
+def _id_from(doc: dict[str, Any]) -> str:
+    """A new manifest's id from its own id: the last path segment that is not "manifest"."""
+    source = doc.get("id")
+    if not isinstance(source, str) or not source:
+        raise Invalid([{"path": "/id", "message": "a manifest needs an id"}])
+    parts = [p for p in source.split("?")[0].split("#")[0].split("/") if p]
+    parts = [p for p in parts if p not in ("manifest", "manifest.json")] or ["manifest"]
+    name = parts[-1].removesuffix(".json")
+    return name or "manifest"

@@ -1,0 +1,152 @@
+"""Audio and video delivery under /media/{path}: byte ranges (206, 416), ETag/304, CORS, and a
+poster frame for video at /media/{path}/poster.jpg.
+
+HTTP layer: imports Starlette, anyio, conditional, errors, media, sources.resolve and the
+presentation service (for the poster cache).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from iiifsrv.conditional import (
+    CORS_HEADERS,
+    PREFLIGHT_HEADERS,
+    http_date,
+    if_match_fails,
+    not_modified,
+    strong_etag,
+)
+from iiifsrv.errors import NotFound, RangeNotSatisfiable
+from iiifsrv.media import is_media, media_type
+from iiifsrv.presentation.service import Presentation
+from iiifsrv.sources.resolve import check_identifier
+
+CHUNK = 256 * 1024
+POSTER = "/poster.jpg"
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """A single ``bytes=`` range as inclusive (first, last), or None to send the whole file.
+
+    Multiple ranges and malformed headers are ignored (the whole file is sent, as RFC 9110
+    allows); a syntactically valid range wholly past the end raises RangeNotSatisfiable.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header)
+    if match is None:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text and not last_text:
+        return None
+    unsatisfiable = RangeNotSatisfiable(
+        f"range not satisfiable: the file has {size} bytes",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+    if not first_text:  # suffix: the last N bytes
+        length = int(last_text)
+        if length == 0 or size == 0:
+            raise unsatisfiable
+        return max(0, size - length), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last_text and last < first:
+        return None
+    if first >= size:
+        raise unsatisfiable
+    return first, min(last, size - 1)
+
+
+def _resolve(root: Path, path: str) -> Path:
+    """A media file under the image root (A/V extensions only) or NotFound."""
+    check_identifier(path)
+    root_real = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root_real, *path.split("/")))
+    if not real.startswith(root_real + os.sep) or not is_media(real) or not os.path.isfile(real):
+        raise NotFound(f"no media file {path!r}")
+    return Path(real)
+
+
+async def _chunks(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as fh:
+        await fh.seek(first)
+        remaining = length
+        while remaining > 0:
+            data = await fh.read(min(CHUNK, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            yield data
+
+
+def routes(presentation: Presentation) -> list[BaseRoute]:
+    settings = presentation.settings
+    root = settings.images_path
+
+    async def media(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=PREFLIGHT_HEADERS)
+        path = request.path_params["path"]
+        if path.endswith(POSTER):
+            return await poster(request, path[: -len(POSTER)])
+        file = await anyio.to_thread.run_sync(_resolve, root, path)
+        st = file.stat()
+        size = st.st_size
+        etag = strong_etag(file, st.st_mtime_ns, size)
+        headers = {
+            "Content-Type": media_type(file.name),
+            "Accept-Ranges": "bytes",
+            "ETag": etag,
+            "Last-Modified": http_date(st.st_mtime),
+            "Cache-Control": settings.cache_control,
+            **CORS_HEADERS,
+        }
+        if not_modified(
+            etag,
+            st.st_mtime,
+            request.headers.get("if-none-match"),
+            request.headers.get("if-modified-since"),
+        ):
+            return Response(status_code=304, headers=headers)
+        wanted = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        if wanted and if_range is not None and if_match_fails(etag, if_range):
+            wanted = None  # the client's copy is stale: send the whole new file
+        try:
+            span = parse_range(wanted, size)
+        except RangeNotSatisfiable as exc:
+            return Response(
+                exc.message + "\n",
+                status_code=416,
+                headers={**CORS_HEADERS, **exc.headers, "Accept-Ranges": "bytes"},
+            )
+        first, last = span if span else (0, size - 1)
+        length = max(0, last - first + 1)
+        headers["Content-Length"] = str(length)
+        status = 200
+        if span is not None:
+            status = 206
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        if request.method == "HEAD" or length == 0:
+            return Response(status_code=status, headers=headers)
+        return StreamingResponse(_chunks(file, first, length), status_code=status, headers=headers)
+
+    async def poster(request: Request, path: str) -> Response:
+        file = await anyio.to_thread.run_sync(_resolve, root, path)
+        if not media_type(file.name).startswith("video/"):
+            raise NotFound("only video files have a poster image")
+        image = await anyio.to_thread.run_sync(presentation.poster, file)
+        headers = {"Cache-Control": settings.cache_control, **CORS_HEADERS}
+        return FileResponse(image, media_type="image/jpeg", headers=headers)
+
+    return [Route("/media/{path:path}", media, methods=["GET", "HEAD", "OPTIONS"])]

@@ -1,0 +1,217 @@
+"""Presentation API routes: manifests (GET, registration by POST/PUT/DELETE), collections and
+the Change Discovery stream, with the JSON-LD content type, CORS, ETag/304 and gzip.
+
+HTTP layer: imports Starlette, conditional, errors, respond and iiifsrv.presentation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from cachetools import LRUCache
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS, not_modified, strong_etag
+from iiifsrv.errors import BadRequest, PayloadTooLarge
+from iiifsrv.presentation.activity import DISCOVERY_CONTEXT
+from iiifsrv.presentation.auth import User, authenticate, parse_tokens
+from iiifsrv.presentation.builder import CONTEXT, manifest_url
+from iiifsrv.presentation.collections import GROUPS
+from iiifsrv.presentation.service import Invalid, Presentation
+from iiifsrv.presentation.store import STORED_BASE
+from iiifsrv.web.respond import base_url
+
+PRESENTATION_TYPE = f'application/ld+json;profile="{CONTEXT}"'
+DISCOVERY_TYPE = f'application/ld+json;profile="{DISCOVERY_CONTEXT}"'
+MAX_BODY = 16 * 1024 * 1024
+GZIP_MIN = 1024
+CACHE_CONTROL = "public, max-age=60"
+
+
+class JSONLD:
+    """Renders stored or built JSON-LD: ETag/304, HEAD, gzip on request, CORS."""
+
+    def __init__(self) -> None:
+        self._gzipped: LRUCache[str, bytes] = LRUCache(maxsize=256)
+
+    def respond(self, request: Request, body: bytes, content_type: str) -> Response:
+        etag = strong_etag(body)
+        accepts_gzip = "gzip" in (request.headers.get("accept-encoding") or "").lower()
+        compress = accepts_gzip and len(body) >= GZIP_MIN
+        if compress:
+            etag = etag[:-1] + '-gzip"'
+        headers = {
+            "Content-Type": content_type,
+            "ETag": etag,
+            "Cache-Control": CACHE_CONTROL,
+            "Vary": "Accept-Encoding",
+            **CORS_HEADERS,
+        }
+        if not_modified(etag, 0, request.headers.get("if-none-match"), None):
+            return Response(status_code=304, headers=headers)
+        if compress:
+            packed = self._gzipped.get(etag)
+            if packed is None:
+                packed = gzip.compress(body, compresslevel=6, mtime=0)
+                self._gzipped[etag] = packed
+            body = packed
+            headers["Content-Encoding"] = "gzip"
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(body))
+            return Response(status_code=200, headers=headers)
+        return Response(body, status_code=200, headers=headers)
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _public(body: bytes, base: str) -> bytes:
+    return body.replace(STORED_BASE.encode(), base.encode("utf-8"))
+
+
+async def _read_json(request: Request) -> Any:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise PayloadTooLarge(f"a manifest may have at most {MAX_BODY} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+
+
+def routes(presentation: Presentation) -> list[BaseRoute]:
+    """The Presentation routes; ids use settings.public_url or the request's host."""
+    settings = presentation.settings
+    users = parse_tokens(settings.tokens)
+    render = JSONLD()
+
+    def base(request: Request) -> str:
+        return base_url(request.scope, settings.public_url)
+
+    def user_of(request: Request) -> User:
+        return authenticate(users, request.headers.get("authorization"))
+
+    async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    async def preflight(request: Request) -> Response:
+        return Response(status_code=204, headers=PREFLIGHT_HEADERS)
+
+    async def get_manifest(request: Request) -> Response:
+        manifest_id = request.path_params["manifest_id"]
+        body = await run(presentation.manifest, manifest_id)
+        return render.respond(request, _public(body, base(request)), PRESENTATION_TYPE)
+
+    async def written(request: Request, manifest_id: str, created: bool) -> Response:
+        body = _public(await run(presentation.manifest, manifest_id), base(request))
+        headers = {
+            "Content-Type": PRESENTATION_TYPE,
+            "Location": manifest_url(base(request), manifest_id),
+            "ETag": strong_etag(body),
+            **CORS_HEADERS,
+        }
+        return Response(body, status_code=201 if created else 200, headers=headers)
+
+    def invalid(exc: Invalid) -> Response:
+        return JSONResponse(exc.problems, status_code=400, headers=CORS_HEADERS)
+
+    async def post_manifest(request: Request) -> Response:
+        user = user_of(request)
+        doc = await _read_json(request)
+        slug = request.headers.get("slug")
+        try:
+            record, created = await run(
+                presentation.register, base(request), user, doc, slug or None, replace=False
+            )
+        except Invalid as exc:
+            return invalid(exc)
+        return await written(request, record.id, created)
+
+    async def put_manifest(request: Request) -> Response:
+        user = user_of(request)
+        manifest_id = request.path_params["manifest_id"]
+        doc = await _read_json(request)
+        try:
+            record, created = await run(
+                presentation.register, base(request), user, doc, manifest_id, replace=True
+            )
+        except Invalid as exc:
+            return invalid(exc)
+        return await written(request, record.id, created)
+
+    async def delete_manifest(request: Request) -> Response:
+        user = user_of(request)
+        await run(presentation.remove, user, request.path_params["manifest_id"])
+        return Response(status_code=204, headers=CORS_HEADERS)
+
+    async def manifest_dispatch(request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return await get_manifest(request)
+        if request.method == "PUT":
+            return await put_manifest(request)
+        if request.method == "DELETE":
+            return await delete_manifest(request)
+        return await preflight(request)
+
+    def page_of(request: Request) -> int:
+        raw = request.query_params.get("page", "0")
+        if not re.fullmatch(r"\d{1,9}", raw):
+            raise BadRequest("page must be a non-negative integer")
+        return int(raw)
+
+    async def collection(request: Request) -> Response:
+        group = request.path_params.get("group", "")
+        name = request.path_params.get("name", "")
+        if group and group not in GROUPS:
+            return Response("not found\n", status_code=404, headers=CORS_HEADERS)
+        doc = await run(presentation.collection, base(request), group, name, page_of(request))
+        return render.respond(request, _dumps(doc), PRESENTATION_TYPE)
+
+    async def stream(request: Request) -> Response:
+        doc = await run(presentation.activity_stream, base(request))
+        return render.respond(request, _dumps(doc), DISCOVERY_TYPE)
+
+    async def stream_page(request: Request) -> Response:
+        doc = await run(presentation.activity_page, base(request), request.path_params["number"])
+        return render.respond(request, _dumps(doc), DISCOVERY_TYPE)
+
+    read = ["GET", "HEAD", "OPTIONS"]
+    return [
+        Route("/iiif/manifests", post_manifest, methods=["POST"]),
+        Route("/iiif/manifests", preflight, methods=["OPTIONS"]),
+        Route(
+            "/iiif/manifests/{manifest_id:path}",
+            manifest_dispatch,
+            methods=["GET", "HEAD", "PUT", "DELETE", "OPTIONS"],
+        ),
+        Route("/iiif/collection", _get_only(collection, preflight), methods=read),
+        Route("/iiif/collection/{group}/{name}", _get_only(collection, preflight), methods=read),
+        Route("/iiif/activity", _get_only(stream, preflight), methods=read),
+        Route("/iiif/activity/page/{number:int}", _get_only(stream_page, preflight), methods=read),
+    ]
+
+
+Endpoint = Callable[[Request], Any]
+
+
+def _get_only(endpoint: Endpoint, preflight: Endpoint) -> Endpoint:
+    async def handler(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            result: Response = await preflight(request)
+        else:
+            result = await endpoint(request)
+        return result
+
+    return handler
