@@ -72,14 +72,22 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health", health, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=ImageAPI(service, 3, "/iiif/3")),
         Mount("/iiif/2", app=ImageAPI(service, 2, "/iiif/2")),
-        Route("/{path:path}", preflight, methods=["OPTIONS"]),
     ]
+    # --- annotations (issue 6): /annotations, /annotot, /sas -------------------------------
+    from iiifsrv.annotations.store import open_store
+    from iiifsrv.web.annotations import routes as annotation_routes
+
+    annotation_store = open_store(settings)
+    routes += annotation_routes(settings, store=annotation_store)
+    # --- end annotations -------------------------------------------------------------------
+    routes.append(Route("/{path:path}", preflight, methods=["OPTIONS"]))
     app = Starlette(
         routes=routes,
         exception_handlers={Exception: _error, HTTPException: _error, IIIFError: _error},
     )
     app.state.service = service
     app.state.settings = settings
+    app.state.annotation_store = annotation_store  # annotations (issue 6): closed by the owner
     return app
 
 
