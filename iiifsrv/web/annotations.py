@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv.annotations import search
@@ -359,8 +359,11 @@ def routes(
         page_size=page_size,
         max_bytes=settings.annotation_max_bytes,
     )
+    annotot = AnnototAPI(ctx)
     return [
         Mount(PREFIX, app=ProtocolAPI(ctx)),
-        Mount(ANNOTOT_PREFIX, app=AnnototAPI(ctx)),
+        # The Annotot adapter POSTs to the bare endpoint URL (no trailing slash).
+        Route(ANNOTOT_PREFIX, annotot),
+        Mount(ANNOTOT_PREFIX, app=annotot),
         Mount(SAS_PREFIX, app=SasAPI(ctx)),
     ]
