@@ -14,8 +14,12 @@ ANNO_TYPE = 'application/ld+json; profile="http://www.w3.org/ns/anno.jsonld"'
 SVG = "<svg xmlns='http://www.w3.org/2000/svg'><path d='M10,20 L110,20 L110,70 Z'/></svg>"
 
 
-def anno(text: str = "a word under ultraviolet light", canvas: str = CANVAS,
-         region: str = "10,20,100,50", **extra: Any) -> dict[str, Any]:  # fmt: skip
+def anno(
+    text: str = "a word under ultraviolet light",
+    canvas: str = CANVAS,
+    region: str = "10,20,100,50",
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "@context": "http://www.w3.org/ns/anno.jsonld",
         "type": "Annotation",

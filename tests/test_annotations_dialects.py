@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-
 from annotation_samples import CANVAS, MANIFEST, SVG, container, path
 from conftest import ALICE, BOB
 
@@ -33,7 +32,11 @@ def mae_annotation(text: str = "Palimpsest text", uuid: str = "2f1c9a") -> dict[
                 {"type": "FragmentSelector", "value": "xywh=10,20,100,50"},
                 {"type": "SvgSelector", "value": SVG},
             ],
-            "source": {"id": CANVAS, "partOf": {"id": MANIFEST, "type": "Manifest"}, "type": "Canvas"},
+            "source": {
+                "id": CANVAS,
+                "partOf": {"id": MANIFEST, "type": "Manifest"},
+                "type": "Canvas",
+            },
         },
         "type": "Annotation",
         "creator": "Anonymous User",
@@ -48,7 +51,9 @@ def annotot_create_body(annotation: dict[str, Any]) -> bytes:
 
 
 def annotot_update_body(annotation: dict[str, Any]) -> bytes:
-    return json.dumps({"annotation": {"data": json.dumps(annotation), "uuid": annotation["id"]}}).encode()
+    return json.dumps(
+        {"annotation": {"data": json.dumps(annotation), "uuid": annotation["id"]}}
+    ).encode()
 
 
 def encode_component(value: str) -> str:
@@ -153,7 +158,9 @@ async def test_sas_create_search_update_destroy(client: httpx.AsyncClient) -> No
     assert [x["resource"]["chars"] for x in found] == ["<p>ink under UV, 365 nm</p>"]
 
     # delete(): fetch(`${endpointUrl}/destroy?uri=${encodeURIComponent(annoId)}`, DELETE)
-    r = await client.delete(f"{SAS}/destroy?uri={encode_component(a['@id'])}", headers=ADAPTER_HEADERS)
+    r = await client.delete(
+        f"{SAS}/destroy?uri={encode_component(a['@id'])}", headers=ADAPTER_HEADERS
+    )
     assert r.status_code == 204
     assert (await client.get(f"{SAS}/search?uri={CANVAS}")).json() == []
 
@@ -161,20 +168,28 @@ async def test_sas_create_search_update_destroy(client: httpx.AsyncClient) -> No
 async def test_one_store_three_dialects(client: httpx.AsyncClient) -> None:
     w3c = await client.post(container(), json=mae_annotation("from W3C", "w3c"), headers=ALICE)
     assert w3c.status_code == 201
-    await client.post(ANNOTOT, content=annotot_create_body(mae_annotation("from Annotot", "tot")),
-                      headers=ADAPTER_HEADERS)  # fmt: skip
+    await client.post(
+        ANNOTOT,
+        content=annotot_create_body(mae_annotation("from Annotot", "tot")),
+        headers=ADAPTER_HEADERS,
+    )
     sas = {
         "@type": "oa:Annotation",
         "motivation": "oa:commenting",
-        "on": {"@type": "oa:SpecificResource", "full": CANVAS,
-               "selector": {"@type": "oa:FragmentSelector", "value": "xywh=1,2,3,4"}},  # fmt: skip
+        "on": {
+            "@type": "oa:SpecificResource",
+            "full": CANVAS,
+            "selector": {"@type": "oa:FragmentSelector", "value": "xywh=1,2,3,4"},
+        },
         "resource": {"chars": "from SAS", "@type": "dctypes:Text"},
     }
     await client.post(f"{SAS}/create", json=sas, headers=ADAPTER_HEADERS)
 
     texts = ["<p>from W3C</p>", "<p>from Annotot</p>", "from SAS"]
     assert [a["body"]["value"] for a in (await annotot_all(client))["items"]] == texts
-    assert [a["resource"]["chars"] for a in (await client.get(f"{SAS}/search?uri={CANVAS}")).json()] == texts
+    assert [
+        a["resource"]["chars"] for a in (await client.get(f"{SAS}/search?uri={CANVAS}")).json()
+    ] == texts
     container_items = (await client.get(container())).json()["first"]["items"]
     assert [a["body"]["value"] for a in container_items] == texts
     viewer = (await client.get(container() + "page")).json()["items"]
@@ -183,8 +198,11 @@ async def test_one_store_three_dialects(client: httpx.AsyncClient) -> None:
     # an annotation made through the protocol is editable through Annotot by the id it lists
     listed = (await annotot_all(client))["items"][0]
     listed["body"]["value"] = "<p>edited in Mirador</p>"
-    r = await client.patch(f"{ANNOTOT}/{encode_component(listed['id'])}",
-                           content=annotot_update_body(listed), headers=ADAPTER_HEADERS)  # fmt: skip
+    r = await client.patch(
+        f"{ANNOTOT}/{encode_component(listed['id'])}",
+        content=annotot_update_body(listed),
+        headers=ADAPTER_HEADERS,
+    )
     assert r.status_code == 200
     got = await client.get(path(w3c.headers["location"]))
     assert got.json()["body"]["value"] == "<p>edited in Mirador</p>"

@@ -206,8 +206,9 @@ async def test_delete_then_gone_everywhere(client: httpx.AsyncClient) -> None:
 
 async def test_options_preflight(client: httpx.AsyncClient) -> None:
     for url in (container(), container() + "somekey", "/annotot/pages", "/sas/create"):
-        r = await client.options(url, headers={"Origin": "http://viewer.example",
-                                               "Access-Control-Request-Method": "PUT"})  # fmt: skip
+        r = await client.options(
+            url, headers={"Origin": "http://viewer.example", "Access-Control-Request-Method": "PUT"}
+        )
         assert r.status_code == 204
         allow_headers = r.headers["access-control-allow-headers"]
         for name in ("Content-Type", "Authorization", "If-Match", "Slug", "Prefer"):

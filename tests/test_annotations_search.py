@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from annotation_samples import CANVAS, CANVAS2, MANIFEST, anno, container, path
 from conftest import ALICE, BOB
+
 from iiifsrv.annotations import search_services
 
 pytestmark = pytest.mark.anyio
@@ -14,8 +14,9 @@ pytestmark = pytest.mark.anyio
 
 async def fill(client: httpx.AsyncClient) -> None:
     await client.post(container(), json=anno("Ultraviolet reveals erased ink"), headers=ALICE)
-    await client.post(container(), json=anno("Retouched area near the margin", region="5,5,40,40"),
-                      headers=BOB)  # fmt: skip
+    await client.post(
+        container(), json=anno("Retouched area near the margin", region="5,5,40,40"), headers=BOB
+    )
     other = anno("ultraviolet fluorescence of the varnish", canvas=CANVAS2, region="0,0,9,9")
     await client.post(container(CANVAS2), json=other, headers=ALICE)
     elsewhere = anno("ultraviolet elsewhere", canvas="http://other.example/c1")
@@ -37,7 +38,10 @@ async def test_search2_hits_target_canvas_xywh(client: httpx.AsyncClient) -> Non
     body = r.json()
     assert body["@context"] == "http://iiif.io/api/search/2/context.json"
     assert body["type"] == "AnnotationPage"
-    assert [a["target"] for a in body["items"]] == [f"{CANVAS}#xywh=10,20,100,50", f"{CANVAS2}#xywh=0,0,9,9"]
+    assert [a["target"] for a in body["items"]] == [
+        f"{CANVAS}#xywh=10,20,100,50",
+        f"{CANVAS2}#xywh=0,0,9,9",
+    ]
     hit = body["annotations"][0]["items"][0]
     assert hit["motivation"] == "highlighting"
     assert hit["target"]["selector"][0]["exact"].lower() == "ultraviolet"
