@@ -63,6 +63,12 @@ REGISTRY: tuple[Spec, ...] = (
     Spec(
         "database_url", str, "", "PostgreSQL URL for the annotation store; empty = SQLite in data."
     ),
+    Spec(
+        "annotation_max_bytes",
+        int,
+        10 * 1024 * 1024,
+        "Largest annotation request body in bytes (larger → 413).",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -91,6 +97,7 @@ class Settings:
     debug: bool = False
     tokens: str = ""
     database_url: str = ""
+    annotation_max_bytes: int = 10 * 1024 * 1024
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -6,8 +6,10 @@ settings, errors; reads no environment except in ``app_from_env`` (the worker en
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -18,6 +20,8 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv import __version__, imaging
+from iiifsrv.annotations import annotation_page_ref, search_services
+from iiifsrv.annotations.store import open_store
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
 from iiifsrv.presentation.builder import Hooks
@@ -27,6 +31,7 @@ from iiifsrv.settings import Settings, load
 from iiifsrv.web import media as media_routes
 from iiifsrv.web import objects, spectra
 from iiifsrv.web import presentation as presentation_routes
+from iiifsrv.web.annotations import routes as annotation_routes
 from iiifsrv.web.image_api import ImageAPI
 
 
@@ -109,8 +114,15 @@ def create_app(settings: Settings) -> Front:
         *objects.routes(service),
         *spectra.routes(service),
     ]
-    # -- Presentation API 3, change discovery and A/V media --
-    presentation = Presentation(settings, Hooks())
+    # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search --
+    annotation_store = open_store(settings)
+    routes += annotation_routes(settings, store=annotation_store)
+    # -- Presentation API 3, change discovery and A/V media; manifests reference each
+    #    canvas's annotation page and declare the content search services --
+    presentation = Presentation(
+        settings,
+        Hooks(annotation_page_ref=annotation_page_ref, search_services=search_services),
+    )
     routes += presentation_routes.routes(presentation)
     routes += media_routes.routes(presentation)
     # -- everything else: CORS preflight or 404 (keep last) --
@@ -121,13 +133,21 @@ def create_app(settings: Settings) -> Front:
             methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
         )
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await annotation_store.close()
+
     app = Starlette(
         routes=routes,
+        lifespan=lifespan,
         exception_handlers={Exception: _error, HTTPException: _error, IIIFError: _error},
     )
     app.state.service = service
     app.state.settings = settings
     app.state.presentation = presentation
+    app.state.annotation_store = annotation_store
     return Front(app, image_apis)
 
 

@@ -1,0 +1,294 @@
+"""SQLite backend of the annotation store: WAL, one writer, synchronous=FULL, FTS5 full text.
+
+Blocking sqlite3 calls run in threads; imports store (interface) and model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from iiifsrv.annotations.model import Checked, Record
+from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, now
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS annotations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    canvas TEXT NOT NULL,
+    manifest TEXT NOT NULL DEFAULT '',
+    via TEXT NOT NULL DEFAULT '',
+    creator TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    body_text TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_canvas ON annotations (canvas, seq);
+CREATE INDEX IF NOT EXISTS annotations_manifest ON annotations (manifest, seq);
+CREATE INDEX IF NOT EXISTS annotations_via ON annotations (via) WHERE via != '';
+CREATE VIRTUAL TABLE IF NOT EXISTS annotations_fts USING fts5 (body_text, tokenize='unicode61');
+"""
+
+COLUMNS = "key, canvas, manifest, via, creator, doc, created, modified, version, deleted"
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    key, canvas, manifest, via, creator, doc, created, modified, version, deleted = row
+    return Record(
+        key=key,
+        canvas=canvas,
+        manifest=manifest,
+        via=via,
+        creator=creator,
+        doc=json.loads(doc),
+        created=created,
+        modified=modified,
+        version=version,
+        deleted=bool(deleted),
+    )
+
+
+def _where(scope: Scope) -> tuple[str, list[Any]]:
+    if scope.kind == "canvas":
+        return "canvas = ?", [scope.uri]
+    if scope.kind == "manifest":
+        prefix = scope.canvas_prefix
+        return "(manifest = ? OR substr(canvas, 1, ?) = ?)", [scope.uri, len(prefix), prefix]
+    return "1 = 1", []
+
+
+def _fts_query(words: list[str]) -> str:
+    terms = []
+    for word in words:
+        prefix = word.endswith("*")
+        term = '"' + word.rstrip("*").replace('"', '""') + '"'
+        terms.append(term + ("*" if prefix else ""))
+    return " AND ".join(terms)
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+class SqliteStore:
+    """One writer connection (serialised by a lock) and one reader connection, both in WAL."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+
+        def work() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            writer = self._connect()
+            writer.executescript(SCHEMA)
+            self._writer, self._reader = writer, self._connect()
+
+        await asyncio.to_thread(work)
+
+    async def close(self) -> None:
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                conn.close()
+        self._writer = self._reader = None
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        await self.open()
+
+        def work() -> T:
+            assert self._writer is not None
+            with self._write_lock:
+                conn = self._writer
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+
+        return await asyncio.to_thread(work)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        await self.open()
+
+        def work() -> T:
+            assert self._reader is not None
+            with self._read_lock:
+                return fn(self._reader)
+
+        return await asyncio.to_thread(work)
+
+    @staticmethod
+    def _next_change(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT coalesce(max(changed), 0) + 1 FROM annotations").fetchone()
+        return int(row[0])
+
+    async def create(self, key: str, checked: Checked, via: str, creator: str) -> Record:
+        stamp = now()
+
+        def fn(conn: sqlite3.Connection) -> Record:
+            if conn.execute("SELECT 1 FROM annotations WHERE key = ?", (key,)).fetchone():
+                raise KeyTaken(key)
+            cur = conn.execute(
+                "INSERT INTO annotations (key, canvas, manifest, via, creator, doc, body_text,"
+                " created, modified, version, deleted, changed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?)",
+                (
+                    key,
+                    checked.canvas,
+                    checked.manifest,
+                    via,
+                    creator,
+                    _dumps(checked.doc),
+                    checked.text,
+                    stamp,
+                    stamp,
+                    self._next_change(conn),
+                ),
+            )
+            conn.execute(
+                "INSERT INTO annotations_fts (rowid, body_text) VALUES (?, ?)",
+                (cur.lastrowid, checked.text),
+            )
+            return Record(key, checked.canvas, checked.manifest, via, creator, checked.doc,
+                          stamp, stamp, 1)  # fmt: skip
+
+        return await self._write(fn)
+
+    async def get(self, key: str) -> Record | None:
+        def fn(conn: sqlite3.Connection) -> Record | None:
+            row = conn.execute(f"SELECT {COLUMNS} FROM annotations WHERE key = ?", (key,))
+            found = row.fetchone()
+            return _record(found) if found else None
+
+        return await self._read(fn)
+
+    async def find_via(self, via: str) -> Record | None:
+        def fn(conn: sqlite3.Connection) -> Record | None:
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM annotations WHERE via = ? AND deleted = 0"
+                " ORDER BY seq DESC LIMIT 1",
+                (via,),
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._read(fn)
+
+    async def update(self, key: str, checked: Checked, version: int) -> Record:
+        stamp = now()
+
+        def fn(conn: sqlite3.Connection) -> Record:
+            cur = conn.execute(
+                "UPDATE annotations SET canvas = ?, manifest = ?, doc = ?, body_text = ?,"
+                " modified = ?, version = version + 1, changed = ?"
+                " WHERE key = ? AND version = ? AND deleted = 0 RETURNING seq",
+                (
+                    checked.canvas,
+                    checked.manifest,
+                    _dumps(checked.doc),
+                    checked.text,
+                    stamp,
+                    self._next_change(conn),
+                    key,
+                    version,
+                ),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise VersionConflict(key)
+            conn.execute("DELETE FROM annotations_fts WHERE rowid = ?", (row[0],))
+            conn.execute(
+                "INSERT INTO annotations_fts (rowid, body_text) VALUES (?, ?)",
+                (row[0], checked.text),
+            )
+            found = conn.execute(f"SELECT {COLUMNS} FROM annotations WHERE key = ?", (key,))
+            return _record(found.fetchone())
+
+        return await self._write(fn)
+
+    async def delete(self, key: str, version: int) -> None:
+        stamp = now()
+
+        def fn(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "UPDATE annotations SET deleted = 1, body_text = '', modified = ?,"
+                " version = version + 1, changed = ?"
+                " WHERE key = ? AND version = ? AND deleted = 0 RETURNING seq",
+                (stamp, self._next_change(conn), key, version),
+            ).fetchone()
+            if row is None:
+                raise VersionConflict(key)
+            conn.execute("DELETE FROM annotations_fts WHERE rowid = ?", (row[0],))
+
+        await self._write(fn)
+
+    async def state(self, scope: Scope) -> tuple[int, int]:
+        where, args = _where(scope)
+
+        def fn(conn: sqlite3.Connection) -> tuple[int, int]:
+            row = conn.execute(
+                "SELECT coalesce(sum(deleted = 0), 0), coalesce(max(changed), 0)"
+                f" FROM annotations WHERE {where}",
+                args,
+            ).fetchone()
+            return int(row[0]), int(row[1])
+
+        return await self._read(fn)
+
+    async def select(self, scope: Scope, offset: int = 0, limit: int | None = None) -> list[Record]:
+        where, args = _where(scope)
+
+        def fn(conn: sqlite3.Connection) -> list[Record]:
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM annotations WHERE {where} AND deleted = 0"
+                " ORDER BY seq LIMIT ? OFFSET ?",
+                [*args, -1 if limit is None else limit, offset],
+            )
+            return [_record(r) for r in rows.fetchall()]
+
+        return await self._read(fn)
+
+    async def search(
+        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000
+    ) -> list[Record]:
+        where, args = _where(scope)
+        if not words:
+            return []
+        extra = " AND creator = ?" if creator else ""
+
+        def fn(conn: sqlite3.Connection) -> list[Record]:
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM annotations WHERE seq IN"
+                " (SELECT rowid FROM annotations_fts WHERE annotations_fts MATCH ?)"
+                f" AND {where} AND deleted = 0{extra} ORDER BY seq LIMIT ?",
+                [_fts_query(words), *args, *([creator] if creator else []), limit],
+            )
+            return [_record(r) for r in rows.fetchall()]
+
+        return await self._read(fn)

@@ -1,0 +1,99 @@
+"""The storage interface of the annotation store and the factory choosing its backend.
+
+Imports the standard library, settings, errors and the annotation model; backends import this.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from iiifsrv.annotations.model import Checked, Record
+from iiifsrv.settings import Settings
+
+ScopeKind = Literal["canvas", "manifest", "all"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which annotations: those on one canvas, on one manifest's canvases, or all of them.
+
+    A manifest scope holds the annotations that name the manifest (target source partOf /
+    within) and those whose canvas URI starts with the manifest URI's path.
+    """
+
+    kind: ScopeKind
+    uri: str = ""
+
+    @property
+    def canvas_prefix(self) -> str:
+        return self.uri.removesuffix("/manifest").removesuffix(".json").rstrip("/") + "/"
+
+
+class KeyTaken(Exception):
+    """The key asked for is already used (live or deleted)."""
+
+
+class VersionConflict(Exception):
+    """The record changed since the version the writer read (lost update prevented)."""
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create(self, key: str, checked: Checked, via: str, creator: str) -> Record:
+        """Insert; raise KeyTaken if ``key`` exists (even as a deleted tombstone)."""
+        ...
+
+    async def get(self, key: str) -> Record | None:
+        """The record, deleted tombstones included (``deleted`` tells)."""
+        ...
+
+    async def find_via(self, via: str) -> Record | None:
+        """The live record created with this client-supplied id."""
+        ...
+
+    async def update(self, key: str, checked: Checked, version: int) -> Record:
+        """Replace the document if the stored version is ``version``, else VersionConflict."""
+        ...
+
+    async def delete(self, key: str, version: int) -> None:
+        """Mark deleted if the stored version is ``version``, else VersionConflict."""
+        ...
+
+    async def state(self, scope: Scope) -> tuple[int, int]:
+        """(number of live annotations, change stamp that moves on every write in scope)."""
+        ...
+
+    async def select(self, scope: Scope, offset: int = 0, limit: int | None = None) -> list[Record]:
+        """Live annotations in creation order."""
+        ...
+
+    async def search(
+        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000
+    ) -> list[Record]:
+        """Live annotations whose body text holds every word (a trailing "*" = prefix)."""
+        ...
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_key() -> str:
+    return secrets.token_hex(16)
+
+
+def open_store(settings: Settings) -> Store:
+    """PostgreSQL when ``database_url`` is set, else SQLite at <data>/annotations.sqlite3."""
+    if settings.database_url:
+        from iiifsrv.annotations.postgres import PostgresStore
+
+        return PostgresStore(settings.database_url)
+    from iiifsrv.annotations.sqlite import SqliteStore
+
+    return SqliteStore(settings.data_path / "annotations.sqlite3")

@@ -1,0 +1,161 @@
+"""HTTP plumbing shared by the annotation endpoints: context, body limits, tokens, JSON replies.
+
+HTTP layer: raw ASGI (paths are read undecoded); imports annotations.service, conditional,
+errors and web.respond.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from starlette.types import Receive, Scope, Send
+
+from iiifsrv.annotations.service import AnnotationService, User
+from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
+from iiifsrv.errors import BadRequest, IIIFError, PayloadTooLarge, Unauthorized
+from iiifsrv.settings import Settings
+from iiifsrv.web.respond import base_url, error_response, header, send_response
+
+log = logging.getLogger("iiifsrv.annotations")
+
+ANNO_TYPE = 'application/ld+json; profile="http://www.w3.org/ns/anno.jsonld"'
+IIIF3_TYPE = 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"'
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    service: AnnotationService
+    users: dict[str, User]
+    page_size: int
+    max_bytes: int
+
+
+@dataclass
+class Request:
+    """The parts of one request the endpoints need; ``rest`` is the raw path after the prefix."""
+
+    scope: Scope
+    receive: Receive
+    method: str
+    rest: str
+    query: dict[str, str]
+
+    def header(self, name: str) -> str | None:
+        return header(self.scope, name.lower().encode("latin-1"))
+
+    def base(self, ctx: Context) -> str:
+        return base_url(self.scope, ctx.settings.public_url)
+
+    def url(self, ctx: Context) -> str:
+        raw: str = (self.scope.get("raw_path") or self.scope["path"].encode()).decode("latin-1")
+        root = str(self.scope.get("app_root_path", ""))
+        path = raw[len(root) :] if root and raw.startswith(root) else raw
+        qs: str = self.scope.get("query_string", b"").decode("latin-1")
+        return self.base(ctx) + path + (f"?{qs}" if qs else "")
+
+
+Handler = Callable[[Request], Awaitable[None]]
+
+
+def parse_request(scope: Scope, receive: Receive, prefix: str) -> Request:
+    raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    root = scope.get("app_root_path", "")
+    if root and raw.startswith(root + prefix):
+        raw = raw[len(root) :]
+    rest = raw[len(prefix) :] if raw.startswith(prefix) else raw
+    query = dict(
+        parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    )
+    return Request(scope, receive, scope["method"], rest, query)
+
+
+def segment(raw: str) -> str:
+    """One path segment, percent-decoded exactly once (so %2F stays inside the segment)."""
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("path is not valid UTF-8 once percent-decoded") from None
+
+
+async def read_body(req: Request, limit: int) -> bytes:
+    length = req.header("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"annotation larger than {limit} bytes")
+    chunks = bytearray()
+    while True:
+        message = await req.receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("client went away")
+        chunks.extend(message.get("body", b""))
+        if len(chunks) > limit:
+            raise PayloadTooLarge(f"annotation larger than {limit} bytes")
+        if not message.get("more_body", False):
+            return bytes(chunks)
+
+
+async def read_json(req: Request, limit: int) -> Any:
+    body = await read_body(req, limit)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from None
+
+
+def authenticate(req: Request, ctx: Context, path_token: str | None = None) -> User:
+    """The writer: a bearer token (or a token in the endpoint path) from the tokens setting."""
+    token = path_token
+    auth = req.header("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        token = auth[7:].strip()
+    challenge = {"WWW-Authenticate": 'Bearer realm="iiifsrv annotations"'}
+    if not token:
+        raise Unauthorized("writing needs a bearer token", headers=challenge)
+    user = ctx.users.get(token)
+    if user is None:
+        raise Unauthorized("unknown token", headers=challenge)
+    return user
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    obj: Any,
+    headers: dict[str, str] | None = None,
+    *,
+    content_type: str = JSON_TYPE,
+    head: bool = False,
+) -> None:
+    body = dumps(obj)
+    all_headers = {"Content-Type": content_type, **CORS_HEADERS, **(headers or {})}
+    await send_response(send, status, all_headers, b"" if head else body, length=len(body))
+
+
+async def send_empty(send: Send, status: int, headers: dict[str, str] | None = None) -> None:
+    await send_response(send, status, {**CORS_HEADERS, **(headers or {})}, b"")
+
+
+async def preflight(send: Send, allow: str) -> None:
+    await send_response(send, 204, {**PREFLIGHT_HEADERS, "Allow": allow}, b"")
+
+
+async def guarded(scope: Scope, send: Send, handler: Handler, req: Request) -> None:
+    """Run one endpoint; its IIIFError (or a crash) becomes the one-line plain error reply."""
+    head = scope["method"] == "HEAD"
+    try:
+        await handler(req)
+    except IIIFError as exc:
+        await error_response(send, exc, head=head)
+    except Exception:
+        log.exception("unexpected error for %s %s", scope["method"], scope.get("path"))
+        await error_response(send, IIIFError("internal error"), head=head)

@@ -1,0 +1,369 @@
+"""The annotation endpoints under /annotations/: W3C Web Annotation Protocol containers and
+annotations, the unpaged AnnotationPage viewers read, and IIIF Content Search 2.0 / 1.0.
+
+HTTP layer (raw ASGI, to read undecoded paths); imports annotations.*, conditional, errors,
+settings, web.annotation_http and web.annotation_dialects. ``routes()`` is the entry point.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from iiifsrv.annotations import search
+from iiifsrv.annotations.model import ANNO_CONTEXT, PRESENTATION3_CONTEXT, Record, w3c
+from iiifsrv.annotations.service import AnnotationService, CanvasKnown, etag, parse_tokens
+from iiifsrv.annotations.store import Scope as Selection
+from iiifsrv.annotations.store import Store, open_store
+from iiifsrv.annotations.urls import (
+    ANNOTOT_PREFIX,
+    PREFIX,
+    SAS_PREFIX,
+    annotation_url,
+    canvas_container_url,
+    decode_uri,
+    manifest_container_url,
+    search_url,
+)
+from iiifsrv.conditional import not_modified, strong_etag
+from iiifsrv.errors import BadRequest, MethodNotAllowed, NotFound
+from iiifsrv.settings import Settings
+from iiifsrv.web.annotation_dialects import AnnototAPI, SasAPI
+from iiifsrv.web.annotation_http import (
+    ANNO_TYPE,
+    IIIF3_TYPE,
+    JSON_TYPE,
+    Context,
+    Request,
+    authenticate,
+    guarded,
+    parse_request,
+    preflight,
+    read_json,
+    send_empty,
+    send_json,
+)
+
+LDP_CONTAINER_LINK = (
+    '<http://www.w3.org/ns/ldp#BasicContainer>; rel="type", '
+    '<http://www.w3.org/TR/annotation-protocol/>; rel="http://www.w3.org/ns/ldp#constrainedBy"'
+)
+LDP_RESOURCE_LINK = '<http://www.w3.org/ns/ldp#Resource>; rel="type"'
+PAGE_LINK = '<http://www.w3.org/ns/oa#AnnotationPage>; rel="type"'
+CONTAINER_ALLOW = "GET, HEAD, OPTIONS, POST"
+ANNOTATION_ALLOW = "GET, HEAD, OPTIONS, PUT, DELETE"
+READ_ALLOW = "GET, HEAD, OPTIONS"
+LDP_CONTEXT = "http://www.w3.org/ns/ldp.jsonld"
+PREFER_MINIMAL = "http://www.w3.org/ns/ldp#PreferMinimalContainer"
+PREFER_IRIS = "http://www.w3.org/ns/oa#PreferContainedIRIs"
+PREFER_DESCRIPTIONS = "http://www.w3.org/ns/oa#PreferContainedDescriptions"
+SEARCH_LIMIT = 1000
+
+
+def _decoded(segment: str) -> str:
+    uri = decode_uri(segment)
+    if uri is None:
+        raise NotFound("not an annotation container")
+    return uri
+
+
+def _not_modified(req: Request, tag: str) -> bool:
+    return req.method in ("GET", "HEAD") and not_modified(tag, 0, req.header("if-none-match"), None)
+
+
+class ProtocolAPI:
+    """ASGI app mounted at /annotations."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.service = ctx.service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        req = parse_request(scope, receive, PREFIX)
+
+        async def handle(req: Request) -> None:
+            await self.dispatch(req, send)
+
+        await guarded(scope, send, handle, req)
+
+    async def dispatch(self, req: Request, send: Send) -> None:
+        parts = req.rest.lstrip("/").split("/")
+        if len(parts) == 3 and parts[0] in ("canvas", "manifest"):
+            uri = _decoded(parts[1])
+            selection = Selection(parts[0], uri)  # type: ignore[arg-type]
+            if parts[2] == "":
+                return await self.container(req, send, selection)
+            if parts[2] == "page":
+                return await self.viewer_page(req, send, selection)
+            if parts[0] == "canvas":
+                return await self.annotation(req, send, uri, parts[2])
+        if len(parts) in (3, 4) and parts[0] == "search" and parts[1] in ("1", "2"):
+            if len(parts) == 4 and parts[3] != "autocomplete":
+                raise NotFound("no such search resource")
+            return await self.search(req, send, int(parts[1]), _decoded(parts[2]), len(parts) == 4)
+        raise NotFound("no such annotation resource")
+
+    # ---- containers ----------------------------------------------------------------------
+
+    def _container_url(self, req: Request, selection: Selection) -> str:
+        base = req.base(self.ctx)
+        if selection.kind == "canvas":
+            return canvas_container_url(base, selection.uri)
+        return manifest_container_url(base, selection.uri)
+
+    async def container(self, req: Request, send: Send, selection: Selection) -> None:
+        if req.method == "OPTIONS":
+            return await preflight(send, CONTAINER_ALLOW)
+        if req.method == "POST":
+            return await self.create(req, send, selection)
+        if req.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(
+                "containers take GET, HEAD, POST", headers={"Allow": CONTAINER_ALLOW}
+            )
+        prefer = req.header("prefer") or ""
+        iris = PREFER_IRIS in prefer or req.query.get("iris") == "1"
+        minimal = PREFER_MINIMAL in prefer
+        if "page" in req.query:
+            return await self.page(req, send, selection, iris)
+        total, stamp = await self.ctx.service.store.state(selection)
+        container = self._container_url(req, selection)
+        ident = container + ("?iris=1" if iris else "")
+        body: dict[str, Any] = {
+            "@context": [ANNO_CONTEXT, LDP_CONTEXT],
+            "id": ident,
+            "type": ["BasicContainer", "AnnotationCollection"],
+            "label": f"Annotations on {selection.uri}",
+            "total": total,
+        }
+        if total:
+            size = self.ctx.page_size
+            last = (total - 1) // size
+            if minimal:
+                body["first"] = self._page_url(container, 0, iris)
+            else:
+                first = await self._page_body(req, selection, container, 0, total, iris)
+                first.pop("@context")
+                body["first"] = first
+            body["last"] = self._page_url(container, last, iris)
+        tag = strong_etag("container", selection.kind, selection.uri, total, stamp, iris, minimal,
+                          self.ctx.page_size)  # fmt: skip
+        headers = {
+            "Link": LDP_CONTAINER_LINK,
+            "ETag": tag,
+            "Allow": CONTAINER_ALLOW,
+            "Vary": "Accept, Prefer",
+            "Accept-Post": ANNO_TYPE,
+            "Content-Location": ident,
+            "Cache-Control": "no-cache",
+        }
+        if prefer:
+            headers["Preference-Applied"] = "return=representation"
+        if _not_modified(req, tag):
+            return await send_empty(send, 304, headers)
+        await send_json(send, 200, body, headers, content_type=ANNO_TYPE, head=req.method == "HEAD")
+
+    @staticmethod
+    def _page_url(container: str, n: int, iris: bool) -> str:
+        return f"{container}?iris=1&page={n}" if iris else f"{container}?page={n}"
+
+    async def _page_body(
+        self, req: Request, selection: Selection, container: str, n: int, total: int, iris: bool
+    ) -> dict[str, Any]:
+        size = self.ctx.page_size
+        records = await self.ctx.service.store.select(selection, n * size, size)
+        base = req.base(self.ctx)
+        items: list[Any] = [
+            annotation_url(base, r.canvas, r.key) if iris else w3c(r, base, context=False)
+            for r in records
+        ]
+        page: dict[str, Any] = {
+            "@context": ANNO_CONTEXT,
+            "id": self._page_url(container, n, iris),
+            "type": "AnnotationPage",
+            "partOf": {
+                "id": container + ("?iris=1" if iris else ""),
+                "type": "AnnotationCollection",
+                "total": total,
+            },
+            "startIndex": n * size,
+        }
+        if n > 0:
+            page["prev"] = self._page_url(container, n - 1, iris)
+        if (n + 1) * size < total:
+            page["next"] = self._page_url(container, n + 1, iris)
+        page["items"] = items
+        return page
+
+    async def page(self, req: Request, send: Send, selection: Selection, iris: bool) -> None:
+        raw = req.query.get("page", "")
+        if not raw.isdigit():
+            raise BadRequest("page must be a number from 0")
+        n = int(raw)
+        total, stamp = await self.ctx.service.store.state(selection)
+        if n > 0 and n * self.ctx.page_size >= total:
+            raise NotFound("no such page")
+        container = self._container_url(req, selection)
+        body = await self._page_body(req, selection, container, n, total, iris)
+        tag = strong_etag("page", selection.kind, selection.uri, total, stamp, iris, n,
+                          self.ctx.page_size)  # fmt: skip
+        headers = {
+            "Link": PAGE_LINK,
+            "ETag": tag,
+            "Allow": READ_ALLOW,
+            "Vary": "Accept, Prefer",
+            "Content-Location": body["id"],
+            "Cache-Control": "no-cache",
+        }
+        if _not_modified(req, tag):
+            return await send_empty(send, 304, headers)
+        await send_json(send, 200, body, headers, content_type=ANNO_TYPE, head=req.method == "HEAD")
+
+    async def create(self, req: Request, send: Send, selection: Selection) -> None:
+        user = authenticate(req, self.ctx)
+        doc = await read_json(req, self.ctx.max_bytes)
+        rec = await self.service.create(
+            doc,
+            user,
+            slug=req.header("slug"),
+            canvas=selection.uri if selection.kind == "canvas" else None,
+            manifest=selection.uri if selection.kind == "manifest" else None,
+        )
+        await self._send_annotation(req, send, rec, 201)
+
+    # ---- one annotation --------------------------------------------------------------------
+
+    async def _send_annotation(
+        self, req: Request, send: Send, rec: Record, status: int = 200
+    ) -> None:
+        base = req.base(self.ctx)
+        body = w3c(rec, base)
+        tag = etag(rec)
+        headers = {
+            "Link": LDP_RESOURCE_LINK,
+            "ETag": tag,
+            "Allow": ANNOTATION_ALLOW,
+            "Vary": "Accept",
+            "Cache-Control": "no-cache",
+        }
+        if status == 201:
+            headers["Location"] = body["id"]
+        if status == 200 and _not_modified(req, tag):
+            return await send_empty(send, 304, headers)
+        await send_json(send, status, body, headers, content_type=ANNO_TYPE,
+                        head=req.method == "HEAD")  # fmt: skip
+
+    async def annotation(self, req: Request, send: Send, canvas: str, key: str) -> None:
+        if req.method == "OPTIONS":
+            return await preflight(send, ANNOTATION_ALLOW)
+        if req.method not in ("GET", "HEAD", "PUT", "DELETE"):
+            raise MethodNotAllowed("annotations take GET, HEAD, PUT, DELETE",
+                                   headers={"Allow": ANNOTATION_ALLOW})  # fmt: skip
+        if req.method in ("PUT", "DELETE"):
+            user = authenticate(req, self.ctx)
+        rec = await self.service.live(key)
+        if rec.canvas != canvas:
+            raise NotFound("no such annotation in this container")
+        if req.method == "PUT":
+            doc = await read_json(req, self.ctx.max_bytes)
+            rec = await self.service.replace(rec, doc, user, req.header("if-match"))
+        elif req.method == "DELETE":
+            await self.service.remove(rec, user, req.header("if-match"))
+            return await send_empty(send, 204)
+        await self._send_annotation(req, send, rec)
+
+    # ---- what viewers read ----------------------------------------------------------------
+
+    async def viewer_page(self, req: Request, send: Send, selection: Selection) -> None:
+        if req.method == "OPTIONS":
+            return await preflight(send, READ_ALLOW)
+        if req.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed("pages are read-only", headers={"Allow": READ_ALLOW})
+        total, stamp = await self.ctx.service.store.state(selection)
+        tag = strong_etag("viewer", selection.kind, selection.uri, total, stamp)
+        headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "no-cache"}
+        if _not_modified(req, tag):
+            return await send_empty(send, 304, headers)
+        base = req.base(self.ctx)
+        records = await self.ctx.service.store.select(selection)
+        page = {
+            "@context": PRESENTATION3_CONTEXT,
+            "id": self._container_url(req, selection) + "page",
+            "type": "AnnotationPage",
+            "items": [w3c(r, base, context=False) for r in records],
+        }
+        await send_json(send, 200, page, headers, content_type=IIIF3_TYPE,
+                        head=req.method == "HEAD")  # fmt: skip
+
+    # ---- IIIF Content Search ---------------------------------------------------------------
+
+    async def search(
+        self, req: Request, send: Send, version: int, manifest: str, autocomplete: bool
+    ) -> None:
+        if req.method == "OPTIONS":
+            return await preflight(send, READ_ALLOW)
+        if req.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed("search is read-only", headers={"Allow": READ_ALLOW})
+        supported = search.SUPPORTED_2 if version == 2 else search.SUPPORTED_1
+        ignored = sorted(k for k in req.query if k not in supported)
+        words = search.query_words(req.query.get("q", ""))
+        selection = Selection("manifest", manifest)
+        store = self.ctx.service.store
+        creator = req.query.get("user", "")
+        service_url = search_url(req.base(self.ctx), manifest, version)
+        url = req.url(self.ctx)
+        body: dict[str, Any]
+        if autocomplete:
+            terms: list[tuple[str, int]] = []
+            if words:
+                found = await store.search(selection, [*words[:-1], words[-1] + "*"], creator,
+                                           SEARCH_LIMIT)  # fmt: skip
+                found = search.filter_motivation(found, req.query.get("motivation", ""))
+                lead = " ".join(words[:-1])
+                terms = [
+                    ((lead + " " + w).strip(), n)
+                    for w, n in search.terms_with_prefix(found, words[-1])
+                ]
+            complete = search.autocomplete2 if version == 2 else search.autocomplete1
+            body = complete(url, service_url, terms, ignored)
+        else:
+            if words:
+                records = await store.search(selection, words, creator, SEARCH_LIMIT)
+            else:
+                records = await store.select(selection, 0, SEARCH_LIMIT)
+                records = [r for r in records if not creator or r.creator == creator]
+            records = search.filter_motivation(records, req.query.get("motivation", ""))
+            build = search.search2 if version == 2 else search.search1
+            body = build(url, req.base(self.ctx), records, words, ignored)
+        await send_json(send, 200, body, {"Cache-Control": "no-cache"},
+                        content_type=JSON_TYPE if version == 1 else "application/ld+json",
+                        head=req.method == "HEAD")  # fmt: skip
+
+
+def routes(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    canvas_known: CanvasKnown | None = None,
+    page_size: int = 100,
+) -> list[BaseRoute]:
+    """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
+
+    ``canvas_known(uri)`` decides whether a target canvas exists; None accepts any http(s) URI.
+    """
+    ctx = Context(
+        settings=settings,
+        service=AnnotationService(store or open_store(settings), canvas_known),
+        users=parse_tokens(settings.tokens),
+        page_size=page_size,
+        max_bytes=settings.annotation_max_bytes,
+    )
+    annotot = AnnototAPI(ctx)
+    return [
+        Mount(PREFIX, app=ProtocolAPI(ctx)),
+        # The Annotot adapter POSTs to the bare endpoint URL (no trailing slash).
+        Route(ANNOTOT_PREFIX, annotot),
+        Mount(ANNOTOT_PREFIX, app=annotot),
+        Mount(SAS_PREFIX, app=SasAPI(ctx)),
+    ]

@@ -1,0 +1,50 @@
+"""Sample annotations for the annotation tests."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from iiifsrv.annotations.urls import canvas_container_path
+
+CANVAS = "http://test/iiif/manifests/psalter/canvas/p1"
+CANVAS2 = "http://test/iiif/manifests/psalter/canvas/p2"
+MANIFEST = "http://test/iiif/manifests/psalter"
+ANNO_TYPE = 'application/ld+json; profile="http://www.w3.org/ns/anno.jsonld"'
+SVG = "<svg xmlns='http://www.w3.org/2000/svg'><path d='M10,20 L110,20 L110,70 Z'/></svg>"
+
+
+def anno(
+    text: str = "a word under ultraviolet light",
+    canvas: str = CANVAS,
+    region: str = "10,20,100,50",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "@context": "http://www.w3.org/ns/anno.jsonld",
+        "type": "Annotation",
+        "motivation": "commenting",
+        "body": {"type": "TextualBody", "value": f"<p>{text}</p>", "format": "text/html"},
+        "target": {
+            "type": "SpecificResource",
+            "source": {
+                "id": canvas,
+                "type": "Canvas",
+                "partOf": [{"id": MANIFEST, "type": "Manifest"}],
+            },
+            "selector": [
+                {"type": "FragmentSelector", "value": f"xywh={region}"},
+                {"type": "SvgSelector", "value": SVG},
+            ],
+        },
+        **extra,
+    }
+
+
+def container(canvas: str = CANVAS) -> str:
+    return canvas_container_path(canvas)
+
+
+def path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
