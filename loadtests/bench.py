@@ -147,9 +147,24 @@ def cases(w: int, h: int, smoke: bool) -> list[Case]:
     jpeg, deflate, jp2 = "bench_jpeg.tif", "bench_deflate.tif", "bench.jp2"
     return [
         Case("distinct full-resolution tiles, JPEG TIFF", jpeg, tiles(jpeg, w, h, [1]), goal=6),
-        Case("distinct lower-level tiles (sf 2, 4), JPEG TIFF", jpeg, tiles(jpeg, w, h, [2, 4]), goal=6),
-        Case("one tile repeated", jpeg, [f"{jpeg}/{(w // 512) * 256},{(h // 512) * 256},256,256/256,/0/default.jpg"], goal=8),
-        Case("distinct tiles, deflate TIFF (after a warm-up pass)", deflate, tiles(deflate, w, h, [1]), goal=3),
+        Case(
+            "distinct lower-level tiles (sf 2, 4), JPEG TIFF",
+            jpeg,
+            tiles(jpeg, w, h, [2, 4]),
+            goal=6,
+        ),
+        Case(
+            "one tile repeated",
+            jpeg,
+            [f"{jpeg}/{(w // 512) * 256},{(h // 512) * 256},256,256/256,/0/default.jpg"],
+            goal=8,
+        ),
+        Case(
+            "distinct tiles, deflate TIFF (after a warm-up pass)",
+            deflate,
+            tiles(deflate, w, h, [1]),
+            goal=3,
+        ),
         Case(
             "distinct downscaled views full/{900..1100},",
             jpeg,
@@ -159,8 +174,12 @@ def cases(w: int, h: int, smoke: bool) -> list[Case]:
             warmup=False,
             goal=1.8,
         ),
-        Case("distinct tiles, JPEG2000", jp2, tiles(jp2, w, h, [1]), conns=8, timeout="30s", goal=3),
-        Case("replayed viewer session (Mirador)", jpeg, viewer_session(jpeg, w, h), conns=16, goal=5),
+        Case(
+            "distinct tiles, JPEG2000", jp2, tiles(jp2, w, h, [1]), conns=8, timeout="30s", goal=3
+        ),
+        Case(
+            "replayed viewer session (Mirador)", jpeg, viewer_session(jpeg, w, h), conns=16, goal=5
+        ),
     ]
 
 
@@ -185,15 +204,30 @@ def port_busy(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_iiifsrv(images: Path, port: int, workers: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_iiifsrv(
+    images: Path, port: int, workers: int, extra_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     if port_busy(port):
         raise SystemExit(f"[bench] port {port} is already in use: stop that server or pass --port")
     exe = shutil.which("iiifsrv") or str(ROOT / ".venv" / "bin" / "iiifsrv")
     env = {**os.environ, "IIIFSRV_LOG_LEVEL": "warning", **extra_env}
     proc = subprocess.Popen(
-        [exe, "serve", "--images", str(images), "--data", str(images.parent / "iiifsrv-data"),
-         "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            exe,
+            "serve",
+            "--images",
+            str(images),
+            "--data",
+            str(images.parent / "iiifsrv-data"),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     wait_http(f"http://127.0.0.1:{port}/health")
     return proc
@@ -213,7 +247,9 @@ def peer(action: str, images: Path, port: int) -> None:
 
 
 def iiifsrv_pids(proc: subprocess.Popen[bytes]) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True
+    ).stdout
     children = [int(p) for p in out.split()]
     return children or [proc.pid]
 
@@ -242,8 +278,20 @@ def memory(pids: list[int]) -> tuple[int, int]:
 
 def wrk(base: str, paths_file: Path, case: Case, duration: str, warmup: str) -> Result:
     def once(seconds: str) -> str:
-        cmd = ["wrk", "-t2", f"-c{case.conns}", f"-d{seconds}", "--timeout", case.timeout,
-               "--latency", "-s", str(WALK), base, "--", str(paths_file)]
+        cmd = [
+            "wrk",
+            "-t2",
+            f"-c{case.conns}",
+            f"-d{seconds}",
+            "--timeout",
+            case.timeout,
+            "--latency",
+            "-s",
+            str(WALK),
+            base,
+            "--",
+            str(paths_file),
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
     if case.warmup and warmup != "0":
@@ -251,12 +299,19 @@ def wrk(base: str, paths_file: Path, case: Case, duration: str, warmup: str) -> 
     out = once(duration)
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
     kv = dict(item.split("=", 1) for item in line.split()[1:])
-    return Result(float(kv["rps"]), float(kv["p50_ms"]), float(kv["p99_ms"]), int(kv["non2xx"]),
-                  int(kv["socket_errors"]))
+    return Result(
+        float(kv["rps"]),
+        float(kv["p50_ms"]),
+        float(kv["p99_ms"]),
+        int(kv["non2xx"]),
+        int(kv["socket_errors"]),
+    )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny image, 1-second cases")
     ap.add_argument("--duration", default="20s", help="measured wrk time per case and server")
     ap.add_argument("--warmup", default="3s", help="unmeasured wrk time before each measurement")
@@ -267,6 +322,11 @@ def main() -> int:
     ap.add_argument("--only", help="run only cases whose name contains this text")
     ap.add_argument("--no-peer", action="store_true", help="measure iiifsrv alone")
     ap.add_argument("--json", help="also write the results as JSON to this file")
+    ap.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run iiifsrv with its response caches off (cache_bytes=0): passthrough and renders only",
+    )
     args = ap.parse_args()
     if args.smoke:
         args.duration, args.warmup = "1s", "0"
@@ -282,7 +342,9 @@ def main() -> int:
         run(["bash", str(PEERS / "setup-iipsrv.sh"), "install"], stdout=subprocess.DEVNULL)
     lists = images.parent / "lists"
     lists.mkdir(exist_ok=True)
-    ours = start_iiifsrv(images, args.port, args.workers, {})
+    ours = start_iiifsrv(
+        images, args.port, args.workers, {"IIIFSRV_CACHE_BYTES": "0"} if args.no_cache else {}
+    )
     if with_peer:
         peer("stop", images, args.peer_port)
         peer("start", images, args.peer_port)
@@ -309,7 +371,11 @@ def main() -> int:
             peer_rss = memory(iipsrv_pids())[0] if with_peer else 0
             rows.append((case, results, rss, hwm, peer_rss))
             r = results["ours"]
-            ratio = f"{r.rps / results['peer'].rps:.1f}x" if "peer" in results and results["peer"].rps else "-"
+            ratio = (
+                f"{r.rps / results['peer'].rps:.1f}x"
+                if "peer" in results and results["peer"].rps
+                else "-"
+            )
             log(f"{case.name}: iiifsrv {r.rps:.0f}/s (p99 {r.p99:.1f} ms) ratio {ratio}")
     finally:
         stop_iiifsrv(ours)
@@ -317,10 +383,22 @@ def main() -> int:
             peer("stop", images, args.peer_port)
     print_table(rows, args, w, h)
     if args.json:
-        Path(args.json).write_text(json.dumps([
-            {"case": c.name, "goal": c.goal, **{who: vars(res) for who, res in results.items()},
-             "iiifsrv_rss_mb": rss, "iiifsrv_peak_worker_mb": hwm, "iipsrv_rss_mb": prss}
-            for c, results, rss, hwm, prss in rows], indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                [
+                    {
+                        "case": c.name,
+                        "goal": c.goal,
+                        **{who: vars(res) for who, res in results.items()},
+                        "iiifsrv_rss_mb": rss,
+                        "iiifsrv_peak_worker_mb": hwm,
+                        "iipsrv_rss_mb": prss,
+                    }
+                    for c, results, rss, hwm, prss in rows
+                ],
+                indent=2,
+            )
+        )
     bad = [c.name for c, results, *_ in rows if results["ours"].non2xx or results["ours"].errors]
     if bad:
         log(f"non-2xx responses or socket errors from iiifsrv in: {bad}")
@@ -329,9 +407,14 @@ def main() -> int:
 
 
 def print_table(rows: list, args: argparse.Namespace, w: int, h: int) -> None:  # type: ignore[type-arg]
-    print(f"\nimage {w}x{h}, wrk -t2, {args.duration} per case after {args.warmup} warm-up, "
-          f"iiifsrv --workers {args.workers}, iipsrv 2 processes behind lighttpd\n")
-    print("| case | iiifsrv req/s | iipsrv req/s | ratio | goal | iiifsrv p50 / p99 ms | iipsrv p50 / p99 ms | iiifsrv non-2xx | iiifsrv RSS (peak worker) MB | iipsrv RSS MB |")
+    cache = "caches OFF" if args.no_cache else "caches on (default 128 MiB)"
+    print(
+        f"\nimage {w}x{h}, wrk -t2, {args.duration} per case after {args.warmup} warm-up, "
+        f"iiifsrv --workers {args.workers} ({cache}), iipsrv 2 processes behind lighttpd\n"
+    )
+    print(
+        "| case | iiifsrv req/s | iipsrv req/s | ratio | goal | iiifsrv p50 / p99 ms | iipsrv p50 / p99 ms | iiifsrv non-2xx | iiifsrv RSS (peak worker) MB | iipsrv RSS MB |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for case, results, rss, hwm, prss in rows:
         o = results["ours"]
@@ -339,8 +422,10 @@ def print_table(rows: list, args: argparse.Namespace, w: int, h: int) -> None:  
         ratio = f"{o.rps / p.rps:.2f}x" if p and p.rps else "-"
         peer_cols = f"{p.rps:.0f} " if p else "- "
         peer_lat = f"{p.p50:.1f} / {p.p99:.1f}" if p else "-"
-        print(f"| {case.name} | {o.rps:.0f} | {peer_cols}| {ratio} | {case.goal:g}x | {o.p50:.1f} / {o.p99:.1f} | "
-              f"{peer_lat} | {o.non2xx + o.errors} | {rss} ({hwm}) | {prss} |")
+        print(
+            f"| {case.name} | {o.rps:.0f} | {peer_cols}| {ratio} | {case.goal:g}x | {o.p50:.1f} / {o.p99:.1f} | "
+            f"{peer_lat} | {o.non2xx + o.errors} | {rss} ({hwm}) | {prss} |"
+        )
 
 
 if __name__ == "__main__":

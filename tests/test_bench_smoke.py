@@ -1,0 +1,46 @@
+"""The benchmark and soak harnesses, run tiny so they cannot rot (the real runs are in
+docs/benchmarks.md; CI does not time anything)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PEERS = ROOT.parent / "shared" / "peers"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env
+    )
+
+
+def test_bench_smoke_side_by_side() -> None:
+    if shutil.which("wrk") is None:
+        pytest.fail("wrk is missing: scripts/setup --test installs it")
+    peer = PEERS.is_dir() and (
+        os.geteuid() == 0 or Path("/usr/lib/iipimage-server/iipsrv.fcgi").exists()
+    )
+    args = ["loadtests/bench.py", "--smoke", "--port", "8192", "--peer-port", "8093"]
+    done = _run(*args, *([] if peer else ["--no-peer"]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [ln for ln in done.stdout.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert len(rows) == 8  # header + 7 cases
+    assert "distinct full-resolution tiles, JPEG TIFF" in rows[1]
+    if peer:
+        assert all(cell.strip().endswith("x") for cell in [r.split("|")[4] for r in rows[1:]])
+
+
+def test_soak_smoke() -> None:
+    done = _run("loadtests/soak.py", "--smoke", "--seconds", "3", "--port", "8194")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "first tile of a never-seen image (ms)" in done.stdout
+    assert "(all 2xx)" in done.stdout
