@@ -2,7 +2,7 @@
 FROM debian:bookworm-slim
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvips42 python3 python3-venv ca-certificates curl \
+ && apt-get install -y --no-install-recommends libvips42 ffmpeg python3 python3-venv ca-certificates curl \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/iiifsrv
@@ -11,7 +11,7 @@ COPY iiifsrv ./iiifsrv
 COPY config ./config
 COPY codecs ./codecs
 COPY manifests ./manifests
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir '.[samples]'
 
 RUN useradd --system --home /data --shell /usr/sbin/nologin iiif \
  && mkdir -p /data/images /data/state && chown -R iiif /data
