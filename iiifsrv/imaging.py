@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import pyvips
@@ -43,10 +45,40 @@ def load_level(source: Source, level: int) -> pyvips.Image:
     if source.loader == "tiffload":
         return pyvips.Image.tiffload(source.path, **options)
     if source.loader == "jp2kload":
-        return pyvips.Image.jp2kload(source.path, **options)
+        return _jp2_decoder(source, options)
     if source.loader == "jpegload":
         return pyvips.Image.jpegload(source.path, **options)
     return pyvips.Image.new_from_file(source.path, **options)
+
+
+_threads = threading.local()
+_DECODERS_PER_THREAD = 8
+
+
+def _jp2_decoder(source: Source, options: dict[str, Any]) -> pyvips.Image:
+    """A JPEG2000 decoder owned by this render thread.
+
+    libvips' operation cache hands every caller the same jp2kload image, and OpenJPEG decodes
+    of one image are serialised: concurrent tile renders of one JP2 would queue behind each
+    other. Each render thread keeps its own decoders instead (a new one costs a header parse,
+    ~20 ms), keyed by file version, at most a few per thread.
+    """
+    decoders: OrderedDict[tuple[str, int, int, int], pyvips.Image] | None = getattr(
+        _threads, "jp2", None
+    )
+    if decoders is None:
+        decoders = _threads.jp2 = OrderedDict()
+    key = (source.path, source.mtime_ns, source.size, int(options.get("page", 0)))
+    image = decoders.get(key)
+    if image is None:
+        stream = pyvips.Source.new_from_file(source.path)
+        image = pyvips.Image.jp2kload_source(stream, **options)
+        decoders[key] = image
+        while len(decoders) > _DECODERS_PER_THREAD:
+            decoders.popitem(last=False)
+    else:
+        decoders.move_to_end(key)
+    return image
 
 
 def _composite_level(source: CompositeSource, level: int) -> pyvips.Image:
