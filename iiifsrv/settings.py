@@ -1,7 +1,8 @@
 """Settings: the registry (name, type, default, help) and one frozen Settings object.
 
-Imports only the standard library and iiifsrv.errors. Values come from defaults, a TOML file,
-``IIIFSRV_<NAME>`` environment variables and CLI overrides, in that order of precedence (last wins).
+Imports only the standard library and iiifsrv.tokens (to check the tokens syntax).
+Values come from defaults, a TOML file, ``IIIFSRV_<NAME>`` environment variables and CLI
+overrides, in that order of precedence (last wins).
 The environment is passed in explicitly; nothing here reads a global later.
 """
 
@@ -14,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from iiifsrv.tokens import parse_tokens
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,10 @@ def load(
         sources[name] = "command line"
     if values.get("public_url"):
         values["public_url"] = str(values["public_url"]).rstrip("/")
+    try:
+        parse_tokens(str(values.get("tokens", "")))
+    except ValueError as exc:
+        raise SettingsError(f"setting 'tokens' from {sources['tokens']}: {exc}") from None
     return Settings(**values, sources=sources)
 
 

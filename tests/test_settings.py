@@ -67,3 +67,9 @@ def test_example_config_documents_every_setting() -> None:
     assert set(uncommented) == names
     for spec in REGISTRY:
         assert uncommented[spec.name] == spec.default, spec.name
+
+
+def test_malformed_token_entry_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="tokens"):
+        load(environ={"IIIFSRV_TOKENS": "good=alice,oops"})
+    assert load(environ={"IIIFSRV_TOKENS": "a=alice, b=bob:editor"}).tokens

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from iiifsrv.annotations import model
@@ -17,6 +16,7 @@ from iiifsrv.annotations.store import KeyTaken, Store, VersionConflict, new_key
 from iiifsrv.annotations.urls import PREFIX, decode_uri
 from iiifsrv.conditional import if_match_fails, strong_etag
 from iiifsrv.errors import BadRequest, Forbidden, IIIFError, NotFound, PreconditionFailed
+from iiifsrv.tokens import User, parse_tokens
 
 CanvasKnown = Callable[[str], Awaitable[bool]]
 
@@ -26,27 +26,6 @@ RESERVED_KEYS = frozenset({"page", "", ".", ".."})
 
 class Gone(IIIFError):
     status = 410
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    editor: bool = False
-
-
-def parse_tokens(spec: str) -> dict[str, User]:
-    """``token=user`` or ``token=user:editor``, comma-separated → {token: User}."""
-    users: dict[str, User] = {}
-    for item in spec.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        token, sep, who = item.partition("=")
-        if not sep or not token.strip() or not who.strip():
-            raise ValueError(f"token entry {item!r} is not token=user[:editor]")
-        name, _, role = who.strip().partition(":")
-        users[token.strip()] = User(name=name, editor=role.strip() == "editor")
-    return users
 
 
 def etag(rec: Record) -> str:
@@ -164,3 +143,6 @@ def key_from_iri(iri: str) -> str:
     if len(parts) == 2 and decode_uri(parts[0]) is not None and parts[1]:
         return parts[1]
     return ""
+
+
+__all__ = ["AnnotationService", "CanvasKnown", "Gone", "User", "etag", "parse_tokens", "slug_key"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyvips
 
+from iiifsrv.atomic import fsync_dir
 from iiifsrv.ingest.profiles import Encoding, Profile
 from iiifsrv.sources.describe import sniff
 
@@ -94,14 +95,6 @@ def prepare(image: pyvips.Image, profile: Profile, *, band: bool) -> tuple[pyvip
     return image, profile.eight_bit
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def part_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}{PART_SUFFIX}")
 
@@ -174,7 +167,7 @@ def write(image: pyvips.Image, stem: Path, encoding: Encoding, tile: int) -> Pat
         finally:
             os.close(fd)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except pyvips.Error as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from iiifsrv.atomic import fsync_dir, write_synced
 from iiifsrv.errors import BadRequest, Unavailable
 
 log = logging.getLogger("iiifsrv.presentation.store")
@@ -219,7 +220,7 @@ class ManifestStore:
         with self._write:
             tmp = final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.part")
             try:
-                _write_synced(tmp, body)
+                write_synced(tmp, body)
                 with self._transaction() as db:
                     old = self.get(manifest_id)
                     now = now_iso()
@@ -258,7 +259,7 @@ class ManifestStore:
                         ("Update" if old else "Create", manifest_id, now),
                     )
                     os.replace(tmp, final)
-                    _sync_folder(self.folder)
+                    fsync_dir(self.folder)
             except OSError as exc:
                 log.error("cannot store manifest %r: %s", manifest_id, exc)
                 raise Unavailable(f"the manifest could not be stored: {exc.strerror}") from None
@@ -283,21 +284,6 @@ class ManifestStore:
                     ("Delete", manifest_id, now_iso()),
                 )
                 final.unlink(missing_ok=True)
-                _sync_folder(self.folder)
+                fsync_dir(self.folder)
             self._cache.pop(manifest_id, None)
         return True
-
-
-def _write_synced(path: Path, body: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

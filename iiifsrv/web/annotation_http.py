@@ -19,6 +19,7 @@ from iiifsrv.annotations.service import AnnotationService, User
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import BadRequest, IIIFError, PayloadTooLarge, Unauthorized
 from iiifsrv.settings import Settings
+from iiifsrv.tokens import find_user
 from iiifsrv.web.respond import base_url, error_response, header, send_response
 
 log = logging.getLogger("iiifsrv.annotations")
@@ -117,7 +118,7 @@ def authenticate(req: Request, ctx: Context, path_token: str | None = None) -> U
     challenge = {"WWW-Authenticate": 'Bearer realm="iiifsrv annotations"'}
     if not token:
         raise Unauthorized("writing needs a bearer token", headers=challenge)
-    user = ctx.users.get(token)
+    user = find_user(ctx.users, token)
     if user is None:
         raise Unauthorized("unknown token", headers=challenge)
     return user
