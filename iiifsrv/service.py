@@ -59,8 +59,8 @@ class ImageService:
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
         # The web layer's per-URL cache holds most hits; this one serves equivalent URL forms
-        # and coalesces concurrent renders. Together they hold at most 1.25 × cache_bytes.
-        self.responses: ByteLRU[bytes] = ByteLRU(settings.cache_bytes // 4, settings.cache_max_item)
+        # and coalesces concurrent renders. Together they hold at most 1.125 × cache_bytes.
+        self.responses: ByteLRU[bytes] = ByteLRU(settings.cache_bytes // 8, settings.cache_max_item)
         # identifier -> (path, folder, folder mtime); the folder is set when the identifier had
         # no extension, so a better file appearing there (a new derivative) is picked up.
         self._paths: LRUCache[str, tuple[str, str, int]] = LRUCache(maxsize=8192)

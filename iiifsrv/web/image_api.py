@@ -203,7 +203,7 @@ class ImageAPI:
                 folder_mtime = os.stat(folder).st_mtime_ns
             except OSError:
                 return
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw = [_shared_header(k, v) for k, v in headers.items()]
         raw.append((b"content-length", str(len(body)).encode()))
         entry = Hot(
             source.path,
@@ -216,7 +216,10 @@ class ImageAPI:
             raw,
             body,
         )
-        self.hot.put(key, entry, len(body) + 64 * len(raw))
+        # What the entry really costs in Python: the body, the per-entry header values (the
+        # constant ones are shared), the key, and the objects around them.
+        own = sum(len(v) + 90 for k, v in raw if k in _PER_ENTRY)
+        self.hot.put(key, entry, len(body) + own + len(key[0] or b"") + 700)
 
     async def _image(
         self,
@@ -258,6 +261,18 @@ class ImageAPI:
         if not self.settings.debug:
             self._remember(scope, identifier, planned.source, planned.etag, headers, body)
         await send_response(send, 200, headers, b"" if head else body, length=len(body))
+
+
+_PER_ENTRY = {b"etag", b"last-modified", b"link", b"content-length"}
+_SHARED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
+def _shared_header(name: str, value: str) -> tuple[bytes, bytes]:
+    """Header pairs that are the same for many responses are stored once per process."""
+    pair = (name.lower().encode("latin-1"), value.encode("latin-1"))
+    if pair[0] in _PER_ENTRY or len(_SHARED) > 1000:
+        return pair
+    return _SHARED.setdefault((name, value), pair)
 
 
 def _str(value: bytes | None) -> str | None:
