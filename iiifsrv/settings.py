@@ -44,7 +44,12 @@ REGISTRY: tuple[Spec, ...] = (
     Spec("max_height", int, 10000, "Largest output height in pixels (0 = no limit)."),
     Spec("max_area", int, 25_000_000, "Largest output area in pixels (0 = no limit)."),
     Spec("render_threads", int, 0, "Concurrent image renders per worker (0 = one per core)."),
-    Spec("cache_bytes", int, 128 * 1024 * 1024, "Bytes of the in-memory response cache (0 = off)."),
+    Spec(
+        "cache_bytes",
+        int,
+        96 * 1024 * 1024,
+        "Bytes of the in-memory response cache per worker (0 = off).",
+    ),
     Spec("cache_max_item", int, 4 * 1024 * 1024, "Largest response kept in the memory cache."),
     Spec("cache_control", str, "public, max-age=86400", "Cache-Control header of image responses."),
     Spec("jpeg_quality", int, 80, "JPEG quality of rendered (not passed-through) images."),
@@ -90,7 +95,7 @@ class Settings:
     max_height: int = 10000
     max_area: int = 25_000_000
     render_threads: int = 0
-    cache_bytes: int = 128 * 1024 * 1024
+    cache_bytes: int = 96 * 1024 * 1024
     cache_max_item: int = 4 * 1024 * 1024
     cache_control: str = "public, max-age=86400"
     jpeg_quality: int = 80

@@ -407,7 +407,7 @@ def main() -> int:
 
 
 def print_table(rows: list, args: argparse.Namespace, w: int, h: int) -> None:  # type: ignore[type-arg]
-    cache = "caches OFF" if args.no_cache else "caches on (default 128 MiB)"
+    cache = "caches OFF" if args.no_cache else "caches on (default 96 MiB per worker)"
     print(
         f"\nimage {w}x{h}, wrk -t2, {args.duration} per case after {args.warmup} warm-up, "
         f"iiifsrv --workers {args.workers} ({cache}), iipsrv 2 processes behind lighttpd\n"
