@@ -37,6 +37,10 @@ class MethodNotAllowed(IIIFError):
     status = 405
 
 
+class Conflict(IIIFError):
+    status = 409
+
+
 class PreconditionFailed(IIIFError):
     status = 412
 

@@ -26,7 +26,9 @@ renders_started = 0
 
 
 class RenderError(IIIFError):
-    status = 500
+    """The file was described but its pixels cannot be decoded (corrupt data): 501."""
+
+    status = 501
 
 
 def configure(cache_mb: int, concurrency: int = 1) -> None:
@@ -236,7 +238,7 @@ def render(source: Source, plan: Plan, jpeg_quality: int) -> bytes:
         return encode(image, plan.format, jpeg_quality)
     except pyvips.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "libvips error"
-        raise RenderError(f"cannot render this image: {first}") from None
+        raise RenderError(f"cannot decode this image: {first}") from None
 
 
 def read_raw_tile(source: Source, tile: RawTile) -> bytes:

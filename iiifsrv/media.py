@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import wave
@@ -110,7 +111,8 @@ def poster(source: Path, target: Path, at: float = 1.0) -> Path:
     if exe is None:
         raise Unavailable("ffmpeg is not installed: no poster image")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    # Unique per call: concurrent first requests must not write or remove each other's file.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     command = [
         exe,
         "-nostdin",

@@ -21,7 +21,7 @@ from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.conditional import strong_etag
 from iiifsrv.encoders import media_type
-from iiifsrv.errors import NotFound
+from iiifsrv.errors import NotFound, NotImplementedFeature
 from iiifsrv.iiif.model import ImageRequest, Limits
 from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
@@ -30,6 +30,35 @@ from iiifsrv.sources.describe import Source, describe
 from iiifsrv.sources.resolve import Resolver, check_identifier
 
 log = logging.getLogger("iiifsrv.service")
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where an identifier was found, and how to tell, with one or two lstat calls, that it
+    still names the same file: the real file, the name under the root (a symlink may be
+    retargeted), and for an extensionless identifier its folder (a better file may appear)."""
+
+    real: str
+    name: str
+    name_id: tuple[int, int]  # (inode, mtime) of lstat(name)
+    folder: str
+    folder_mtime: int
+
+    def check(self) -> os.stat_result | None:
+        """The real file's stat when everything still holds, else None."""
+        try:
+            st = os.lstat(self.real)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if self.name != self.real:
+                named = os.lstat(self.name)
+                if (named.st_ino, named.st_mtime_ns) != self.name_id:
+                    return None
+            if self.folder and os.stat(self.folder).st_mtime_ns != self.folder_mtime:
+                return None
+        except OSError:
+            return None
+        return st
 
 
 @dataclass(frozen=True)
@@ -61,9 +90,7 @@ class ImageService:
         # The web layer's per-URL cache holds most hits; this one serves equivalent URL forms
         # and coalesces concurrent renders. Together they hold at most 1.125 × cache_bytes.
         self.responses: ByteLRU[bytes] = ByteLRU(settings.cache_bytes // 8, settings.cache_max_item)
-        # identifier -> (path, folder, folder mtime); the folder is set when the identifier had
-        # no extension, so a better file appearing there (a new derivative) is picked up.
-        self._paths: LRUCache[str, tuple[str, str, int]] = LRUCache(maxsize=8192)
+        self._paths: LRUCache[str, Located] = LRUCache(maxsize=8192)
         self._sources: LRUCache[str, Source] = LRUCache(maxsize=512)
         self._describing: dict[str, asyncio.Future[Source]] = {}
         self._rendering: dict[tuple[str, str], asyncio.Future[bytes]] = {}
@@ -112,30 +139,42 @@ class ImageService:
 
     # -- sources ---------------------------------------------------------------------------
 
+    def located(self, identifier: str) -> Located | None:
+        """Where ``identifier`` was last found (for the web layer's per-URL cache)."""
+        return self._paths.get(identifier)
+
     def _stat_cached(self, identifier: str) -> tuple[str, os.stat_result] | None:
         known = self._paths.get(identifier)
         if known is None:
             return None
-        path, folder, folder_mtime = known
-        try:
-            st = os.lstat(path)
-            stale = folder and os.stat(folder).st_mtime_ns != folder_mtime
-        except OSError:
-            stale = True
-        if stale or not stat.S_ISREG(st.st_mode):
+        st = known.check()
+        if st is None:
             self._paths.pop(identifier, None)
             return None
-        return path, st
+        return known.real, st
 
-    def _remember_path(self, identifier: str, path: str) -> None:
-        folder, folder_mtime = "", 0
-        if os.path.basename(path) != identifier.rsplit("/", 1)[-1]:
-            folder = os.path.dirname(path)
-            try:
+    def _remember_path(self, identifier: str, real: str, name: str) -> None:
+        try:
+            named = os.lstat(name)
+            folder, folder_mtime = "", 0
+            if os.path.basename(name) != identifier.rsplit("/", 1)[-1]:
+                folder = os.path.dirname(name)
                 folder_mtime = os.stat(folder).st_mtime_ns
-            except OSError:
-                return
-        self._paths[identifier] = (path, folder, folder_mtime)
+        except OSError:
+            return
+        self._paths[identifier] = Located(
+            real, name, (named.st_ino, named.st_mtime_ns), folder, folder_mtime
+        )
+
+    def _check_source_size(self, source: Source) -> None:
+        """An untiled source is decoded whole: refuse decompression bombs and giants."""
+        limit = self.settings.max_source_pixels
+        info = source.info
+        if limit and not info.levels[0].tile_width and info.width * info.height > limit:
+            raise NotImplementedFeature(
+                f"this untiled image has {info.width}x{info.height} pixels, more than "
+                f"max_source_pixels ({limit}): make a pyramidal derivative with iiifsrv ingest"
+            )
 
     async def source(self, identifier: str) -> Source:
         """The current description of ``identifier``'s file; re-read when the file changed."""
@@ -145,12 +184,12 @@ class ImageService:
         hit = self._stat_cached(identifier)
         if hit is None:
             check_identifier(identifier)
-            path = await anyio.to_thread.run_sync(self.resolver.resolve, identifier)
+            path, name = await anyio.to_thread.run_sync(self.resolver.locate, identifier)
             try:
                 st = os.stat(path)
             except OSError:
                 raise NotFound(f"no image with identifier {identifier!r}") from None
-            self._remember_path(identifier, path)
+            self._remember_path(identifier, path, name)
         else:
             path, st = hit
         known = self._sources.get(path)
@@ -163,6 +202,7 @@ class ImageService:
         self._describing[path] = future
         try:
             described = await anyio.to_thread.run_sync(describe, path, st)
+            self._check_source_size(described)
             self._sources[path] = described
             future.set_result(described)
             return described

@@ -43,6 +43,12 @@ REGISTRY: tuple[Spec, ...] = (
     Spec("max_width", int, 10000, "Largest output width in pixels (0 = no limit)."),
     Spec("max_height", int, 10000, "Largest output height in pixels (0 = no limit)."),
     Spec("max_area", int, 25_000_000, "Largest output area in pixels (0 = no limit)."),
+    Spec(
+        "max_source_pixels",
+        int,
+        250_000_000,
+        "Largest untiled source (plain JPEG/PNG/TIFF) served; beyond, ingest it (0 = no limit).",
+    ),
     Spec("render_threads", int, 0, "Concurrent image renders per worker (0 = one per core)."),
     Spec(
         "cache_bytes",
@@ -94,6 +100,7 @@ class Settings:
     max_width: int = 10000
     max_height: int = 10000
     max_area: int = 25_000_000
+    max_source_pixels: int = 250_000_000
     render_threads: int = 0
     cache_bytes: int = 96 * 1024 * 1024
     cache_max_item: int = 4 * 1024 * 1024

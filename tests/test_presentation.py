@@ -474,3 +474,23 @@ def test_creating_the_app_touches_no_data(tmp_path: Path, images: Path) -> None:
     data = tmp_path / "untouched"
     create_app(Settings(images=str(images), data=str(data)))
     assert not data.exists()
+
+
+async def test_hostile_manifest_requests_are_4xx(client: httpx.AsyncClient) -> None:
+    long_id = "%25" * 90
+    assert (await client.get(f"/iiif/manifests/{long_id}")).status_code in (400, 404)
+    for body in (b"[" * 5000 + b"]" * 5000, b'{"a":' + b"1" * 5000 + b"}", b'{"x":Infinity}'):
+        r = await client.post(
+            "/iiif/manifests", content=body, headers={**auth(), "Content-Type": "application/json"}
+        )
+        assert r.status_code == 400, r.text
+    r = await client.put(f"/iiif/manifests/{long_id}", json=_example(), headers=auth())
+    assert r.status_code == 400
+
+
+async def test_host_header_cannot_inject_json(client: httpx.AsyncClient) -> None:
+    await client.post("/iiif/manifests", json=_example(), headers=auth())
+    r = await client.get(
+        "/iiif/manifests/example-map", headers={"Host": 'a","injected":"yes","x":"'}
+    )
+    assert r.status_code == 200 and "injected" not in r.json()

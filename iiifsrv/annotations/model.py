@@ -6,6 +6,7 @@ PURE: standard library, defusedxml (to parse SVG safely) and iiifsrv.errors. No 
 from __future__ import annotations
 
 import html
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,9 @@ def check(doc: Any) -> Checked:
     """Validate a W3C/IIIF annotation; raise BadRequest with a one-line reason."""
     if not isinstance(doc, dict):
         raise BadRequest("an annotation must be a JSON object")
+    if "\\u0000" in json.dumps(doc):
+        # PostgreSQL text cannot hold NUL, and no annotation needs one: refuse it everywhere.
+        raise BadRequest("an annotation may not contain NUL characters")
     kind = doc.get("type", doc.get("@type"))
     kinds = kind if isinstance(kind, list) else [kind]
     if "Annotation" not in kinds:
@@ -201,6 +205,14 @@ def xywh(doc: Doc) -> str:
 
 
 def _svg_box(svg: str) -> str:
+    """The bounding box of the SVG's shapes, or "" (never raises: stored data is read here)."""
+    try:
+        return _svg_box_of(svg)
+    except (ValueError, OverflowError, TypeError):
+        return ""
+
+
+def _svg_box_of(svg: str) -> str:
     try:
         root = fromstring(svg)
     except (ParseError, DefusedXmlException):

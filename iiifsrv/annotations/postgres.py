@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from iiifsrv.annotations.model import Checked, Record
 from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, now
-from iiifsrv.errors import Unavailable
+from iiifsrv.errors import BadRequest, Unavailable
 
 SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS iiifsrv_annotation_changes;
@@ -112,15 +112,25 @@ class PostgresStore:
 
     async def _one(self, sql: str, args: list[Any] | tuple[Any, ...]) -> tuple[Any, ...] | None:
         pool = await self._pool_ready()
-        async with pool.connection() as conn:
-            cur = await conn.execute(sql, args)
-            return await cur.fetchone()
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(sql, args)
+                return await cur.fetchone()
+        except psycopg.DataError as exc:
+            raise BadRequest(f"value not storable: {str(exc).splitlines()[0]}") from None
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"annotation database unavailable: {exc}") from None
 
     async def _all(self, sql: str, args: list[Any]) -> list[Record]:
         pool = await self._pool_ready()
-        async with pool.connection() as conn:
-            cur = await conn.execute(sql, args)
-            return [_record(r) for r in await cur.fetchall()]
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(sql, args)
+                return [_record(r) for r in await cur.fetchall()]
+        except psycopg.DataError as exc:
+            raise BadRequest(f"value not storable: {str(exc).splitlines()[0]}") from None
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"annotation database unavailable: {exc}") from None
 
     async def create(self, key: str, checked: Checked, via: str, creator: str) -> Record:
         stamp = now()

@@ -15,7 +15,14 @@ from iiifsrv.annotations.model import Checked, Record
 from iiifsrv.annotations.store import KeyTaken, Store, VersionConflict, new_key
 from iiifsrv.annotations.urls import PREFIX, decode_uri
 from iiifsrv.conditional import if_match_fails, strong_etag
-from iiifsrv.errors import BadRequest, Forbidden, IIIFError, NotFound, PreconditionFailed
+from iiifsrv.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    IIIFError,
+    NotFound,
+    PreconditionFailed,
+)
 from iiifsrv.tokens import User, parse_tokens
 
 CanvasKnown = Callable[[str], Awaitable[bool]]
@@ -71,6 +78,12 @@ class AnnotationService:
         if via is None:
             given = doc.get("id", doc.get("@id", ""))
             via = given if isinstance(given, str) else ""
+        if via:
+            # A client id names one annotation: another user may not take it over (the
+            # Annotot and SAS dialects address annotations by it).
+            holder = await self.store.find_via(via)
+            if holder is not None and not holder.deleted and holder.creator != user.name:
+                raise Conflict("that annotation id is already used by another user")
         key = slug_key(slug)
         for attempt in range(20):
             try:

@@ -26,7 +26,8 @@ def decode_uri(segment: str) -> str | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        return raw.decode("utf-8")
+        uri = raw.decode("utf-8")
+        return None if any(ord(c) < 32 for c in uri) else uri
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
 

@@ -21,8 +21,9 @@ from iiifsrv.iiif.model import (
     SizeKind,
 )
 
-_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_INT = r"\d+"
+# ASCII digits only, and never more than Python converts cheaply (10 digits, 10 decimals).
+_NUM = r"(?:[0-9]{1,10}(?:\.[0-9]{0,10})?|\.[0-9]{1,10})"
+_INT = r"[0-9]{1,10}"
 _REGION_PX = re.compile(rf"^({_INT}),({_INT}),({_INT}),({_INT})$")
 _REGION_PCT = re.compile(rf"^pct:({_NUM}),({_NUM}),({_NUM}),({_NUM})$")
 _SIZE_W = re.compile(rf"^({_INT}),$")

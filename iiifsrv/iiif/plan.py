@@ -148,6 +148,30 @@ def check_limits(w: int, h: int, limits: Limits) -> None:
         )
 
 
+GIF_MAX_AREA = 4_000_000  # GIF quantisation is slow: larger GIFs are refused when limits are set
+
+
+def quantise_degrees(value: float) -> float:
+    """One value for the canonical form, the cache key and the render: 0 <= d < 360, six
+    decimals, snapped to a right angle when within a millionth of one."""
+    degrees = round(value % 360, 6)
+    right = round(degrees / 90) * 90
+    if abs(degrees - right) < 1e-6:
+        degrees = float(right % 360)
+    return degrees
+
+
+def check_rotated(w: int, h: int, degrees: float, fmt: str, limits: Limits) -> None:
+    """The limits apply to what is encoded: a rotation's bounding box, and GIFs (slow)."""
+    if degrees % 90:
+        radians = math.radians(degrees)
+        cos, sin = abs(math.cos(radians)), abs(math.sin(radians))
+        w, h = math.ceil(w * cos + h * sin), math.ceil(w * sin + h * cos)
+        check_limits(w, h, limits)
+    if fmt == "gif" and (limits.width or limits.max_area) and w * h > GIF_MAX_AREA:
+        raise BadRequest(f"gif output is limited to {GIF_MAX_AREA} pixels; use png or jpg")
+
+
 def choose_level(info: SourceInfo, region: Box, width: int, height: int) -> int:
     """The smallest stored level whose resolution still covers the output size."""
     shrink = min(region.w / width, region.h / height)
@@ -231,10 +255,11 @@ def plan(req: ImageRequest, info: SourceInfo, limits: Limits, *, passthrough: bo
     """Turn a parsed request into everything later stages need. Raises BadRequest/Forbidden."""
     region = resolve_region(req, info)
     width, height = resolve_size(req, region, limits)
-    degrees = req.rotation.degrees % 360
+    degrees = quantise_degrees(req.rotation.degrees)
     mirror = req.rotation.mirror
+    check_rotated(width, height, degrees, req.format, limits)
     quality = "default" if req.quality in ("default", "color") else req.quality
-    rotation_text = ("!" if mirror else "") + fmt_number(req.rotation.degrees)
+    rotation_text = ("!" if mirror else "") + fmt_number(degrees)
     canonical = "/".join(
         (
             canonical_region(region, info),

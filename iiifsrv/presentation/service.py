@@ -21,7 +21,7 @@ from typing import Any
 
 from iiifsrv import media
 from iiifsrv.catalogue import Catalogue, CatalogueObject
-from iiifsrv.errors import BadRequest, Forbidden, IIIFError, NotFound
+from iiifsrv.errors import BadRequest, Conflict, Forbidden, IIIFError, NotFound
 from iiifsrv.presentation import activity, collections, validate
 from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import Hooks, build_manifest, manifest_url
@@ -29,10 +29,6 @@ from iiifsrv.presentation.store import STORED_BASE, ManifestStore, Record, check
 from iiifsrv.settings import Settings
 
 log = logging.getLogger("iiifsrv.presentation")
-
-
-class Conflict(IIIFError):
-    status = 409
 
 
 class Presentation:
@@ -56,6 +52,8 @@ class Presentation:
         self.activity_page_size = activity_page_size
         self._sync_lock = threading.Lock()
         self._seen: tuple[Any, ...] | None = None
+        self._poster_guard = threading.Lock()
+        self._poster_locks: dict[str, threading.Lock] = {}
 
     # Opened on first use, so creating the app has no side effects on the data directory.
     @property
@@ -347,10 +345,16 @@ class Presentation:
         identity = f"{media_path}\x1f{st.st_mtime_ns}\x1f{st.st_size}".encode()
         key = hashlib.blake2b(identity, digest_size=16).hexdigest()
         target = self.data / "posters" / f"{key}.jpg"
-        if not target.is_file():
-            info = media.probe(media_path)
-            at = min(1.0, info.duration / 2) if info.duration else 0.0
-            media.poster(media_path, target, at)
+        if target.is_file():
+            return target
+        # One ffmpeg per video version, however many first requests arrive together.
+        with self._poster_guard:
+            lock = self._poster_locks.setdefault(key, threading.Lock())
+        with lock:
+            if not target.is_file():
+                info = media.probe(media_path)
+                at = min(1.0, info.duration / 2) if info.duration else 0.0
+                media.poster(media_path, target, at)
         return target
 
 

@@ -71,6 +71,9 @@ def check_id(manifest_id: str) -> str:
         raise BadRequest("a manifest id may not contain control characters or backslashes")
     if any(s in ("", ".", "..") for s in manifest_id.split("/")):
         raise BadRequest("a manifest id may not have empty, '.' or '..' segments")
+    if len(quote(manifest_id, safe="")) > MAX_ID_LENGTH:
+        # The file name is the percent-encoded id: keep it well under the 255-byte limit.
+        raise BadRequest(f"a manifest id is at most {MAX_ID_LENGTH} characters once URL-encoded")
     return manifest_id
 
 
@@ -160,7 +163,7 @@ class ManifestStore:
         path = self.path(manifest_id)
         try:
             st = path.stat()
-        except FileNotFoundError:
+        except OSError:
             return None
         hit = self._cache.get(manifest_id)
         if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:

@@ -60,12 +60,16 @@ class Resolver:
 
     def resolve(self, identifier: str) -> str:
         """Return the real path of the file for ``identifier`` or raise NotFound/BadRequest."""
+        return self.locate(identifier)[0]
+
+    def locate(self, identifier: str) -> tuple[str, str]:
+        """(real path, the name under the root it was found by — maybe a symlink)."""
         segments = check_identifier(identifier)
         candidate = os.path.join(self.root_real, *segments)
         if os.path.isfile(candidate):
             if not _inside(self.root_real, candidate):
                 raise NotFound("no image with that identifier")
-            return os.path.realpath(candidate)
+            return os.path.realpath(candidate), candidate
         folder, stem = os.path.split(candidate)
         found = self._by_stem(folder).get(stem)
         if found is None:
@@ -73,7 +77,7 @@ class Resolver:
         path = os.path.join(folder, found)
         if not _inside(self.root_real, path):
             raise NotFound("no image with that identifier")
-        return os.path.realpath(path)
+        return os.path.realpath(path), path
 
     def _by_stem(self, folder: str) -> dict[str, str]:
         if not _inside(self.root_real, folder):

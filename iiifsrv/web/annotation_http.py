@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from iiifsrv.annotations.service import AnnotationService, User
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import BadRequest, IIIFError, PayloadTooLarge, Unauthorized
+from iiifsrv.jsonbody import parse_json
 from iiifsrv.settings import Settings
 from iiifsrv.tokens import find_user
 from iiifsrv.web.respond import base_url, error_response, header, send_response
@@ -77,6 +79,13 @@ def parse_request(scope: Scope, receive: Receive, prefix: str) -> Request:
     return Request(scope, receive, scope["method"], rest, query)
 
 
+def check_query(query: dict[str, str]) -> None:
+    """No control characters in parameters (PostgreSQL text cannot even hold NUL)."""
+    for value in query.values():
+        if any(ord(c) < 32 for c in value):
+            raise BadRequest("query parameters may not contain control characters")
+
+
 def segment(raw: str) -> str:
     """One path segment, percent-decoded exactly once (so %2F stays inside the segment)."""
     try:
@@ -102,11 +111,7 @@ async def read_body(req: Request, limit: int) -> bytes:
 
 
 async def read_json(req: Request, limit: int) -> Any:
-    body = await read_body(req, limit)
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from None
+    return parse_json(await read_body(req, limit))
 
 
 def authenticate(req: Request, ctx: Context, path_token: str | None = None) -> User:
@@ -154,9 +159,12 @@ async def guarded(scope: Scope, send: Send, handler: Handler, req: Request) -> N
     """Run one endpoint; its IIIFError (or a crash) becomes the one-line plain error reply."""
     head = scope["method"] == "HEAD"
     try:
+        check_query(req.query)
         await handler(req)
     except IIIFError as exc:
         await error_response(send, exc, head=head)
     except Exception:
-        log.exception("unexpected error for %s %s", scope["method"], scope.get("path"))
+        # Never log a token carried in the path (/annotot/key/<token>/...).
+        path = re.sub(r"/key/[^/]+", "/key/…", str(scope.get("path", "")))
+        log.exception("unexpected error for %s %s", scope["method"], path)
         await error_response(send, IIIFError("internal error"), head=head)

@@ -7,6 +7,7 @@ settings, web.annotation_http and web.annotation_dialects. ``routes()`` is the e
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.routing import BaseRoute, Mount, Route
@@ -198,7 +199,7 @@ class ProtocolAPI:
 
     async def page(self, req: Request, send: Send, selection: Selection, iris: bool) -> None:
         raw = req.query.get("page", "")
-        if not raw.isdigit():
+        if not re.fullmatch(r"[0-9]{1,9}", raw):
             raise BadRequest("page must be a number from 0")
         n = int(raw)
         total, stamp = await self.ctx.service.store.state(selection)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -20,7 +19,7 @@ from iiifsrv.conditional import CORS_HEADERS, http_date, not_modified, strong_et
 from iiifsrv.errors import BadRequest, IIIFError, MethodNotAllowed, NotFound
 from iiifsrv.iiif import info as infojson
 from iiifsrv.iiif.parse import parse_image_request
-from iiifsrv.service import ImageService
+from iiifsrv.service import ImageService, Located
 from iiifsrv.sources.describe import Source
 from iiifsrv.web.respond import base_url, error_response, header, send_response
 from iiifsrv.web.spectra import spectra_service
@@ -42,24 +41,17 @@ def _decode(segment: str, what: str) -> str:
 class Hot:
     """A complete 200 response for one URL, replayed while its source file is unchanged."""
 
-    path: str
+    located: Located  # how to check the identifier still names the same file
     mtime_ns: int
     size: int
-    folder: str  # set when the identifier had no extension: a new file there may win
-    folder_mtime_ns: int
     etag: str
     last_modified: str
     headers: list[tuple[bytes, bytes]]
     body: bytes
 
     def fresh(self) -> bool:
-        try:
-            st = os.lstat(self.path)
-            if st.st_mtime_ns != self.mtime_ns or st.st_size != self.size:
-                return False
-            return not self.folder or os.stat(self.folder).st_mtime_ns == self.folder_mtime_ns
-        except OSError:
-            return False
+        st = self.located.check()
+        return st is not None and st.st_mtime_ns == self.mtime_ns and st.st_size == self.size
 
 
 def _request_headers(scope: Scope) -> dict[bytes, bytes]:
@@ -193,24 +185,17 @@ class ImageAPI:
             return
         if source.loader == "composite":  # made of several files: only the service cache
             return
+        located = self.service.located(identifier)
+        if located is None or located.real != source.path:
+            return
         req = _request_headers(scope)
         key = (scope.get("raw_path"), req.get(b"host"), req.get(b"accept"))
-        folder, folder_mtime = "", 0
-        name = os.path.basename(source.path)
-        if name != identifier.rsplit("/", 1)[-1]:
-            folder = os.path.dirname(source.path)
-            try:
-                folder_mtime = os.stat(folder).st_mtime_ns
-            except OSError:
-                return
         raw = [_shared_header(k, v) for k, v in headers.items()]
         raw.append((b"content-length", str(len(body)).encode()))
         entry = Hot(
-            source.path,
+            located,
             source.mtime_ns,
             source.size,
-            folder,
-            folder_mtime,
             etag,
             headers["Last-Modified"],
             raw,

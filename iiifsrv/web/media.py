@@ -32,7 +32,8 @@ from iiifsrv.sources.resolve import check_identifier
 
 CHUNK = 256 * 1024
 POSTER = "/poster.jpg"
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# ASCII digits, at most 19 (an int64): longer positions are ignored like any malformed range.
+_RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]{0,19})\s*-\s*([0-9]{0,19})\s*$", re.IGNORECASE)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS, not_modified, strong_etag
 from iiifsrv.errors import BadRequest, PayloadTooLarge
+from iiifsrv.jsonbody import parse_json
 from iiifsrv.presentation.activity import DISCOVERY_CONTEXT
 from iiifsrv.presentation.auth import User, authenticate, parse_tokens
 from iiifsrv.presentation.builder import CONTEXT, manifest_url
@@ -74,7 +75,9 @@ def _dumps(doc: dict[str, Any]) -> bytes:
 
 
 def _public(body: bytes, base: str) -> bytes:
-    return body.replace(STORED_BASE.encode(), base.encode("utf-8"))
+    # The base goes into JSON strings: escape it as JSON (base_url already refuses odd hosts).
+    escaped = json.dumps(base, ensure_ascii=False)[1:-1]
+    return body.replace(STORED_BASE.encode(), escaped.encode("utf-8"))
 
 
 async def _read_json(request: Request) -> Any:
@@ -85,10 +88,7 @@ async def _read_json(request: Request) -> Any:
         if size > MAX_BODY:
             raise PayloadTooLarge(f"a manifest may have at most {MAX_BODY} bytes")
         chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+    return parse_json(b"".join(chunks))
 
 
 def routes(presentation: Presentation) -> list[BaseRoute]:

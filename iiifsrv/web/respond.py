@@ -5,6 +5,8 @@ HTTP layer; imports Starlette types, conditional and errors.
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import Scope, Send
 
 from iiifsrv.conditional import CORS_HEADERS
@@ -18,12 +20,22 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# A host name, IPv4 or bracketed IPv6 literal, with an optional port: nothing that could break
+# out of a URL, a JSON string or a Link header.
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$"
+)
+
+
 def base_url(scope: Scope, public_url: str) -> str:
-    """The public base URL: the configured one, else the request's scheme, Host and root path."""
+    """The public base URL: the configured one, else the request's scheme, Host and root path.
+
+    A Host header that is not a plain host[:port] is not reflected: the server's own address
+    is used instead (set public_url in production)."""
     if public_url:
         return public_url
     host = header(scope, b"host")
-    if not host:
+    if not host or not _HOST.match(host):
         server = scope.get("server") or ("localhost", 80)
         host = f"{server[0]}:{server[1]}"
     # Under a Starlette Mount, root_path includes the mount; app_root_path is the app's own.
