@@ -256,7 +256,8 @@ def render_mirador(base: str, manifest: str, panel: str, script: str, styles: li
 
 def render_uv(base: str, manifest: str) -> str:
     head = '<link rel=stylesheet href="/static/build/uv/uv.css">' + VIEWER_CSS
-    data = json.dumps({"manifest": manifest, "embedded": True}).replace("</", "<\\/")
+    data = json.dumps({"manifest": manifest, "embedded": True})
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     body = (
         _header(base, manifest, "mirador")
         + "<div id=uv class=uv></div>"
@@ -279,9 +280,7 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
 
     async def landing(request: Request) -> Response:
         entries = await anyio.to_thread.run_sync(landing_entries, presentation)
-        listed = {o for e in entries for o in (e.id,)}
-        names = await anyio.to_thread.run_sync(lambda: service.resolver.list_images(limit=500))
-        images = [n for n in names if n not in listed]
+        images = await anyio.to_thread.run_sync(lambda: service.resolver.list_images(limit=500))
         return HTMLResponse(render_landing(base(request), entries, images), headers=CORS_HEADERS)
 
     async def mirador(request: Request) -> Response:
