@@ -15,7 +15,8 @@ setupTokenForm(token);
 // The manifests reference each canvas's W3C annotation page, and the editor loads the same
 // annotations through its adapter: keep one source (the adapter's, which the editor can edit),
 // by emptying the pages of this server's own canvas containers.
-const ownPages = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/annotations/canvas/[^/]+/page$`);
+const escapedBase = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const ownPages = new RegExp(`^${escapedBase}/annotations/canvas/[^/]+/page$`);
 const dropDuplicatePages = (url, action) => {
   if (action && action.annotationJson && ownPages.test(url)) {
     return { ...action, annotationJson: { ...action.annotationJson, items: [] } };
