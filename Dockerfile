@@ -1,4 +1,17 @@
-# iiifsrv: mirrors scripts/setup (Debian packages, a virtual environment, the package).
+# iiifsrv: mirrors scripts/setup (Debian packages, a virtual environment, the package, the
+# viewers built with Debian's Node.js).
+
+# The viewers (Mirador with the annotation editor, Universal Viewer): npm ci + Vite build.
+FROM debian:bookworm-slim AS viewers
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src/viewers
+COPY viewers/package.json viewers/package-lock.json ./
+RUN npm ci --legacy-peer-deps --ignore-scripts --no-audit --no-fund
+COPY viewers ./
+RUN npm run build
+
 FROM debian:bookworm-slim
 
 RUN apt-get update \
@@ -8,6 +21,7 @@ RUN apt-get update \
 WORKDIR /opt/iiifsrv
 COPY pyproject.toml README.md ./
 COPY iiifsrv ./iiifsrv
+COPY --from=viewers /src/iiifsrv/static/build ./iiifsrv/static/build
 COPY config ./config
 COPY codecs ./codecs
 COPY manifests ./manifests

@@ -148,4 +148,54 @@ def ensure(root: Path, *, small: bool = False, data: Path | None = None) -> list
         from iiifsrv.ingest import sample
 
         made.extend(sample.ensure(root, data, small=small))
+        catalogue_images(root, data)
     return made
+
+
+# The plain samples as catalogue objects, so each has a manifest (and a viewer link on "/").
+PLAIN_OBJECTS = (
+    ("large", "large.tif", "Large test image: JPEG pyramid (BigTIFF), 256x256 tiles"),
+    ("sixteen-bit", "sixteen-bit.tif", "16-bit RGB pyramidal TIFF (deflate)"),
+    ("jpeg2000", "jpeg2000.jp2", "JPEG2000, 256x256 tiles"),
+    ("flat", "flat.jpg", "Plain JPEG (no pyramid)"),
+)
+
+
+def catalogue_images(root: Path, data: Path) -> None:
+    """Record the plain sample images (and the WAV tone) in ``data``'s catalogue, once."""
+    from iiifsrv.catalogue import Catalogue, CatalogueObject
+    from iiifsrv.ingest.run import CATALOGUE_NAME
+
+    catalogue = Catalogue(data / CATALOGUE_NAME)
+    meta = {"creator": "iiifsrv sample generator"}
+    rights = "http://creativecommons.org/publicdomain/zero/1.0/"
+    for object_id, name, label in PLAIN_OBJECTS:
+        path = root / name
+        if not path.is_file() or catalogue.get(object_id) is not None:
+            continue
+        header = pyvips.Image.new_from_file(str(path))
+        catalogue.upsert(
+            CatalogueObject(
+                id=object_id,
+                label=f"{label}, {header.width}x{header.height}",
+                kind="image",
+                metadata=meta,
+                rights=rights,
+                source=name,
+                image=object_id,
+                width=header.width,
+                height=header.height,
+            )
+        )
+    if (root / "tone.wav").is_file() and catalogue.get("tone") is None:
+        catalogue.upsert(
+            CatalogueObject(
+                id="tone",
+                label="440 Hz tone (WAV)",
+                kind="audio",
+                metadata=meta,
+                rights=rights,
+                source="tone.wav",
+                media="tone.wav",
+            )
+        )

@@ -7,15 +7,13 @@ settings, errors; reads no environment except in ``app_from_env`` (the worker en
 from __future__ import annotations
 
 import contextlib
-import html
 import os
 from collections.abc import AsyncIterator
-from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
@@ -33,6 +31,7 @@ from iiifsrv.web import objects, spectra
 from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.annotations import routes as annotation_routes
 from iiifsrv.web.image_api import ImageAPI
+from iiifsrv.web.viewers import routes as viewer_routes
 
 
 def _error(request: Request, exc: Exception) -> Response:
@@ -74,27 +73,6 @@ def create_app(settings: Settings) -> Front:
         body = {"status": "ok" if ok else "unavailable", "version": __version__}
         return JSONResponse(body, status_code=200 if ok else 503, headers=CORS_HEADERS)
 
-    async def landing(request: Request) -> Response:
-        names = service.resolver.list_images(limit=500)
-        base = settings.public_url or str(request.base_url).rstrip("/")
-        rows = []
-        for name in names:
-            ident = quote(name, safe="")
-            rows.append(
-                f"<li><strong>{html.escape(name)}</strong> — "
-                f'<a href="{base}/iiif/3/{ident}/info.json">info.json (3.0)</a> · '
-                f'<a href="{base}/iiif/2/{ident}/info.json">info.json (2.1)</a> · '
-                f'<a href="{base}/iiif/3/{ident}/full/!400,400/0/default.jpg">view</a></li>'
-            )
-        page = (
-            "<!doctype html><html lang=en><meta charset=utf-8>"
-            "<title>iiifsrv</title><style>body{font:16px system-ui;margin:2em;max-width:60em}"
-            "li{margin:.4em 0}</style><h1>iiifsrv</h1>"
-            f"<p>{len(names)} image(s) under the image root.</p><ul>{''.join(rows)}</ul>"
-            f"<p><small>iiifsrv {__version__}</small></p></html>"
-        )
-        return HTMLResponse(page, headers=CORS_HEADERS)
-
     async def fallback(request: Request) -> Response:
         """CORS preflight for any path; a plain 404 for anything else no route serves."""
         if request.method == "OPTIONS":
@@ -106,7 +84,6 @@ def create_app(settings: Settings) -> Front:
         "/iiif/2": ImageAPI(service, 2, "/iiif/2"),
     }
     routes = [
-        Route("/", landing, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=image_apis["/iiif/3"]),
         Mount("/iiif/2", app=image_apis["/iiif/2"]),
@@ -125,6 +102,8 @@ def create_app(settings: Settings) -> Front:
     )
     routes += presentation_routes.routes(presentation)
     routes += media_routes.routes(presentation)
+    # -- viewers: the landing page (/), Mirador and Universal Viewer pages, static assets --
+    routes += viewer_routes(presentation, service)
     # -- everything else: CORS preflight or 404 (keep last) --
     routes.append(
         Route(

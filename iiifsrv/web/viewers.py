@@ -1,0 +1,333 @@
+"""The human pages: the landing page (manifests with thumbnails and viewer links, then the images
+without a manifest), the Mirador and Universal Viewer pages, and the static viewer assets.
+
+HTTP layer: imports Starlette, conditional, errors, web.respond, presentation (blocking, called in
+threads) and service. The viewers themselves are built by npm into iiifsrv/static/build/.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import mimetypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from iiifsrv import __version__
+from iiifsrv.conditional import CORS_HEADERS, not_modified
+from iiifsrv.errors import BadRequest, NotFound, Unavailable
+from iiifsrv.presentation.builder import manifest_url
+from iiifsrv.presentation.service import Presentation
+from iiifsrv.presentation.store import STORED_BASE
+from iiifsrv.service import ImageService
+from iiifsrv.web.respond import base_url
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+BUILD = STATIC / "build"
+VITE_MANIFEST = BUILD / ".vite" / "manifest.json"
+MIRADOR_ENTRY = "src/mirador.js"
+IMMUTABLE = "public, max-age=31536000, immutable"
+SHORT = "public, max-age=300"
+LANDING_LIMIT = 500
+NOT_BUILT = "the viewers are not built: run scripts/setup (npm ci and the Vite build in viewers/)"
+
+TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".jpg": "image/jpeg",
+    ".ico": "image/x-icon",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+    ".wasm": "application/wasm",
+    ".html": "text/html; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+
+def content_type(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    return TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def is_hashed(rel: str) -> bool:
+    """Files whose name changes with their content: Vite's assets/ and Universal Viewer's
+    webpack chunks (``1000.bef5c329c0fd159c772a.js``)."""
+    if rel.startswith("build/assets/"):
+        return True
+    parts = os.path.basename(rel).split(".")
+    return (
+        len(parts) >= 3 and len(parts[-2]) >= 8 and all(c in "0123456789abcdef" for c in parts[-2])
+    )
+
+
+def check_manifest_param(value: str | None) -> str:
+    """The ``manifest`` query parameter: an absolute http(s) URL, or nothing."""
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 2000:
+        raise BadRequest("manifest must be an absolute http(s) URL")
+    return value
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One manifest on the landing page."""
+
+    id: str
+    label: str
+    kind: str
+    thumbnail: str
+    bands: int
+
+
+class Assets:
+    """The hashed file names of the Vite build, re-read when the build changes."""
+
+    def __init__(self, manifest: Path = VITE_MANIFEST) -> None:
+        self.path = manifest
+        self._seen: tuple[int, int] | None = None
+        self._doc: dict[str, Any] = {}
+
+    def entry(self, name: str) -> tuple[str, list[str]]:
+        """(script URL, stylesheet URLs) of a Vite entry, or Unavailable when not built."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise Unavailable(NOT_BUILT) from None
+        if self._seen != (st.st_mtime_ns, st.st_size):
+            self._doc = json.loads(self.path.read_text(encoding="utf-8"))
+            self._seen = (st.st_mtime_ns, st.st_size)
+        chunk = self._doc.get(name)
+        if not isinstance(chunk, dict):
+            raise Unavailable(NOT_BUILT)
+        return "/static/build/" + chunk["file"], [
+            "/static/build/" + c for c in chunk.get("css", [])
+        ]
+
+
+def _first_thumbnail(doc: dict[str, Any]) -> str:
+    thumbs = doc.get("thumbnail") or []
+    if thumbs and isinstance(thumbs[0], dict):
+        return str(thumbs[0].get("id") or thumbs[0].get("@id") or "")
+    return ""
+
+
+def landing_entries(presentation: Presentation) -> list[Entry]:
+    """Every manifest (catalogue objects and registered ones), blocking."""
+    presentation.sync()
+    catalogue = {o.id: o for o in presentation.catalogue.list()}
+    out: list[Entry] = []
+    for record in presentation.store.list()[:LANDING_LIMIT]:
+        body = presentation.store.read(record.id)
+        try:
+            doc = json.loads(body) if body else {}
+        except json.JSONDecodeError:
+            doc = {}
+        objects = [catalogue[o] for o in record.objects if o in catalogue]
+        kind = objects[0].kind if len(objects) == 1 else ("manifest" if not objects else "set")
+        bands = sum(len(o.bands) for o in objects)
+        out.append(Entry(record.id, record.label, kind, _first_thumbnail(doc), bands))
+    return out
+
+
+def _page(title: str, body: str, head: str = "") -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        '<link rel=icon href="data:,">'
+        f"<title>{html.escape(title)}</title>{head}</head><body>{body}</body></html>"
+    )
+
+
+LANDING_CSS = (
+    "<style>body{font:16px system-ui,sans-serif;margin:2em auto;max-width:64em;padding:0 1em}"
+    "ul.objects{list-style:none;padding:0;display:grid;gap:1em;"
+    "grid-template-columns:repeat(auto-fill,minmax(15em,1fr))}"
+    "ul.objects li{border:1px solid #ccd;border-radius:6px;padding:.8em}"
+    ".thumb{display:block;height:160px;background:#eef;text-align:center;margin-bottom:.5em}"
+    ".thumb img{max-height:160px;max-width:100%}.kind{color:#557;font-size:.85em}"
+    ".links a{margin-right:.6em}li.image{margin:.3em 0}</style>"
+)
+
+VIEWER_CSS = (
+    "<style>html,body{height:100%;margin:0}body{display:flex;flex-direction:column;"
+    "font:14px system-ui,sans-serif}header{display:flex;gap:1em;align-items:center;"
+    "padding:.3em .8em;background:#223;color:#eee;flex-wrap:wrap}header a{color:#cdf}"
+    "header form{margin-left:auto;display:flex;gap:.4em;align-items:center}"
+    "#mirador{position:relative;flex:1;min-height:0}"
+    "#uv{flex:1;min-height:0;width:100%}</style>"
+)
+
+
+def viewer_links(base: str, manifest: str, *, panel: str = "") -> str:
+    m = quote(manifest, safe="")
+    extra = f"&amp;panel={panel}" if panel else ""
+    return (
+        f'<a class=mirador href="{base}/viewer/mirador?manifest={m}{extra}">Mirador</a>'
+        f'<a class=uv href="{base}/viewer/uv?manifest={m}">Universal Viewer</a>'
+        f'<a class=manifest href="{html.escape(manifest)}">manifest</a>'
+    )
+
+
+def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
+    items = []
+    for e in entries:
+        manifest = manifest_url(base, e.id)
+        thumb = e.thumbnail.replace(STORED_BASE, base)
+        img = f'<img loading=lazy alt="" src="{html.escape(thumb)}">' if thumb else ""
+        kind = e.kind + (f", {e.bands} bands" if e.bands else "")
+        items.append(
+            f'<li class=object data-id="{html.escape(e.id)}">'
+            f'<a class=thumb href="{base}/viewer/mirador?manifest={quote(manifest, safe="")}">'
+            f"{img}</a><strong>{html.escape(e.label)}</strong> "
+            f"<span class=kind>({html.escape(kind)})</span><div class=links>"
+            f"{viewer_links(base, manifest, panel='layers' if e.bands else '')}</div></li>"
+        )
+    rows = []
+    for name in images:
+        ident = quote(name, safe="")
+        rows.append(
+            f"<li class=image><strong>{html.escape(name)}</strong> — "
+            f'<a href="{base}/iiif/3/{ident}/info.json">info.json (3.0)</a> · '
+            f'<a href="{base}/iiif/2/{ident}/info.json">info.json (2.1)</a> · '
+            f'<a href="{base}/iiif/3/{ident}/full/!400,400/0/default.jpg">view</a></li>'
+        )
+    body = (
+        "<h1>iiifsrv</h1>"
+        f"<h2>Objects ({len(entries)})</h2>"
+        + (
+            f"<ul class=objects>{''.join(items)}</ul>"
+            if items
+            else "<p>No manifests yet: ingest images (<code>iiifsrv ingest</code>) or register "
+            "a manifest.</p>"
+        )
+        + f'<p><a href="{base}/iiif/collection">IIIF collection</a> · '
+        f'<a href="{base}/viewer/mirador">Mirador workspace</a></p>'
+        f"<h2>Images under the image root ({len(images)})</h2><ul>{''.join(rows)}</ul>"
+        f"<p><small>iiifsrv {__version__}</small></p>"
+    )
+    return _page("iiifsrv", body, LANDING_CSS)
+
+
+TOKEN_FORM = (
+    "<form id=token-form><span id=token-state></span>"
+    '<input name=token type=password placeholder="annotation token" autocomplete=off size=14>'
+    "<button type=submit>Use token</button>"
+    "<button type=button id=token-forget hidden>Forget token</button></form>"
+)
+
+
+def _header(base: str, manifest: str, other: str, extra: str = "") -> str:
+    parts = [f'<a href="{base}/">iiifsrv</a>']
+    if manifest:
+        m = quote(manifest, safe="")
+        name = "Universal Viewer" if other == "uv" else "Mirador"
+        parts.append(f'<a href="{base}/viewer/{other}?manifest={m}">open in {name}</a>')
+        parts.append(f'<a href="{html.escape(manifest)}">manifest</a>')
+    return f"<header>{' '.join(parts)}{extra}</header>"
+
+
+def render_mirador(base: str, manifest: str, panel: str, script: str, styles: list[str]) -> str:
+    head = "".join(f'<link rel=stylesheet href="{html.escape(s)}">' for s in styles) + VIEWER_CSS
+    body = (
+        _header(base, manifest, "uv", TOKEN_FORM)
+        + f'<div id=mirador data-manifest="{html.escape(manifest)}" data-base="{html.escape(base)}"'
+        f' data-panel="{html.escape(panel)}"></div>'
+        f'<script type=module src="{html.escape(script)}"></script>'
+    )
+    return _page("Mirador · iiifsrv", body, head)
+
+
+def render_uv(base: str, manifest: str) -> str:
+    head = '<link rel=stylesheet href="/static/build/uv/uv.css">' + VIEWER_CSS
+    data = json.dumps({"manifest": manifest, "embedded": True})
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    body = (
+        _header(base, manifest, "mirador")
+        + "<div id=uv class=uv></div>"
+        + '<script src="/static/build/uv/umd/UV.js"></script>'
+        + f'<script>window.uv = UV.init("uv", {data});</script>'
+    )
+    return _page("Universal Viewer · iiifsrv", body, head)
+
+
+PANELS = {"", "info", "attribution", "canvas", "annotations", "search", "layers"}
+
+
+def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]:
+    """``/``, ``/viewer/mirador``, ``/viewer/uv`` and ``/static/{path}``."""
+    settings = presentation.settings
+    assets = Assets()
+
+    def base(request: Request) -> str:
+        return base_url(request.scope, settings.public_url)
+
+    async def landing(request: Request) -> Response:
+        entries = await anyio.to_thread.run_sync(landing_entries, presentation)
+        images = await anyio.to_thread.run_sync(lambda: service.resolver.list_images(limit=500))
+        return HTMLResponse(render_landing(base(request), entries, images), headers=CORS_HEADERS)
+
+    async def mirador(request: Request) -> Response:
+        manifest = check_manifest_param(request.query_params.get("manifest"))
+        panel = request.query_params.get("panel", "")
+        if panel not in PANELS:
+            raise BadRequest(f"panel must be one of {', '.join(sorted(PANELS - {''}))}")
+        script, styles = assets.entry(MIRADOR_ENTRY)
+        page = render_mirador(base(request), manifest, panel, script, styles)
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    async def uv(request: Request) -> Response:
+        manifest = check_manifest_param(request.query_params.get("manifest"))
+        if not (BUILD / "uv" / "umd" / "UV.js").is_file():
+            raise Unavailable(NOT_BUILT)
+        return HTMLResponse(
+            render_uv(base(request), manifest), headers={"Cache-Control": "no-cache"}
+        )
+
+    root = STATIC.resolve()
+
+    async def static(request: Request) -> Response:
+        rel = request.path_params["path"]
+        target = (root / rel).resolve()
+        if (
+            root not in target.parents
+            or any(p.startswith(".") for p in Path(rel).parts)
+            or not target.is_file()
+        ):
+            raise NotFound("no such static file")
+        st = target.stat()
+        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        headers = {
+            "Cache-Control": IMMUTABLE if is_hashed(rel) else SHORT,
+            "ETag": etag,
+            "Content-Type": content_type(rel),
+            **CORS_HEADERS,
+        }
+        if not_modified(etag, 0, request.headers.get("if-none-match"), None):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(
+            target, headers=headers, media_type=headers["Content-Type"], stat_result=st
+        )
+
+    return [
+        Route("/", landing, methods=["GET", "HEAD"]),
+        Route("/viewer/mirador", mirador, methods=["GET", "HEAD"]),
+        Route("/viewer/uv", uv, methods=["GET", "HEAD"]),
+        Route("/static/{path:path}", static, methods=["GET", "HEAD"]),
+    ]

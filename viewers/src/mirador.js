@@ -1,0 +1,49 @@
+// The Mirador 4 page of iiifsrv: Mirador with the annotation editor plugin, wired to iiifsrv's
+// annotation store. Configuration comes from the page: <div id="mirador" data-manifest=…
+// data-base=… data-panel=…>, and the write token from localStorage (see the token form).
+import Mirador from 'mirador';
+import annotationPlugins from 'mirador-annotation-editor';
+import 'mirador-annotation-editor/dist/index.css';
+import IiifsrvAdapter from './iiifsrv-adapter.js';
+import { setupTokenForm, storedToken } from './token.js';
+
+const root = document.getElementById('mirador');
+const { manifest, base, panel } = root.dataset;
+const token = storedToken();
+setupTokenForm(token);
+
+// The manifests reference each canvas's W3C annotation page, and the editor loads the same
+// annotations through its adapter: keep one source (the adapter's, which the editor can edit),
+// by emptying the pages of this server's own canvas containers.
+const escapedBase = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const ownPages = new RegExp(`^${escapedBase}/annotations/canvas/[^/]+/page$`);
+const dropDuplicatePages = (url, action) => {
+  if (action && action.annotationJson && ownPages.test(url)) {
+    return { ...action, annotationJson: { ...action.annotationJson, items: [] } };
+  }
+  return action;
+};
+
+const windows = manifest
+  ? [{ manifestId: manifest, sideBarOpen: Boolean(panel), ...(panel ? { sideBarPanel: panel } : {}) }]
+  : [];
+
+const config = {
+  id: 'mirador',
+  annotation: {
+    adapter: (canvasId) => new IiifsrvAdapter(canvasId, base, token, token ? 'me' : 'anonymous'),
+    exportLocalStorageAnnotations: false,
+    readonly: !token,
+  },
+  annotations: { htmlSanitizationRuleSet: 'iiif' },
+  requests: { postprocessors: [dropDuplicatePages] },
+  window: {
+    defaultSideBarPanel: 'annotations',
+    panels: { info: true, attribution: true, canvas: true, annotations: true, search: true, layers: true },
+  },
+  workspace: { type: 'mosaic' },
+  workspaceControlPanel: { enabled: !manifest },
+  windows,
+};
+
+window.miradorInstance = Mirador.viewer(config, [...annotationPlugins]);
