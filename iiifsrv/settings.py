@@ -75,6 +75,12 @@ REGISTRY: tuple[Spec, ...] = (
         "Write tokens: comma-separated token=user or token=user:editor (manifests, annotations).",
     ),
     Spec(
+        "annotation_canvases",
+        str,
+        "known",
+        'Annotation targets: "known" = canvases of this server\'s manifests; "any" = any URI.',
+    ),
+    Spec(
         "database_url", str, "", "PostgreSQL URL for the annotation store; empty = SQLite in data."
     ),
     Spec(
@@ -111,6 +117,7 @@ class Settings:
     log_level: str = "info"
     debug: bool = False
     tokens: str = ""
+    annotation_canvases: str = "known"
     database_url: str = ""
     annotation_max_bytes: int = 10 * 1024 * 1024
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -205,6 +212,8 @@ def load(
         sources[name] = "command line"
     if values.get("public_url"):
         values["public_url"] = str(values["public_url"]).rstrip("/")
+    if values.get("annotation_canvases", "known") not in ("known", "any"):
+        raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
     try:
         parse_tokens(str(values.get("tokens", "")))
     except ValueError as exc:

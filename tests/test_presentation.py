@@ -494,3 +494,25 @@ async def test_host_header_cannot_inject_json(client: httpx.AsyncClient) -> None
         "/iiif/manifests/example-map", headers={"Host": 'a","injected":"yes","x":"'}
     )
     assert r.status_code == 200 and "injected" not in r.json()
+
+
+async def test_annotations_must_target_a_canvas_of_our_manifests(client: httpx.AsyncClient) -> None:
+    """By default (annotation_canvases = "known") only canvases this server serves are annotated."""
+    from iiifsrv.annotations.urls import canvas_container_path
+
+    manifest = await _get(client, "/iiif/manifests/palimpsest")
+    canvas = manifest["items"][0]["id"]
+    doc = {
+        "type": "Annotation",
+        "motivation": "commenting",
+        "body": {"type": "TextualBody", "value": "erased word"},
+        "target": f"{canvas}#xywh=10,10,50,20",
+    }
+    r = await client.post(canvas_container_path(canvas), json=doc, headers=auth())
+    assert r.status_code == 201, r.text
+    stranger = "http://testserver/iiif/manifests/palimpsest/canvas/99"
+    doc["target"] = f"{stranger}#xywh=10,10,50,20"
+    r = await client.post(canvas_container_path(stranger), json=doc, headers=auth())
+    assert r.status_code == 400 and "not known" in r.text
+    mirador = {"annotation": {"canvas": stranger, "uuid": "u1", "data": json.dumps(doc)}}
+    assert (await client.post("/annotot/key/tok-alice", json=mirador)).status_code == 400

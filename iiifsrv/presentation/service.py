@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from iiifsrv import media
 from iiifsrv.catalogue import Catalogue, CatalogueObject
@@ -52,6 +53,7 @@ class Presentation:
         self.activity_page_size = activity_page_size
         self._sync_lock = threading.Lock()
         self._seen: tuple[Any, ...] | None = None
+        self._canvases: tuple[int, set[str]] | None = None
         self._poster_guard = threading.Lock()
         self._poster_locks: dict[str, threading.Lock] = {}
 
@@ -186,6 +188,29 @@ class Presentation:
         return record
 
     # -- reads -------------------------------------------------------------------------------
+
+    def canvas_known(self, uri: str) -> bool:
+        """Whether ``uri`` (fragment ignored) is a canvas of a manifest this server serves.
+
+        Canvas ids of built manifests live under the public URL, which depends on the request:
+        they are matched from their ``/iiif/manifests/…`` path on. The index is rebuilt when
+        the change stream moves (every manifest create, update and delete is an activity)."""
+        self.sync()
+        stamp = self.store.activity_count()
+        if self._canvases is None or self._canvases[0] != stamp:
+            known: set[str] = set()
+            for record in self.store.list():
+                body = self.store.read(record.id)
+                items = json.loads(body).get("items", []) if body else []
+                for item in items:
+                    if isinstance(item, dict) and item.get("type") == "Canvas":
+                        canvas = str(item.get("id", ""))
+                        known.add(canvas.removeprefix(STORED_BASE))
+            self._canvases = (stamp, known)
+        canvas = uri.split("#", 1)[0]
+        path = urlsplit(canvas).path
+        local = path[path.find("/iiif/manifests/") :] if "/iiif/manifests/" in path else None
+        return canvas in self._canvases[1] or (local is not None and local in self._canvases[1])
 
     def manifest(self, manifest_id: str) -> bytes:
         """The stored document (ids under STORED_BASE) or NotFound."""

@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -91,14 +92,23 @@ def create_app(settings: Settings) -> Front:
         *objects.routes(service),
         *spectra.routes(service),
     ]
-    # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search --
-    annotation_store = open_store(settings)
-    routes += annotation_routes(settings, store=annotation_store)
     # -- Presentation API 3, change discovery and A/V media; manifests reference each
     #    canvas's annotation page and declare the content search services --
     presentation = Presentation(
         settings,
         Hooks(annotation_page_ref=annotation_page_ref, search_services=search_services),
+    )
+
+    async def canvas_known(uri: str) -> bool:
+        return await anyio.to_thread.run_sync(presentation.canvas_known, uri)
+
+    # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
+    #    must be canvases of this server's manifests unless annotation_canvases = "any" --
+    annotation_store = open_store(settings)
+    routes += annotation_routes(
+        settings,
+        store=annotation_store,
+        canvas_known=canvas_known if settings.annotation_canvases == "known" else None,
     )
     routes += presentation_routes.routes(presentation)
     routes += media_routes.routes(presentation)

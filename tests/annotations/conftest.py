@@ -65,6 +65,7 @@ def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings
         data=str(tmp_path / "data"),
         tokens=TOKENS,
         database_url=database_url,
+        annotation_canvases="any",  # these tests annotate synthetic canvases
         public_url="http://test",
     )
 
