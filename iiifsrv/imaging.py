@@ -10,6 +10,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import pyvips
@@ -167,7 +168,53 @@ def _to_display(image: pyvips.Image) -> pyvips.Image:
     return image
 
 
-def _crop_resize(image: pyvips.Image, source: Source, plan: Plan) -> pyvips.Image:
+@dataclass(frozen=True)
+class RenderOptions:
+    jpeg_quality: int = 80
+    kernel: str = "linear"  # resampling kernel of the residual (< 2x) after the pyramid level
+
+
+class DecodedLevels:
+    """Small pyramid levels kept decoded in memory (byte-bounded, shared by render threads).
+
+    Overview levels are read again and again (thumbnails, every distinct downscaled view, a
+    viewer's first zoom levels); decoding one whole costs about as much as resizing it."""
+
+    def __init__(self, max_bytes: int, max_pixels: int = 3_000_000) -> None:
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self._lock = threading.Lock()
+        self._images: OrderedDict[tuple[str, str, int, int, int], pyvips.Image] = OrderedDict()
+        self._bytes = 0
+
+    def load(self, source: Source, level: int) -> pyvips.Image:
+        info = source.info.levels[level]
+        if not self.max_bytes or info.width * info.height > self.max_pixels:
+            return load_level(source, level)
+        key = (source.loader, source.path, source.mtime_ns, source.size, level)
+        with self._lock:
+            image = self._images.get(key)
+            if image is not None:
+                self._images.move_to_end(key)
+                return image
+        image = load_level(source, level).copy_memory()
+        size = image.width * image.height * image.bands * _BYTES.get(image.format, 4)
+        with self._lock:
+            if key not in self._images:
+                self._images[key] = image
+                self._bytes += size
+                while self._bytes > self.max_bytes and len(self._images) > 1:
+                    _, old = self._images.popitem(last=False)
+                    self._bytes -= old.width * old.height * old.bands * _BYTES.get(old.format, 4)
+        return image
+
+
+_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2}
+
+
+def _crop_resize(
+    image: pyvips.Image, source: Source, plan: Plan, kernel: str = "linear"
+) -> pyvips.Image:
     sx = image.width / source.info.width
     sy = image.height / source.info.height
     r = plan.region
@@ -178,7 +225,9 @@ def _crop_resize(image: pyvips.Image, source: Source, plan: Plan) -> pyvips.Imag
     if (left, top, right, bottom) != (0, 0, image.width, image.height):
         image = image.crop(left, top, right - left, bottom - top)
     if (image.width, image.height) != (plan.width, plan.height):
-        image = image.resize(plan.width / image.width, vscale=plan.height / image.height)
+        image = image.resize(
+            plan.width / image.width, vscale=plan.height / image.height, kernel=kernel
+        )
         if (image.width, image.height) != (plan.width, plan.height):
             # resize rounds; make the output exactly the planned size.
             image = image.gravity("north-west", plan.width, plan.height, extend="copy")
@@ -223,19 +272,24 @@ def _quality(image: pyvips.Image, plan: Plan) -> pyvips.Image:
     return image
 
 
-def render(source: Source, plan: Plan, jpeg_quality: int) -> bytes:
+def render(
+    source: Source,
+    plan: Plan,
+    options: RenderOptions,
+    levels: DecodedLevels | None = None,
+) -> bytes:
     """Decode only what the plan needs from the chosen level, transform, encode."""
     global renders_started
     renders_started += 1
     try:
-        image = load_level(source, plan.level)
-        image = _crop_resize(image, source, plan)
+        image = levels.load(source, plan.level) if levels else load_level(source, plan.level)
+        image = _crop_resize(image, source, plan, options.kernel)
         if plan.quality == "stretch":
             image = _stretch(image, source)
         image = _to_display(image)
         image = _orient(image, plan)
         image = _quality(image, plan)
-        return encode(image, plan.format, jpeg_quality)
+        return encode(image, plan.format, options.jpeg_quality)
     except pyvips.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "libvips error"
         raise RenderError(f"cannot decode this image: {first}") from None

@@ -87,6 +87,8 @@ class ImageService:
         self.resolver = Resolver(settings.images_path)
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
+        self.render_options = imaging.RenderOptions(settings.jpeg_quality, settings.resize_kernel)
+        self.levels = imaging.DecodedLevels(settings.decoded_cache_mb * 1024 * 1024)
         # The web layer's per-URL cache holds most hits; this one serves equivalent URL forms
         # and coalesces concurrent renders. Together they hold at most 1.125 × cache_bytes.
         self.responses: ByteLRU[bytes] = ByteLRU(settings.cache_bytes // 8, settings.cache_max_item)
@@ -241,7 +243,7 @@ class ImageService:
         self._rendering[key] = future
         try:
             body = await anyio.to_thread.run_sync(
-                imaging.render, source, p, self.settings.jpeg_quality, limiter=self.limiter
+                imaging.render, source, p, self.render_options, self.levels, limiter=self.limiter
             )
             future.set_result(body)
         except BaseException as exc:

@@ -60,6 +60,18 @@ REGISTRY: tuple[Spec, ...] = (
     Spec("cache_control", str, "public, max-age=86400", "Cache-Control header of image responses."),
     Spec("jpeg_quality", int, 80, "JPEG quality of rendered (not passed-through) images."),
     Spec(
+        "resize_kernel",
+        str,
+        "linear",
+        "Resampling after the pyramid level (< 2x): linear (as IIPImage), cubic or lanczos3.",
+    ),
+    Spec(
+        "decoded_cache_mb",
+        int,
+        48,
+        "MiB of small pyramid levels (<= 3 MP) kept decoded per worker (0 = off).",
+    ),
+    Spec(
         "passthrough",
         bool,
         True,
@@ -112,6 +124,8 @@ class Settings:
     cache_max_item: int = 4 * 1024 * 1024
     cache_control: str = "public, max-age=86400"
     jpeg_quality: int = 80
+    resize_kernel: str = "linear"
+    decoded_cache_mb: int = 48
     passthrough: bool = True
     vips_cache_mb: int = 64
     log_level: str = "info"
@@ -212,6 +226,8 @@ def load(
         sources[name] = "command line"
     if values.get("public_url"):
         values["public_url"] = str(values["public_url"]).rstrip("/")
+    if values.get("resize_kernel", "linear") not in ("linear", "cubic", "lanczos3", "mitchell"):
+        raise SettingsError("setting 'resize_kernel' must be linear, cubic, mitchell or lanczos3")
     if values.get("annotation_canvases", "known") not in ("known", "any"):
         raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
     try:
