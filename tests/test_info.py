@@ -67,3 +67,9 @@ def test_info_v2_shape() -> None:
     assert extras["maxWidth"] == 5000 and "maxHeight" not in extras
     assert {"sizeAboveFull", "rotationArbitrary", "mirroring"} <= set(extras["supports"])
     assert extras["formats"] == ["jpg", "png", "webp", "tif", "gif", "jp2"]
+
+
+def test_gray_image_does_not_offer_color() -> None:
+    gray = SourceInfo("tiff", 100, 100, (Level(100, 100, 256, 256),), bands=1)
+    assert "color" not in info_v3("http://x/iiif/3/g", gray, Limits())["extraQualities"]
+    assert "gray" in info_v3("http://x/iiif/3/g", gray, Limits())["extraQualities"]

@@ -139,7 +139,11 @@ def info_v3(
     doc.update(_limit_props(limits))
     doc["sizes"] = sizes(info, limits)
     doc["tiles"] = tiles(info)
-    doc["extraQualities"] = EXTRA_QUALITIES_3 + list(extra_qualities or [])
+    qualities = (
+        EXTRA_QUALITIES_3 if info.bands >= 3 else [q for q in EXTRA_QUALITIES_3 if q != "color"]
+    )
+    # 3.0 §4.4: no "color" for an image without colour (a request for it still works).
+    doc["extraQualities"] = qualities + list(extra_qualities or [])
     doc["extraFormats"] = EXTRA_FORMATS_3
     doc["extraFeatures"] = EXTRA_FEATURES_3
     if services:
