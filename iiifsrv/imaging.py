@@ -266,9 +266,7 @@ def _quality(image: pyvips.Image, plan: Plan) -> pyvips.Image:
         if alpha is not None:
             image = image.bandjoin(alpha)
         return image.copy(interpretation="b-w")
-    if image.bands in (1, 2):
-        # default/color of a grey source: keep it grey (that is all its colour information).
-        return image
+    # default/color: as it is (a grey source stays grey: that is all its colour information).
     return image
 
 

@@ -48,10 +48,6 @@ class Plan:
     key: str  # version-neutral identity of the output pixels and encoding
     raw_tile: RawTile | None = None
 
-    @property
-    def is_full_region(self) -> bool:
-        return self.region.x == 0 and self.region.y == 0
-
 
 def fmt_number(value: float) -> str:
     """Integers without a decimal point; other values without trailing zeros."""

@@ -15,7 +15,13 @@ from urllib.parse import unquote
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv.caches.memory import ByteLRU
-from iiifsrv.conditional import CORS_HEADERS, http_date, not_modified, strong_etag
+from iiifsrv.conditional import (
+    CORS_HEADERS,
+    PREFLIGHT_HEADERS,
+    http_date,
+    not_modified,
+    strong_etag,
+)
 from iiifsrv.errors import BadRequest, IIIFError, MethodNotAllowed, NotFound
 from iiifsrv.iiif import info as infojson
 from iiifsrv.iiif.parse import parse_image_request
@@ -95,7 +101,7 @@ class ImageAPI:
                 return
         try:
             if method == "OPTIONS":
-                await send_response(send, 204, {**_preflight()}, b"")
+                await send_response(send, 204, dict(PREFLIGHT_HEADERS), b"")
                 return
             if method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(
@@ -266,9 +272,3 @@ def _str(value: bytes | None) -> str | None:
 
 def _wants_json(accept: str) -> bool:
     return "application/json" in accept
-
-
-def _preflight() -> dict[str, str]:
-    from iiifsrv.conditional import PREFLIGHT_HEADERS
-
-    return dict(PREFLIGHT_HEADERS)
