@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from cachetools import LRUCache
 
 from iiifsrv import media
 from iiifsrv.catalogue import Catalogue, CatalogueObject
@@ -54,6 +56,7 @@ class Presentation:
         self._sync_lock = threading.Lock()
         self._seen: tuple[Any, ...] | None = None
         self._canvases: tuple[int, set[str]] | None = None
+        self._canvas_lists: LRUCache[str, tuple[int, list[str]]] = LRUCache(maxsize=256)
         self._poster_guard = threading.Lock()
         self._poster_locks: dict[str, threading.Lock] = {}
 
@@ -220,6 +223,36 @@ class Presentation:
         if body is None:
             raise NotFound(f"no manifest {manifest_id!r}")
         return body
+
+    def manifest_canvases(self, uri: str) -> list[str] | None:
+        """The canvas ids of the manifest that ``uri`` names (<base>/iiif/manifests/<id>), with
+        the request's base in place of the stored one; None when there is no such manifest.
+        Annotation scopes match this list, never a URI prefix."""
+        at = uri.find("/iiif/manifests/")
+        if at < 0 or "?" in uri or "#" in uri:
+            return None
+        manifest_id = unquote(uri[at + len("/iiif/manifests/") :])
+        try:
+            check_id(manifest_id)
+        except BadRequest:
+            return None
+        self.sync()
+        stamp = self.store.activity_count()
+        cached = self._canvas_lists.get(manifest_id)
+        if cached is None or cached[0] != stamp:
+            body = self.store.read(manifest_id)
+            if body is None:
+                return None
+            items = json.loads(body).get("items", [])
+            ids = [
+                str(item.get("id", ""))
+                for item in items
+                if isinstance(item, dict) and item.get("type") == "Canvas"
+            ]
+            cached = (stamp, ids)
+            self._canvas_lists[manifest_id] = cached
+        base = uri[:at]
+        return [base + c[len(STORED_BASE) :] if c.startswith(STORED_BASE) else c for c in cached[1]]
 
     def collection(self, base: str, group: str, name: str, page: int) -> dict[str, Any]:
         self.sync()

@@ -9,20 +9,21 @@ adapters' fetch calls send no Authorization header.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from iiifsrv.annotations.model import PRESENTATION3_CONTEXT, annotot_view, from_oa, to_oa
+from iiifsrv.annotations.model import PRESENTATION3_CONTEXT, Record, annotot_view, from_oa, to_oa
 from iiifsrv.annotations.store import Scope as Selection
-from iiifsrv.annotations.urls import ANNOTOT_PREFIX, SAS_PREFIX
+from iiifsrv.annotations.urls import ANNOTOT_PREFIX, SAS_PREFIX, canvas_container_url
 from iiifsrv.errors import BadRequest, MethodNotAllowed, NotFound
+from iiifsrv.jsonbody import parse_json
 from iiifsrv.web.annotation_http import (
     Context,
     Request,
     authenticate,
     guarded,
+    off_loop,
     parse_request,
     preflight,
     read_json,
@@ -70,6 +71,21 @@ class _Dialect:
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
         raise NotImplementedError
 
+    async def canvas_list(self, req: Request) -> tuple[str, list[Record], dict[str, str]]:
+        """(canvas, its first ``list_cap`` annotations, the headers telling the full size).
+
+        These lists are unpaged because the Mirador adapters read them whole; beyond the cap the
+        paged W3C container (named in a Link header) holds the rest."""
+        canvas = _canvas_param(req)
+        selection = Selection("canvas", canvas)
+        total, _stamp = await self.service.store.state(selection)
+        records = await self.service.store.select(selection, 0, self.ctx.list_cap)
+        headers = {"Cache-Control": "no-cache", "X-Total-Count": str(total)}
+        if total > self.ctx.list_cap:
+            container = canvas_container_url(req.base(self.ctx), canvas)
+            headers["Link"] = f'<{container}>; rel="collection"'
+        return canvas, records, headers
+
 
 class AnnototAPI(_Dialect):
     """Annotot: GET pages?uri=, POST /, GET/PATCH/PUT/DELETE /{url-encoded id}."""
@@ -83,16 +99,13 @@ class AnnototAPI(_Dialect):
         inner = payload["annotation"]
         data = inner.get("data")
         if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except json.JSONDecodeError as exc:
-                raise BadRequest(f"annotation.data is not JSON: {exc}") from None
+            # As strict as the body itself: no NaN/Infinity, bounded depth and numbers.
+            data = parse_json(data.encode("utf-8", "surrogatepass"))
         return data, inner.get("canvas"), inner.get("uuid")
 
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
         head = req.method == "HEAD"
         base = req.base(self.ctx)
-        store = self.service.store
         if not parts or parts == [""]:
             if req.method == "POST":
                 user = authenticate(req, self.ctx, token)
@@ -103,22 +116,21 @@ class AnnototAPI(_Dialect):
                 rec = await self.service.create(data, user, canvas=canvas, via=via)
                 return await send_json(send, 200, annotot_view(rec, base))
             if req.method in ("GET", "HEAD"):
-                records = await store.select(Selection("canvas", _canvas_param(req)))
-                return await send_json(send, 200, [annotot_view(r, base) for r in records],
-                                       head=head)  # fmt: skip
+                _canvas, records, headers = await self.canvas_list(req)
+                views = await off_loop(lambda: [annotot_view(r, base) for r in records])
+                return await send_json(send, 200, views, headers, head=head)
             raise MethodNotAllowed("POST or GET ?uri=", headers={"Allow": ALLOW})
         if len(parts) != 1:
             raise NotFound("no such Annotot resource")
         if parts[0] == "pages" and req.method in ("GET", "HEAD"):
-            canvas = _canvas_param(req)
-            records = await store.select(Selection("canvas", canvas))
+            _canvas, records, headers = await self.canvas_list(req)
             page = {
                 "@context": PRESENTATION3_CONTEXT,
                 "id": req.url(self.ctx),
                 "type": "AnnotationPage",
-                "items": [annotot_view(r, base) for r in records],
+                "items": await off_loop(lambda: [annotot_view(r, base) for r in records]),
             }
-            return await send_json(send, 200, page, {"Cache-Control": "no-cache"}, head=head)
+            return await send_json(send, 200, page, headers, head=head)
         ident = segment(parts[0])
         if req.method in ("GET", "HEAD"):
             rec = await self.service.resolve(ident)
@@ -146,10 +158,9 @@ class SasAPI(_Dialect):
         base = req.base(self.ctx)
         action = parts[0] if len(parts) == 1 else ""
         if action == "search" and req.method in ("GET", "HEAD"):
-            records = await self.service.store.select(Selection("canvas", _canvas_param(req)))
-            return await send_json(send, 200, [to_oa(r, base) for r in records],
-                                   {"Cache-Control": "no-cache"},
-                                   head=req.method == "HEAD")  # fmt: skip
+            _canvas, records, headers = await self.canvas_list(req)
+            views = await off_loop(lambda: [to_oa(r, base) for r in records])
+            return await send_json(send, 200, views, headers, head=req.method == "HEAD")
         if action == "create" and req.method == "POST":
             user = authenticate(req, self.ctx, token)
             v2 = await read_json(req, self.ctx.max_bytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
@@ -37,9 +38,11 @@ from iiifsrv.web.annotation_http import (
     IIIF3_TYPE,
     JSON_TYPE,
     Context,
+    ManifestCanvases,
     Request,
     authenticate,
     guarded,
+    off_loop,
     parse_request,
     preflight,
     read_json,
@@ -60,7 +63,8 @@ LDP_CONTEXT = "http://www.w3.org/ns/ldp.jsonld"
 PREFER_MINIMAL = "http://www.w3.org/ns/ldp#PreferMinimalContainer"
 PREFER_IRIS = "http://www.w3.org/ns/oa#PreferContainedIRIs"
 PREFER_DESCRIPTIONS = "http://www.w3.org/ns/oa#PreferContainedDescriptions"
-SEARCH_LIMIT = 1000
+# Autocomplete counts words over at most this many matching annotations.
+AUTOCOMPLETE_SCAN = 1000
 
 
 def _decoded(segment: str) -> str:
@@ -68,6 +72,33 @@ def _decoded(segment: str) -> str:
     if uri is None:
         raise NotFound("not an annotation container")
     return uri
+
+
+def page_number(req: Request) -> int:
+    raw = req.query.get("page", "0")
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise BadRequest("page must be a number from 0")
+    return int(raw)
+
+
+def capped_headers(ctx: Context, total: int, container: str) -> dict[str, str]:
+    """Headers of an unpaged list: its full size and, when cut at the cap, where all of it is."""
+    headers = {"X-Total-Count": str(total)}
+    if total > ctx.list_cap:
+        headers["Link"] = f'<{container}>; rel="collection"'
+    return headers
+
+
+async def manifest_selection(ctx: Context, uri: str) -> Selection:
+    """The annotations of a manifest: those on its canvases (the list the server knows), and
+    those naming it. A manifest the server does not know has no annotations on canvases: 404
+    when only known canvases may be annotated."""
+    canvases = await ctx.manifest_canvases(uri) if ctx.manifest_canvases else None
+    if canvases is not None:
+        return Selection("manifest", uri, tuple(canvases))
+    if ctx.settings.annotation_canvases == "known":
+        raise NotFound(f"no manifest {uri} on this server")
+    return Selection("manifest", uri)
 
 
 def _not_modified(req: Request, tag: str) -> bool:
@@ -93,7 +124,10 @@ class ProtocolAPI:
         parts = req.rest.lstrip("/").split("/")
         if len(parts) == 3 and parts[0] in ("canvas", "manifest"):
             uri = _decoded(parts[1])
-            selection = Selection(parts[0], uri)  # type: ignore[arg-type]
+            if parts[0] == "manifest":
+                selection = await manifest_selection(self.ctx, uri)
+            else:
+                selection = Selection("canvas", uri)
             if parts[2] == "":
                 return await self.container(req, send, selection)
             if parts[2] == "page":
@@ -175,10 +209,12 @@ class ProtocolAPI:
         size = self.ctx.page_size
         records = await self.ctx.service.store.select(selection, n * size, size)
         base = req.base(self.ctx)
-        items: list[Any] = [
-            annotation_url(base, r.canvas, r.key) if iris else w3c(r, base, context=False)
-            for r in records
-        ]
+        items: list[Any] = await off_loop(
+            lambda: [
+                annotation_url(base, r.canvas, r.key) if iris else w3c(r, base, context=False)
+                for r in records
+            ]
+        )
         page: dict[str, Any] = {
             "@context": ANNO_CONTEXT,
             "id": self._page_url(container, n, iris),
@@ -198,10 +234,7 @@ class ProtocolAPI:
         return page
 
     async def page(self, req: Request, send: Send, selection: Selection, iris: bool) -> None:
-        raw = req.query.get("page", "")
-        if not re.fullmatch(r"[0-9]{1,9}", raw):
-            raise BadRequest("page must be a number from 0")
-        n = int(raw)
+        n = page_number(req)
         total, stamp = await self.ctx.service.store.state(selection)
         if n > 0 and n * self.ctx.page_size >= total:
             raise NotFound("no such page")
@@ -282,18 +315,24 @@ class ProtocolAPI:
         if req.method not in ("GET", "HEAD"):
             raise MethodNotAllowed("pages are read-only", headers={"Allow": READ_ALLOW})
         total, stamp = await self.ctx.service.store.state(selection)
-        tag = strong_etag("viewer", selection.kind, selection.uri, total, stamp)
-        headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "no-cache"}
+        cap = self.ctx.list_cap
+        container = self._container_url(req, selection)
+        tag = strong_etag("viewer", selection.kind, selection.uri, total, stamp, cap)
+        headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "no-cache",
+                   **capped_headers(self.ctx, total, container)}  # fmt: skip
         if _not_modified(req, tag):
             return await send_empty(send, 304, headers)
         base = req.base(self.ctx)
-        records = await self.ctx.service.store.select(selection)
-        page = {
+        records = await self.ctx.service.store.select(selection, 0, cap)
+        page: dict[str, Any] = {
             "@context": PRESENTATION3_CONTEXT,
-            "id": self._container_url(req, selection) + "page",
+            "id": container + "page",
             "type": "AnnotationPage",
-            "items": [w3c(r, base, context=False) for r in records],
         }
+        if total > cap:
+            # Cut at the cap: the paged W3C container holds every annotation.
+            page["partOf"] = {"id": container, "type": "AnnotationCollection", "total": total}
+        page["items"] = await off_loop(lambda: [w3c(r, base, context=False) for r in records])
         await send_json(send, 200, page, headers, content_type=IIIF3_TYPE,
                         head=req.method == "HEAD")  # fmt: skip
 
@@ -307,36 +346,62 @@ class ProtocolAPI:
         if req.method not in ("GET", "HEAD"):
             raise MethodNotAllowed("search is read-only", headers={"Allow": READ_ALLOW})
         supported = search.SUPPORTED_2 if version == 2 else search.SUPPORTED_1
-        ignored = sorted(k for k in req.query if k not in supported)
+        ignored = sorted(k for k in req.query if k not in supported and k != "page")
         words = search.query_words(req.query.get("q", ""))
-        selection = Selection("manifest", manifest)
+        selection = await manifest_selection(self.ctx, manifest)
         store = self.ctx.service.store
         creator = req.query.get("user", "")
+        motivation = req.query.get("motivation", "")
         service_url = search_url(req.base(self.ctx), manifest, version)
         url = req.url(self.ctx)
+        base = req.base(self.ctx)
         body: dict[str, Any]
         if autocomplete:
             terms: list[tuple[str, int]] = []
             if words:
                 found = await store.search(selection, [*words[:-1], words[-1] + "*"], creator,
-                                           SEARCH_LIMIT)  # fmt: skip
-                found = search.filter_motivation(found, req.query.get("motivation", ""))
+                                           AUTOCOMPLETE_SCAN)  # fmt: skip
                 lead = " ".join(words[:-1])
-                terms = [
-                    ((lead + " " + w).strip(), n)
-                    for w, n in search.terms_with_prefix(found, words[-1])
-                ]
+
+                def count() -> list[tuple[str, int]]:
+                    matching = search.filter_motivation(found, motivation)
+                    return [
+                        ((lead + " " + w).strip(), n)
+                        for w, n in search.terms_with_prefix(matching, words[-1])
+                    ]
+
+                terms = await off_loop(count)
             complete = search.autocomplete2 if version == 2 else search.autocomplete1
             body = complete(url, service_url, terms, ignored)
         else:
-            if words:
-                records = await store.search(selection, words, creator, SEARCH_LIMIT)
-            else:
-                records = await store.select(selection, 0, SEARCH_LIMIT)
-                records = [r for r in records if not creator or r.creator == creator]
-            records = search.filter_motivation(records, req.query.get("motivation", ""))
+            n = page_number(req)
+            size = self.ctx.page_size
+            total = await store.search_total(selection, words, creator)
+            if n > 0 and n * size >= total:
+                raise NotFound("no such page of results")
+            records = await store.search(selection, words, creator, size, n * size)
+            query = {k: v for k, v in req.query.items() if k != "page"}
+
+            def page_url(k: int | None) -> str:
+                params = query if k is None else {**query, "page": str(k)}
+                return f"{service_url}?{urlencode(params)}" if params else service_url
+
+            paging = search.Paging(
+                collection=page_url(None),
+                first=page_url(0),
+                last=page_url(max(0, (total - 1) // size)),
+                next=page_url(n + 1) if (n + 1) * size < total else "",
+                prev=page_url(n - 1) if n > 0 else "",
+                start=n * size,
+                total=total,
+            )
             build = search.search2 if version == 2 else search.search1
-            body = build(url, req.base(self.ctx), records, words, ignored)
+
+            def respond() -> dict[str, Any]:
+                matching = search.filter_motivation(records, motivation)
+                return build(url, base, matching, words, ignored, paging)
+
+            body = await off_loop(respond)
         await send_json(send, 200, body, {"Cache-Control": "no-cache"},
                         content_type=JSON_TYPE if version == 1 else "application/ld+json",
                         head=req.method == "HEAD")  # fmt: skip
@@ -347,18 +412,22 @@ def routes(
     *,
     store: Store | None = None,
     canvas_known: CanvasKnown | None = None,
-    page_size: int = 100,
+    manifest_canvases: ManifestCanvases | None = None,
+    page_size: int | None = None,
 ) -> list[BaseRoute]:
     """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
 
     ``canvas_known(uri)`` decides whether a target canvas exists; None accepts any http(s) URI.
+    ``manifest_canvases(uri)`` lists a known manifest's canvases (None: not a known manifest).
     """
     ctx = Context(
         settings=settings,
         service=AnnotationService(store or open_store(settings), canvas_known),
         users=parse_tokens(settings.tokens),
-        page_size=page_size,
+        page_size=page_size or settings.annotation_page_size,
         max_bytes=settings.annotation_max_bytes,
+        list_cap=settings.annotation_list_cap,
+        manifest_canvases=manifest_canvases,
     )
     annotot = AnnototAPI(ctx)
     return [
