@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from cachetools import LRUCache
 
@@ -26,7 +27,7 @@ from iiifsrv import media
 from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.errors import BadRequest, Conflict, Forbidden, IIIFError, NotFound
 from iiifsrv.presentation import activity, collections, validate
-from iiifsrv.presentation.auth import User
+from iiifsrv.presentation.auth import User, parse_tokens
 from iiifsrv.presentation.builder import Hooks, build_manifest, manifest_url
 from iiifsrv.presentation.store import STORED_BASE, ManifestStore, Record, check_id
 from iiifsrv.settings import Settings
@@ -138,7 +139,9 @@ class Presentation:
             for obj in objects.values():
                 record = records.get(obj.id)
                 if record is not None and record.origin != "catalogue":
-                    continue
+                    if not self._displace(record, obj):
+                        continue
+                    record = None
                 versions = self._versions([obj])
                 if record is not None and record.versions == versions:
                     continue
@@ -155,6 +158,46 @@ class Presentation:
                                 record.id, members, record.label, "build", record.owner, versions
                             )
             self._seen = signature
+
+    def _displace(self, record: Record, obj: CatalogueObject) -> bool:
+        """A catalogue object whose id an upload or build holds: the catalogue wins over a
+        non-editor's manifest, which is moved to <data>/displaced/ and logged; an editor's is
+        kept (a deliberate override), with a warning. True when the id is now free."""
+        if record.owner in self._editors():
+            log.warning(
+                "catalogue object %r: manifest %r stays the editor %r's upload (not rebuilt)",
+                obj.id, record.id, record.owner,
+            )  # fmt: skip
+            return False
+        folder = self.data / "displaced"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{quote(record.id, safe='')}.{time.time_ns()}.json"
+        body = self.store.read(record.id)
+        if body is not None:
+            target.write_bytes(body)
+        self.store.delete(record.id)
+        log.warning(
+            "catalogue object %r now owns the manifest id %r: the %s by %r was moved to %s",
+            obj.id, record.id, record.origin, record.owner, target,
+        )  # fmt: skip
+        return True
+
+    def _editors(self) -> set[str]:
+        return {u.name for u in parse_tokens(self.settings.tokens).values() if u.editor}
+
+    def _check_free(self, user: User, manifest_id: str) -> None:
+        """Ids a client may not register: a catalogue object's (non-editors), any id with "/"
+        (non-editors), and an id one path segment inside or around another manifest's id,
+        whose URLs would collide (``flat/canvas/1`` names a canvas of ``flat``)."""
+        if not user.editor:
+            if "/" in manifest_id:
+                raise Forbidden('only editors may use "/" in a manifest id')
+            if self.catalogue.get(manifest_id) is not None:
+                raise Conflict(f"{manifest_id!r} is reserved: a catalogue object has this id")
+        taken = [r.id for r in self.store.list()] + [o.id for o in self.catalogue.list()]
+        for other in taken:
+            if manifest_id.startswith(other + "/") or other.startswith(manifest_id + "/"):
+                raise Conflict(f"manifest id {manifest_id!r} collides with the URLs of {other!r}")
 
     def _store_built(
         self,
@@ -297,6 +340,7 @@ class Presentation:
         if manifest_id is None:
             manifest_id = _id_from(doc)
         check_id(manifest_id)
+        self._check_free(user, manifest_id)
         old = self.store.get(manifest_id)
         self._may_write(user, old, replace)
         # Ids at this server's public base are stored base-neutral; others are kept as given.
@@ -304,7 +348,7 @@ class Presentation:
         stored: dict[str, Any] = json.loads(text)
         source_id = stored.get("id")
         stored["id"] = manifest_url(STORED_BASE, manifest_id)
-        problems = validate.errors(stored, "Manifest")
+        problems = validate.errors(stored, "Manifest", self.settings.manifest_max_canvases)
         if problems:
             raise Invalid(problems)
         self._plug_hooks(stored)
@@ -356,6 +400,7 @@ class Presentation:
             if obj is None:
                 raise BadRequest(f"no catalogue object {object_id!r}")
             objects.append(obj)
+        self._check_free(user, manifest_id)
         old = self.store.get(manifest_id)
         self._may_write(user, old, replace)
         try:

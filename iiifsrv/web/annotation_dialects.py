@@ -109,7 +109,8 @@ class AnnototAPI(_Dialect):
         if not parts or parts == [""]:
             if req.method == "POST":
                 user = authenticate(req, self.ctx, token)
-                data, canvas, uuid = self._data(await read_json(req, self.ctx.max_bytes))
+                payload = await read_json(req, self.ctx.max_bytes)
+                data, canvas, uuid = await off_loop(lambda: self._data(payload))
                 if canvas is not None and not isinstance(canvas, str):
                     raise BadRequest("annotation.canvas must be a string")
                 via = uuid if isinstance(uuid, str) and uuid else None
@@ -137,7 +138,8 @@ class AnnototAPI(_Dialect):
             return await send_json(send, 200, annotot_view(rec, base), head=head)
         if req.method in ("PATCH", "PUT"):
             user = authenticate(req, self.ctx, token)
-            data, _canvas, _uuid = self._data(await read_json(req, self.ctx.max_bytes))
+            payload = await read_json(req, self.ctx.max_bytes)
+            data, _canvas, _uuid = await off_loop(lambda: self._data(payload))
             rec = await self.service.resolve(ident)
             rec = await self.service.replace(rec, data, user, req.header("if-match"))
             return await send_json(send, 200, annotot_view(rec, base))

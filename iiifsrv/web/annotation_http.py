@@ -118,7 +118,8 @@ async def read_body(req: Request, limit: int) -> bytes:
 
 
 async def read_json(req: Request, limit: int) -> Any:
-    return parse_json(await read_body(req, limit))
+    body = await read_body(req, limit)
+    return await off_loop(lambda: parse_json(body))
 
 
 def authenticate(req: Request, ctx: Context, path_token: str | None = None) -> User:
