@@ -267,10 +267,11 @@ class Presentation:
             raise NotFound(f"no manifest {manifest_id!r}")
         return body
 
-    def manifest_canvases(self, uri: str) -> list[str] | None:
-        """The canvas ids of the manifest that ``uri`` names (<base>/iiif/manifests/<id>), with
-        the request's base in place of the stored one; None when there is no such manifest.
-        Annotation scopes match this list, never a URI prefix."""
+    def manifest_canvases(self, uri: str, base: str) -> list[str] | None:
+        """The canvas ids of the manifest that ``uri`` names (…/iiif/manifests/<id>, at any
+        base, as the search services' URIs are), with ``base`` (the request's) in place of the
+        stored one; None when there is no such manifest. Annotation scopes match this list,
+        never a URI prefix."""
         at = uri.find("/iiif/manifests/")
         if at < 0 or "?" in uri or "#" in uri:
             return None
@@ -294,7 +295,6 @@ class Presentation:
             ]
             cached = (stamp, ids)
             self._canvas_lists[manifest_id] = cached
-        base = uri[:at]
         return [base + c[len(STORED_BASE) :] if c.startswith(STORED_BASE) else c for c in cached[1]]
 
     def collection(self, base: str, group: str, name: str, page: int) -> dict[str, Any]:

@@ -32,8 +32,8 @@ IIIF3_TYPE = 'application/ld+json;profile="http://iiif.io/api/presentation/3/con
 JSON_TYPE = "application/json"
 
 
-# The canvas URIs of a manifest this server knows (as the request names them), or None.
-ManifestCanvases = Callable[[str], Awaitable[list[str] | None]]
+# (manifest URI, request base) -> the canvas URIs of a manifest this server knows, or None.
+ManifestCanvases = Callable[[str, str], Awaitable[list[str] | None]]
 
 
 @dataclass(frozen=True)

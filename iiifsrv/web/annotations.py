@@ -89,11 +89,11 @@ def capped_headers(ctx: Context, total: int, container: str) -> dict[str, str]:
     return headers
 
 
-async def manifest_selection(ctx: Context, uri: str) -> Selection:
+async def manifest_selection(ctx: Context, uri: str, base: str) -> Selection:
     """The annotations of a manifest: those on its canvases (the list the server knows), and
     those naming it. A manifest the server does not know has no annotations on canvases: 404
     when only known canvases may be annotated."""
-    canvases = await ctx.manifest_canvases(uri) if ctx.manifest_canvases else None
+    canvases = await ctx.manifest_canvases(uri, base) if ctx.manifest_canvases else None
     if canvases is not None:
         return Selection("manifest", uri, tuple(canvases))
     if ctx.settings.annotation_canvases == "known":
@@ -125,7 +125,7 @@ class ProtocolAPI:
         if len(parts) == 3 and parts[0] in ("canvas", "manifest"):
             uri = _decoded(parts[1])
             if parts[0] == "manifest":
-                selection = await manifest_selection(self.ctx, uri)
+                selection = await manifest_selection(self.ctx, uri, req.base(self.ctx))
             else:
                 selection = Selection("canvas", uri)
             if parts[2] == "":
@@ -348,7 +348,7 @@ class ProtocolAPI:
         supported = search.SUPPORTED_2 if version == 2 else search.SUPPORTED_1
         ignored = sorted(k for k in req.query if k not in supported and k != "page")
         words = search.query_words(req.query.get("q", ""))
-        selection = await manifest_selection(self.ctx, manifest)
+        selection = await manifest_selection(self.ctx, manifest, req.base(self.ctx))
         store = self.ctx.service.store
         creator = req.query.get("user", "")
         motivation = req.query.get("motivation", "")

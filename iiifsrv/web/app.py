@@ -102,8 +102,8 @@ def create_app(settings: Settings) -> Front:
     async def canvas_known(uri: str) -> bool:
         return await anyio.to_thread.run_sync(presentation.canvas_known, uri)
 
-    async def manifest_canvases(uri: str) -> list[str] | None:
-        return await anyio.to_thread.run_sync(presentation.manifest_canvases, uri)
+    async def manifest_canvases(uri: str, base: str) -> list[str] | None:
+        return await anyio.to_thread.run_sync(presentation.manifest_canvases, uri, base)
 
     # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
     #    must be canvases of this server's manifests unless annotation_canvases = "any" --
