@@ -11,7 +11,9 @@ from iiifsrv.annotations.store import Scope, open_store
 from iiifsrv.settings import Settings
 from tests.annotations.annotation_samples import CANVAS, MANIFEST, anno
 
-SVG_ONLY = "<svg xmlns='http://www.w3.org/2000/svg'><rect x='5' y='6' width='70' height='80'/></svg>"
+SVG_ONLY = (
+    "<svg xmlns='http://www.w3.org/2000/svg'><rect x='5' y='6' width='70' height='80'/></svg>"
+)
 
 
 def _old_schema(settings: Settings) -> None:

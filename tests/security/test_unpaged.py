@@ -53,7 +53,9 @@ def annotot(canvas: str, text: str) -> dict[str, Any]:
 
 
 async def _setup(http: httpx.AsyncClient) -> Links:
-    r = await http.put("/iiif/manifests/dump", json=manifest("http://test", "dump", 2), headers=ALICE)
+    r = await http.put(
+        "/iiif/manifests/dump", json=manifest("http://test", "dump", 2), headers=ALICE
+    )
     assert r.status_code == 201, r.text
     links = Links((await http.get(r.headers["location"])).json())
     for n in range(7):
