@@ -165,7 +165,7 @@ class Presentation:
         kept (a deliberate override), with a warning. True when the id is now free."""
         if record.owner in self._editors():
             log.warning(
-                "catalogue object %r: manifest %r stays the editor %r's upload (not rebuilt)",
+                "catalogue object %r: manifest %r stays as the editor %r uploaded it (not rebuilt)",
                 obj.id, record.id, record.owner,
             )  # fmt: skip
             return False

@@ -40,18 +40,18 @@ def data_with(value: str) -> str:
     )
 
 
-async def _every_view(client: httpx.AsyncClient) -> list[httpx.Response]:
+async def _every_view(http: httpx.AsyncClient) -> list[httpx.Response]:
     manifest = encode_uri(MANIFEST)
     return [
-        await client.get("/annotot/pages", params={"uri": CANVAS}),
-        await client.get("/annotot", params={"uri": CANVAS}),
-        await client.get("/sas/search", params={"uri": CANVAS}),
-        await client.get(container() + "page"),
-        await client.get(container()),
-        await client.get(container() + "?page=0"),
-        await client.get(f"/annotations/search/2/{manifest}?q=hi"),
-        await client.get(f"/annotations/search/1/{manifest}?q=hi"),
-        await client.get(f"/annotations/search/2/{manifest}"),
+        await http.get("/annotot/pages", params={"uri": CANVAS}),
+        await http.get("/annotot", params={"uri": CANVAS}),
+        await http.get("/sas/search", params={"uri": CANVAS}),
+        await http.get(container() + "page"),
+        await http.get(container()),
+        await http.get(container() + "?page=0"),
+        await http.get(f"/annotations/search/2/{manifest}?q=hi"),
+        await http.get(f"/annotations/search/1/{manifest}?q=hi"),
+        await http.get(f"/annotations/search/2/{manifest}"),
     ]
 
 

@@ -38,7 +38,7 @@ def annotot(canvas: str, text: str, svg: str) -> dict[str, Any]:
 
 def big_path(size: int) -> str:
     """One <path> whose points span the box 10,20 to 610,420, about ``size`` bytes long."""
-    points = []
+    points: list[str] = []
     length = 0
     while length < size - 100:
         points.append(f"{10 + len(points) % 601} {20 + (len(points) * 7) % 401}")
