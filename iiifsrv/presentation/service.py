@@ -141,6 +141,7 @@ class Presentation:
                 if record is not None and record.origin != "catalogue":
                     if not self._displace(record, obj):
                         continue
+                    del records[obj.id]  # gone: not rebuilt as a build below
                     record = None
                 versions = self._versions([obj])
                 if record is not None and record.versions == versions:

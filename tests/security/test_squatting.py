@@ -11,6 +11,7 @@ annotation backend, so these tests run once. Ingest is the real ``iiifsrv ingest
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import pyvips
 
+from iiifsrv.catalogue import Catalogue
 from iiifsrv.settings import Settings
 from iiifsrv.web.app import create_app
 from tests.annotations.conftest import TOKENS
@@ -130,3 +132,22 @@ async def test_an_editors_override_stays_and_is_logged(
     with caplog.at_level(logging.WARNING, logger="iiifsrv.presentation"):
         assert await label_of(http, "map-9") == "Curated map"
     assert "manifest 'map-9' stays as the editor 'ed' uploaded it" in caplog.text
+
+
+async def test_ingest_displaces_an_earlier_build(
+    http: httpx.AsyncClient, settings: Settings, tmp_path: Path
+) -> None:
+    build = {"build": {"objects": ["flat"], "id": "codex-18", "label": "Bob's codex 18"}}
+    assert (await http.post("/iiif/manifests", json=build, headers=BOB)).status_code == 201
+    ingest(settings, tmp_path, "codex-18", "Codex 18 (official)")
+    # The build's own object changes in the same sync (written as ingest writes it, with a
+    # later time stamp than this second's): the displaced build is not rebuilt over the
+    # catalogue's manifest.
+    catalogue = Catalogue(settings.data_path / "catalogue.sqlite3")
+    flat = catalogue.get("flat")
+    assert flat is not None
+    catalogue.upsert(
+        dataclasses.replace(flat, label="Flat (relabelled)", updated="2099-01-01T00:00:00Z")
+    )
+    assert await label_of(http, "codex-18") == "Codex 18 (official)"
+    assert await label_of(http, "flat") == "Flat (relabelled)"
