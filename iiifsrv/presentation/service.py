@@ -338,6 +338,10 @@ class Presentation:
             return self._register_build(user, doc["build"], manifest_id, replace=replace)
         if not isinstance(doc, dict):
             raise BadRequest('the body must be a JSON object: a Manifest or {"build": ...}')
+        # Too many canvases: refused before any further work on the document.
+        too_many = validate.too_many_items(doc, self.settings.manifest_max_canvases)
+        if too_many:
+            raise Invalid(too_many)
         if manifest_id is None:
             manifest_id = _id_from(doc)
         check_id(manifest_id)

@@ -67,9 +67,8 @@ def errors(
     found: list[dict[str, str]] = []
     if not isinstance(doc, dict):
         return [{"path": "/", "message": "the document must be a JSON object"}]
-    items = doc.get("items")
-    if max_items is not None and isinstance(items, list) and len(items) > max_items:
-        return [{"path": "/items", "message": f"{len(items)} items; at most {max_items} allowed"}]
+    if max_items is not None and (too_many := too_many_items(doc, max_items)):
+        return too_many
     if expected_type and doc.get("type") != expected_type:
         found.append({"path": "/type", "message": f"expected type {expected_type!r}"})
     seen: set[tuple[str, str]] = set()
@@ -85,6 +84,14 @@ def errors(
             break
     found.sort(key=lambda e: e["path"])
     return found[:MAX_ERRORS]
+
+
+def too_many_items(doc: dict[str, Any], max_items: int) -> list[dict[str, str]]:
+    """The one problem of a document with more than ``max_items`` top-level items, or []."""
+    items = doc.get("items")
+    if isinstance(items, list) and len(items) > max_items:
+        return [{"path": "/items", "message": f"{len(items)} items; at most {max_items} allowed"}]
+    return []
 
 
 def is_valid(doc: Any) -> bool:

@@ -23,6 +23,7 @@ from iiifsrv.web.annotation_http import (
     Request,
     authenticate,
     guarded,
+    list_headers,
     off_loop,
     parse_request,
     preflight,
@@ -80,10 +81,8 @@ class _Dialect:
         selection = Selection("canvas", canvas)
         total, _stamp = await self.service.store.state(selection)
         records = await self.service.store.select(selection, 0, self.ctx.list_cap)
-        headers = {"Cache-Control": "no-cache", "X-Total-Count": str(total)}
-        if total > self.ctx.list_cap:
-            container = canvas_container_url(req.base(self.ctx), canvas)
-            headers["Link"] = f'<{container}>; rel="collection"'
+        container = canvas_container_url(req.base(self.ctx), canvas)
+        headers = {"Cache-Control": "no-cache", **list_headers(self.ctx, total, container)}
         return canvas, records, headers
 
 

@@ -140,6 +140,16 @@ def authenticate(req: Request, ctx: Context, path_token: str | None = None) -> U
 T = TypeVar("T")
 
 
+def list_headers(ctx: Context, total: int, container: str) -> dict[str, str]:
+    """Headers of an unpaged list: its full size (``X-Total-Count``) and, when it was cut at
+    ``list_cap``, the paged container that holds every annotation (``Link: rel=collection``)."""
+    expose = CORS_HEADERS["Access-Control-Expose-Headers"] + ", X-Total-Count"
+    headers = {"X-Total-Count": str(total), "Access-Control-Expose-Headers": expose}
+    if total > ctx.list_cap:
+        headers["Link"] = f'<{container}>; rel="collection"'
+    return headers
+
+
 async def off_loop(fn: Callable[[], T]) -> T:
     """Build a response body in a thread: large pages must not stall the event loop."""
     return await anyio.to_thread.run_sync(fn)

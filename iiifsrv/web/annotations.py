@@ -42,6 +42,7 @@ from iiifsrv.web.annotation_http import (
     Request,
     authenticate,
     guarded,
+    list_headers,
     off_loop,
     parse_request,
     preflight,
@@ -79,14 +80,6 @@ def page_number(req: Request) -> int:
     if not re.fullmatch(r"[0-9]{1,9}", raw):
         raise BadRequest("page must be a number from 0")
     return int(raw)
-
-
-def capped_headers(ctx: Context, total: int, container: str) -> dict[str, str]:
-    """Headers of an unpaged list: its full size and, when cut at the cap, where all of it is."""
-    headers = {"X-Total-Count": str(total)}
-    if total > ctx.list_cap:
-        headers["Link"] = f'<{container}>; rel="collection"'
-    return headers
 
 
 async def manifest_selection(ctx: Context, uri: str, base: str) -> Selection:
@@ -319,7 +312,7 @@ class ProtocolAPI:
         container = self._container_url(req, selection)
         tag = strong_etag("viewer", selection.kind, selection.uri, total, stamp, cap)
         headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "no-cache",
-                   **capped_headers(self.ctx, total, container)}  # fmt: skip
+                   **list_headers(self.ctx, total, container)}  # fmt: skip
         if _not_modified(req, tag):
             return await send_empty(send, 304, headers)
         base = req.base(self.ctx)

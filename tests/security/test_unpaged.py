@@ -92,6 +92,7 @@ async def test_unpaged_lists_stop_at_the_cap(http: httpx.AsyncClient) -> None:
         listed = r.json() if path != "/annotot/pages" else r.json()["items"]
         assert len(listed) == CAP
         assert r.headers["x-total-count"] == "7"
+        assert "X-Total-Count" in r.headers["access-control-expose-headers"]
         found = re.fullmatch(r'<([^>]+)>; rel="collection"', r.headers["link"])
         assert found is not None
         links_to.add(found[1])
