@@ -69,8 +69,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _resolve(root: Path, path: str) -> Path:
-    """A media file under the image root (A/V extensions only) or NotFound."""
-    check_identifier(path)
+    """A media file under the image root (A/V extensions only) or NotFound (one message)."""
+    try:
+        check_identifier(path)
+    except NotFound:
+        raise NotFound(f"no media file {path!r}") from None
     root_real = os.path.realpath(root)
     real = os.path.realpath(os.path.join(root_real, *path.split("/")))
     if not real.startswith(root_real + os.sep) or not is_media(real) or not os.path.isfile(real):

@@ -106,3 +106,13 @@ def test_probe_failures_are_remembered_and_generic(
     assert len(spawns) == 1
     # The detail (path, exit status) is in the log for the operator.
     assert str(broken) in caplog.text and "exit status" in caplog.text
+
+
+async def test_hidden_and_missing_media_get_one_answer(
+    client: httpx.AsyncClient, images: Path
+) -> None:
+    (images / ".private").mkdir()
+    write_mp4(images / ".private" / "clip.mp4", seconds=1.0)
+    for path in (".private/clip.mp4", "av/.clip.mp4", "av/none.mp4"):
+        response = await client.get(f"/media/{path}")
+        assert (response.status_code, response.text) == (404, f"no media file {path!r}\n")
