@@ -6,6 +6,7 @@ Imports pyvips, iiifsrv.errors, iiif.plan and sources.describe; never Starlette.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -289,8 +290,8 @@ def render(
         image = _quality(image, plan)
         return encode(image, plan.format, options.jpeg_quality)
     except pyvips.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "libvips error"
-        raise RenderError(f"cannot decode this image: {first}") from None
+        logging.getLogger("iiifsrv.imaging").warning("cannot decode %s: %s", source.path, exc)
+        raise RenderError("cannot decode this image") from None
 
 
 def read_raw_tile(source: Source, tile: RawTile) -> bytes:

@@ -26,8 +26,8 @@ from iiifsrv.iiif.model import ImageRequest, Limits
 from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
 from iiifsrv.sources import composite
-from iiifsrv.sources.describe import Source, describe
-from iiifsrv.sources.resolve import Resolver, check_identifier
+from iiifsrv.sources.describe import NotAnImage, Source, describe
+from iiifsrv.sources.resolve import Resolver, check_identifier, no_image
 
 log = logging.getLogger("iiifsrv.service")
 
@@ -179,7 +179,15 @@ class ImageService:
             )
 
     async def source(self, identifier: str) -> Source:
-        """The current description of ``identifier``'s file; re-read when the file changed."""
+        """The current description of ``identifier``'s file; re-read when the file changed.
+
+        A file that is not an image gets the same 404 as a missing one."""
+        try:
+            return await self._source(identifier)
+        except NotAnImage:
+            raise no_image(identifier) from None
+
+    async def _source(self, identifier: str) -> Source:
         virtual = composite.parse(identifier)
         if virtual is not None:
             return await self._composite(virtual, identifier)
@@ -190,7 +198,7 @@ class ImageService:
             try:
                 st = os.stat(path)
             except OSError:
-                raise NotFound(f"no image with identifier {identifier!r}") from None
+                raise no_image(identifier) from None
             self._remember_path(identifier, path, name)
         else:
             path, st = hit
