@@ -125,12 +125,21 @@ def _computed_pixels(
     return image.copy(interpretation="srgb" if image.bands == 3 else "b-w")
 
 
+def _fresh_level(source: Source, level: int) -> pyvips.Image:
+    """A level read from the file as it is now: libvips' operation cache knows files by name
+    only, and may still hold the pixels of a file replaced since (a re-ingest)."""
+    if source.loader == "tiffload":
+        options: dict[str, Any] = dict(source.access[level].options)
+        return pyvips.Image.tiffload_source(pyvips.Source.new_from_file(source.path), **options)
+    return load_level(source, level)
+
+
 def fit_transform(op: str, bands: tuple[str, ...], parts: list[Source]) -> Transform:
     """Fit ``op`` on ``parts`` (the sources of ``bands``, same size) at one reduced level."""
     sizes = [(lvl.width, lvl.height) for lvl in combine("fit", parts).info.levels]
     level = bandmath.fit_level(sizes)
     width, height = sizes[level]
-    arrays = [_band_pixels(part, level, (0, 0, width, height)) for part in parts]
+    arrays = [_fresh_level(part, level).extract_band(0).numpy() for part in parts]
     return bandmath.fit(op, bands, arrays, (width, height))
 
 
