@@ -39,7 +39,7 @@ def _floats(arrays: Sequence[npt.NDArray[np.generic]]) -> list[Array]:
 def raw_values(
     transform: Transform, arrays: Sequence[npt.NDArray[np.generic]], channel: int
 ) -> Array:
-    """The float64 value v of output ``channel`` (docs/ingest.md, "Computed images")."""
+    """The float64 value v of output ``channel`` (README: "Computed images of ...")."""
     x = _floats(arrays)
     op = transform.op
     if op == "pca":

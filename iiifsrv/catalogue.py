@@ -51,7 +51,7 @@ class Composite:
 
 @dataclass(frozen=True)
 class Transform:
-    """How a computed image's pixels follow from its bands' (docs/ingest.md, "Computed images").
+    """How a computed image's pixels follow from its bands' (README: "Computed images of ...").
 
     For each output channel c a float64 value v_c is computed from the band values x (as read,
     8 or 16 bit): ``pca``: v_c = sum_i vectors[c][i] * (x_i - means[i]) over ``bands`` in order;
@@ -124,7 +124,8 @@ class CatalogueObject:
         if len(known) >= 2:
             longest = max(known, key=lambda b: b.wavelength_nm or 0.0)
             shortest = min(known, key=lambda b: b.wavelength_nm or 0.0)
-            return longest.name, shortest.name
+            if longest.name != shortest.name:
+                return longest.name, shortest.name
         return self.bands[-1].name, self.bands[0].name
 
     @property

@@ -102,7 +102,7 @@ def transform(base: Path, obj: str, key: str) -> Transform:
 
 
 def expected(t: Transform, bands: list[np.ndarray], channel: int) -> np.ndarray:
-    """The documented formula (docs/ingest.md, "Computed images"), written out with numpy."""
+    """The documented formula (README: "Computed images of ..."), written out with numpy."""
     x = [b.astype(np.float64) for b in bands]
     if t.op == "pca":
         v = t.vectors[channel][0] * (x[0] - t.means[0])

@@ -23,6 +23,7 @@ import pyvips
 
 from iiifsrv import imaging
 from iiifsrv.catalogue import Band, Catalogue, CatalogueObject, Transform, now_iso
+from iiifsrv.errors import IIIFError
 from iiifsrv.ingest import bands as bandsets
 from iiifsrv.ingest import derive
 from iiifsrv.ingest.profiles import Profile
@@ -182,18 +183,18 @@ def _ingest_image(job: Job, opts: Options, digest: str) -> CatalogueObject:
 
 def fit_computed(obj: CatalogueObject, paths: dict[str, Path]) -> tuple[tuple[str, Transform], ...]:
     """The PCA basis and the featured ratio's range, fitted on the written derivatives exactly as
-    the server would fit them on first use (same level, same code)."""
-    sources = {name: describe(str(path), os.stat(path)) for name, path in paths.items()}
-    names = tuple(b.name for b in obj.bands)
-    out = [("pca", imaging.fit_transform("pca", names, [sources[n] for n in names]))]
-    ratio = obj.featured_ratio()
-    if ratio is not None:
-        out.append(
-            (
-                f"ratio:{','.join(ratio)}",
-                imaging.fit_transform("ratio", ratio, [sources[n] for n in ratio]),
-            )
-        )
+    the server would fit them on first use (same level, same code). Best effort: what cannot be
+    fitted now is fitted by the server on first request."""
+    try:
+        sources = {name: describe(str(path), os.stat(path)) for name, path in paths.items()}
+        names = tuple(b.name for b in obj.bands)
+        out = [("pca", imaging.fit_transform("pca", names, [sources[n] for n in names]))]
+        ratio = obj.featured_ratio()
+        if ratio is not None:
+            parts = [sources[n] for n in ratio]
+            out.append((f"ratio:{','.join(ratio)}", imaging.fit_transform("ratio", ratio, parts)))
+    except (pyvips.Error, IIIFError, ValueError, OSError):  # LinAlgError is a ValueError
+        return ()
     return tuple(out)
 
 

@@ -169,7 +169,7 @@ def spectra_service(base: str, object_id: str) -> p3.ServiceV3:
 
 
 def computed_images(obj: CatalogueObject) -> list[tuple[str, str]]:
-    """(identifier, label) of the computed images a manifest offers (docs/ingest.md): the first
+    """(identifier, label) of the computed images a manifest offers (README): the first
     three principal components (with three bands or more) and the featured band ratio."""
     out = []
     if len(obj.bands) >= 3:
