@@ -12,6 +12,7 @@ import csv
 import io
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from playwright.sync_api import Page
@@ -19,6 +20,7 @@ from playwright.sync_api import Page
 from tests.conftest import ROOT, LiveServer
 from tests.test_viewers_e2e import (
     OSD_CANVAS,
+    TOKEN,
     VIEWPORT,
     browser,
     copy_for_readme,
@@ -207,6 +209,70 @@ def test_spectrum_panel_plots_pins_and_downloads_the_service_values(
     page.mouse.move(VIEWPORT["width"] * 0.3, VIEWPORT["height"] * 0.1)  # no tooltips in shots
     page.get_by_role("tooltip").first.wait_for(state="hidden")
     shot(page, "spectrum-panel")
+
+
+def test_a_service_declared_on_the_canvas_alone_is_enough(server: LiveServer, page: Page) -> None:
+    """A manifest from elsewhere: one plain image (no image service, so no info.json to look
+    in) on a canvas that declares the spectral service. The panel reads that service."""
+    service, source = spectral_service(server, "palimpsest")
+    first_choice = source["items"][0]["items"][0]["body"]["items"][0]
+    canvas_id = f"{server.url}/elsewhere/canvas/1"
+    doc = {
+        "@context": "http://iiif.io/api/presentation/3/context.json",
+        "id": f"{server.url}/elsewhere/manifest",
+        "type": "Manifest",
+        "label": {"en": ["A plain image with a spectral service on its canvas"]},
+        "items": [
+            {
+                "id": canvas_id,
+                "type": "Canvas",
+                "width": source["width"],
+                "height": source["height"],
+                "service": [{"id": service, "type": "Service", "profile": SPECTRA_PROFILE}],
+                "items": [
+                    {
+                        "id": f"{canvas_id}/page",
+                        "type": "AnnotationPage",
+                        "items": [
+                            {
+                                "id": f"{canvas_id}/painting",
+                                "type": "Annotation",
+                                "motivation": "painting",
+                                "target": canvas_id,
+                                "body": {
+                                    "id": first_choice["id"],
+                                    "type": "Image",
+                                    "format": "image/jpeg",
+                                    "width": first_choice["width"],
+                                    "height": first_choice["height"],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    created = httpx.post(
+        f"{server.url}/iiif/manifests",
+        json=doc,
+        headers={"Authorization": f"Bearer {TOKEN}", "Slug": "canvas-service"},
+    )
+    assert created.status_code == 201, created.text
+    manifest = created.headers["location"]
+    page.goto(f"{server.url}/viewer/mirador?manifest={quote(manifest, safe='')}")
+    page.locator(OSD_CANVAS).first.wait_for()
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name="Spectrum", exact=True).click()
+    assert page.locator(PANEL).get_attribute("data-service") == service
+    at = (0.3, 0.2)
+    page.mouse.click(*screen_point(page, source, *at))
+    [point] = wait_ready(page, 1)
+    x, y = int(point["x"]), int(point["y"])
+    ex, ey = expected_pixel(source, *at)
+    assert abs(x - ex) <= 3 and abs(y - ey) <= 3, (x, y, ex, ey)
+    expected = {b["name"]: b["mean"] for b in spectrum(service, x, y, 0)["bands"]}
+    assert table_values(page, point["point"]) == expected and len(expected) == 6
 
 
 def test_no_spectrum_button_without_a_spectral_service(server: LiveServer, page: Page) -> None:
