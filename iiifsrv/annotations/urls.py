@@ -84,9 +84,9 @@ class Urls:
         return f"{self.base}{PREFIX}/search/{version}/{encode_uri(self.key(manifest))}"
 
 
-def canvas_container_path(canvas_id: str, base: str = "") -> str:
-    """Path (from the server root) of the W3C container of a canvas; ends in "/"."""
-    return Urls("").container("canvas", local_form(canvas_id, base))
+def canvas_container_path(canvas_id: str) -> str:
+    """Path (from the server root) of the container of a canvas given by its key; ends in "/"."""
+    return Urls("").container("canvas", canvas_id)
 
 
 def canvas_container_url(base_url: str, canvas_id: str) -> str:

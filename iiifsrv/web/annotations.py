@@ -182,11 +182,11 @@ class ProtocolAPI:
         size = self.ctx.page_size
         records = await self.ctx.service.store.select(selection, n * size, size)
         urls = self._urls(req)
-        items: list[Any] = [
-            urls.annotation(r.canvas, r.key) if iris else w3c(present(r, urls), urls.base,
-                                                              context=False)
-            for r in records
-        ]  # fmt: skip
+        items: list[Any]
+        if iris:
+            items = [urls.annotation(r.canvas, r.key) for r in records]
+        else:
+            items = [w3c(present(r, urls), urls.base, context=False) for r in records]
         page: dict[str, Any] = {
             "@context": ANNO_CONTEXT,
             "id": self._page_url(container, n, iris),
