@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -61,8 +60,6 @@ class Presentation:
         self._seen: tuple[Any, ...] | None = None
         self._canvases: tuple[int, set[str], set[str]] | None = None
         self._upgrade_lock = threading.Lock()
-        self._poster_guard = threading.Lock()
-        self._poster_locks: dict[str, threading.Lock] = {}
 
     # Opened on first use, so creating the app has no side effects on the data directory.
     @property
@@ -420,26 +417,6 @@ class Presentation:
         if not user.editor and old.owner != user.name:
             raise Forbidden("only the owner of a manifest or an editor may delete it")
         self.store.delete(manifest_id)
-
-    # -- media -------------------------------------------------------------------------------
-
-    def poster(self, media_path: Path) -> Path:
-        """The cached poster frame of a video (made once per file version)."""
-        st = media_path.stat()
-        identity = f"{media_path}\x1f{st.st_mtime_ns}\x1f{st.st_size}".encode()
-        key = hashlib.blake2b(identity, digest_size=16).hexdigest()
-        target = self.data / "posters" / f"{key}.jpg"
-        if target.is_file():
-            return target
-        # One ffmpeg per video version, however many first requests arrive together.
-        with self._poster_guard:
-            lock = self._poster_locks.setdefault(key, threading.Lock())
-        with lock:
-            if not target.is_file():
-                info = media.probe(media_path)
-                at = min(1.0, info.duration / 2) if info.duration else 0.0
-                media.poster(media_path, target, at)
-        return target
 
 
 @contextmanager

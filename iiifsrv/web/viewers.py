@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from iiifsrv import __version__
 from iiifsrv.conditional import CORS_HEADERS, not_modified
 from iiifsrv.errors import BadRequest, NotFound, Unavailable
 from iiifsrv.presentation.builder import manifest_url
@@ -220,7 +219,7 @@ def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
         + f'<p><a href="{base}/iiif/collection">IIIF collection</a> · '
         f'<a href="{base}/viewer/mirador">Mirador workspace</a></p>'
         f"<h2>Images under the image root ({len(images)})</h2><ul>{''.join(rows)}</ul>"
-        f"<p><small>iiifsrv {__version__}</small></p>"
+        "<p><small>iiifsrv</small></p>"
     )
     return _page("iiifsrv", body, LANDING_CSS)
 
