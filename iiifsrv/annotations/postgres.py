@@ -239,3 +239,32 @@ class PostgresStore:
             f" AND {where} AND NOT deleted{extra} ORDER BY seq LIMIT %s",
             [_tsquery(words), *args, *([creator] if creator else []), limit],
         )
+
+    # ---- migration: canvas keys (see AnnotationService.ready) ------------------------------
+
+    async def absolute_uris(self) -> set[str]:
+        pool = await self._pool_ready()
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    f"SELECT canvas FROM {TABLE} WHERE canvas LIKE 'http%%'"
+                    f" UNION SELECT manifest FROM {TABLE} WHERE manifest LIKE 'http%%'"
+                )
+                return {str(r[0]) for r in await cur.fetchall()}
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"annotation database unavailable: {exc}") from None
+
+    async def rename(self, renames: dict[str, str]) -> int:
+        pool = await self._pool_ready()
+        count = 0
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                for old, new in renames.items():
+                    for column in ("canvas", "manifest"):
+                        cur = await conn.execute(
+                            f"UPDATE {TABLE} SET {column} = %s WHERE {column} = %s", (new, old)
+                        )
+                        count += cur.rowcount
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"annotation database unavailable: {exc}") from None
+        return count

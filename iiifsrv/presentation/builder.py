@@ -49,10 +49,10 @@ class Hooks:
 
     @property
     def signature(self) -> str:
-        """Changes when a hook is plugged in or removed, so stored manifests are rebuilt."""
-        return (
-            f"anno={self.annotation_page_ref is not None},search={self.search_services is not None}"
-        )
+        """Changes when a hook is plugged in or removed, or what hooks make changes (``ids``:
+        containers encode a canvas's path), so stored manifests are rebuilt."""
+        anno = self.annotation_page_ref is not None
+        return f"anno={anno},search={self.search_services is not None},ids=path"
 
 
 def lang(text: str, language: str = LANG) -> dict[str, list[str]]:

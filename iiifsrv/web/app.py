@@ -126,6 +126,9 @@ def create_app(settings: Settings) -> Front:
     async def canvas_known(uri: str) -> bool:
         return await anyio.to_thread.run_sync(presentation.canvas_known, uri)
 
+    async def localise(uri: str) -> str | None:
+        return await anyio.to_thread.run_sync(presentation.local_key, uri)
+
     # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
     #    must be canvases of this server's manifests unless annotation_canvases = "any" --
     annotation_store = open_store(settings)
@@ -133,6 +136,7 @@ def create_app(settings: Settings) -> Front:
         settings,
         store=annotation_store,
         canvas_known=canvas_known if settings.annotation_canvases == "known" else None,
+        localise=localise,
     )
     routes += presentation_routes.routes(presentation)
     routes += media_routes.routes(settings)

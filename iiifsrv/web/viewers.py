@@ -25,7 +25,7 @@ from iiifsrv.conditional import CORS_HEADERS, not_modified
 from iiifsrv.errors import BadRequest, NotFound, Unavailable
 from iiifsrv.presentation.builder import manifest_url
 from iiifsrv.presentation.service import Presentation
-from iiifsrv.presentation.store import STORED_BASE
+from iiifsrv.presentation.store import publish
 from iiifsrv.service import ImageService
 from iiifsrv.web.respond import base_url
 
@@ -188,7 +188,7 @@ def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
     items = []
     for e in entries:
         manifest = manifest_url(base, e.id)
-        thumb = e.thumbnail.replace(STORED_BASE, base)
+        thumb = publish(e.thumbnail, base)
         img = f'<img loading=lazy alt="" src="{html.escape(thumb)}">' if thumb else ""
         kind = e.kind + (f", {e.bands} bands" if e.bands else "")
         items.append(
