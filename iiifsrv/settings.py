@@ -9,6 +9,7 @@ The environment is passed in explicitly; nothing here reads a global later.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -125,6 +126,34 @@ REGISTRY: tuple[Spec, ...] = (
         10000,
         "Most canvases in an uploaded manifest (more → 400).",
     ),
+    Spec(
+        "forwarded_allow_ips",
+        str,
+        "",
+        "Reverse proxies (comma-separated IPs or networks, * = any) whose X-Forwarded-Proto and "
+        "X-Forwarded-For are believed; empty = trust nobody.",
+    ),
+    Spec(
+        "header_timeout",
+        int,
+        10,
+        "Seconds a connection may take to send its request headers before it is closed "
+        "(0 = no limit).",
+    ),
+    Spec(
+        "max_connections_per_client",
+        int,
+        256,
+        "Open connections per client address (trusted proxies exempt); more are closed at once "
+        "(0 = no limit).",
+    ),
+    Spec(
+        "limit_concurrency",
+        int,
+        1000,
+        "Connections plus running requests per worker before new requests get 503 (0 = no limit).",
+    ),
+    Spec("backlog", int, 2048, "Pending connections the listening socket queues."),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -162,6 +191,11 @@ class Settings:
     annotation_list_cap: int = 1000
     manifest_max_bytes: int = 16 * 1024 * 1024
     manifest_max_canvases: int = 10000
+    forwarded_allow_ips: str = ""
+    header_timeout: int = 10
+    max_connections_per_client: int = 256
+    limit_concurrency: int = 1000
+    backlog: int = 2048
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -261,6 +295,14 @@ def load(
     for name in ("annotation_page_size", "annotation_list_cap", "manifest_max_canvases"):
         if name in values and values[name] < 1:
             raise SettingsError(f"setting {name!r} must be at least 1")
+    for entry in str(values.get("forwarded_allow_ips", "")).split(","):
+        try:
+            if entry.strip() not in ("", "*"):
+                ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"setting 'forwarded_allow_ips': {entry.strip()!r} is not an IP address or network"
+            ) from None
     try:
         parse_tokens(str(values.get("tokens", "")))
     except ValueError as exc:

@@ -13,9 +13,10 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from iiifsrv.annotations.identity import present
 from iiifsrv.annotations.model import PRESENTATION3_CONTEXT, Record, annotot_view, from_oa, to_oa
 from iiifsrv.annotations.store import Scope as Selection
-from iiifsrv.annotations.urls import ANNOTOT_PREFIX, SAS_PREFIX, canvas_container_url
+from iiifsrv.annotations.urls import ANNOTOT_PREFIX, SAS_PREFIX, Urls
 from iiifsrv.errors import BadRequest, MethodNotAllowed, NotFound
 from iiifsrv.jsonbody import parse_json
 from iiifsrv.web.annotation_http import (
@@ -64,6 +65,7 @@ class _Dialect:
         async def handle(req: Request) -> None:
             if req.method == "OPTIONS":
                 return await preflight(send, ALLOW)
+            await self.service.ready()
             token, parts = _split_token(req.rest)
             await self.dispatch(req, send, token, parts)
 
@@ -72,18 +74,21 @@ class _Dialect:
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
         raise NotImplementedError
 
-    async def canvas_list(self, req: Request) -> tuple[str, list[Record], dict[str, str]]:
-        """(canvas, its first ``list_cap`` annotations, the headers telling the full size).
+    async def canvas(self, req: Request, urls: Urls) -> Selection:
+        """The canvas a ``uri`` parameter names, keyed as the W3C containers key it."""
+        return Selection("canvas", await self.service.key(_canvas_param(req), urls))
+
+    async def canvas_list(self, req: Request, urls: Urls) -> tuple[list[Record], dict[str, str]]:
+        """(the canvas's first ``list_cap`` annotations, headers telling the full size).
 
         These lists are unpaged because the Mirador adapters read them whole; beyond the cap the
         paged W3C container (named in a Link header) holds the rest."""
-        canvas = _canvas_param(req)
-        selection = Selection("canvas", canvas)
+        selection = await self.canvas(req, urls)
         total, _stamp = await self.service.store.state(selection)
         records = await self.service.store.select(selection, 0, self.ctx.list_cap)
-        container = canvas_container_url(req.base(self.ctx), canvas)
+        container = urls.container("canvas", selection.uri)
         headers = {"Cache-Control": "no-cache", **list_headers(self.ctx, total, container)}
-        return canvas, records, headers
+        return records, headers
 
 
 class AnnototAPI(_Dialect):
@@ -104,7 +109,11 @@ class AnnototAPI(_Dialect):
 
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
         head = req.method == "HEAD"
-        base = req.base(self.ctx)
+        urls = Urls(req.base(self.ctx))
+
+        def view(rec: Record) -> dict[str, Any]:
+            return annotot_view(present(rec, urls), urls.base)
+
         if not parts or parts == [""]:
             if req.method == "POST":
                 user = authenticate(req, self.ctx, token)
@@ -113,35 +122,35 @@ class AnnototAPI(_Dialect):
                 if canvas is not None and not isinstance(canvas, str):
                     raise BadRequest("annotation.canvas must be a string")
                 via = uuid if isinstance(uuid, str) and uuid else None
-                rec = await self.service.create(data, user, canvas=canvas, via=via)
-                return await send_json(send, 200, annotot_view(rec, base))
+                rec = await self.service.create(data, user, urls, canvas=canvas, via=via)
+                return await send_json(send, 200, view(rec))
             if req.method in ("GET", "HEAD"):
-                _canvas, records, headers = await self.canvas_list(req)
-                views = await off_loop(lambda: [annotot_view(r, base) for r in records])
+                records, headers = await self.canvas_list(req, urls)
+                views = await off_loop(lambda: [view(r) for r in records])
                 return await send_json(send, 200, views, headers, head=head)
             raise MethodNotAllowed("POST or GET ?uri=", headers={"Allow": ALLOW})
         if len(parts) != 1:
             raise NotFound("no such Annotot resource")
         if parts[0] == "pages" and req.method in ("GET", "HEAD"):
-            _canvas, records, headers = await self.canvas_list(req)
+            records, headers = await self.canvas_list(req, urls)
             page = {
                 "@context": PRESENTATION3_CONTEXT,
                 "id": req.url(self.ctx),
                 "type": "AnnotationPage",
-                "items": await off_loop(lambda: [annotot_view(r, base) for r in records]),
+                "items": await off_loop(lambda: [view(r) for r in records]),
             }
             return await send_json(send, 200, page, headers, head=head)
         ident = segment(parts[0])
         if req.method in ("GET", "HEAD"):
             rec = await self.service.resolve(ident)
-            return await send_json(send, 200, annotot_view(rec, base), head=head)
+            return await send_json(send, 200, view(rec), head=head)
         if req.method in ("PATCH", "PUT"):
             user = authenticate(req, self.ctx, token)
             payload = await read_json(req, self.ctx.max_bytes)
             data, _canvas, _uuid = await off_loop(lambda: self._data(payload))
             rec = await self.service.resolve(ident)
-            rec = await self.service.replace(rec, data, user, req.header("if-match"))
-            return await send_json(send, 200, annotot_view(rec, base))
+            rec = await self.service.replace(rec, data, user, urls, req.header("if-match"))
+            return await send_json(send, 200, view(rec))
         if req.method == "DELETE":
             user = authenticate(req, self.ctx, token)
             rec = await self.service.resolve(ident)
@@ -156,17 +165,21 @@ class SasAPI(_Dialect):
     prefix = SAS_PREFIX
 
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
-        base = req.base(self.ctx)
+        urls = Urls(req.base(self.ctx))
+
+        def view(rec: Record) -> dict[str, Any]:
+            return to_oa(present(rec, urls), urls.base)
+
         action = parts[0] if len(parts) == 1 else ""
         if action == "search" and req.method in ("GET", "HEAD"):
-            _canvas, records, headers = await self.canvas_list(req)
-            views = await off_loop(lambda: [to_oa(r, base) for r in records])
+            records, headers = await self.canvas_list(req, urls)
+            views = await off_loop(lambda: [view(r) for r in records])
             return await send_json(send, 200, views, headers, head=req.method == "HEAD")
         if action == "create" and req.method == "POST":
             user = authenticate(req, self.ctx, token)
             v2 = await read_json(req, self.ctx.max_bytes)
-            rec = await self.service.create(from_oa(v2), user)
-            return await send_json(send, 201, to_oa(rec, base))
+            rec = await self.service.create(from_oa(v2), user, urls)
+            return await send_json(send, 201, view(rec))
         if action == "update" and req.method in ("POST", "PUT"):
             user = authenticate(req, self.ctx, token)
             v2 = await read_json(req, self.ctx.max_bytes)
@@ -174,8 +187,8 @@ class SasAPI(_Dialect):
             if not isinstance(ident, str):
                 raise BadRequest('an update needs the annotation\'s "@id"')
             rec = await self.service.resolve(ident)
-            rec = await self.service.replace(rec, from_oa(v2), user, req.header("if-match"))
-            return await send_json(send, 200, to_oa(rec, base))
+            rec = await self.service.replace(rec, from_oa(v2), user, urls, req.header("if-match"))
+            return await send_json(send, 200, view(rec))
         if action == "destroy" and req.method == "DELETE":
             user = authenticate(req, self.ctx, token)
             ident = req.query.get("uri", "")

@@ -32,8 +32,8 @@ IIIF3_TYPE = 'application/ld+json;profile="http://iiif.io/api/presentation/3/con
 JSON_TYPE = "application/json"
 
 
-# (manifest URI, request base) -> the canvas URIs of a manifest this server knows, or None.
-ManifestCanvases = Callable[[str, str], Awaitable[list[str] | None]]
+# A manifest's key -> the canvas keys of that manifest if this server serves it, else None.
+ManifestCanvases = Callable[[str], Awaitable[list[str] | None]]
 
 
 @dataclass(frozen=True)

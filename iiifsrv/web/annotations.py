@@ -15,19 +15,23 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv.annotations import search
+from iiifsrv.annotations.identity import present
 from iiifsrv.annotations.model import ANNO_CONTEXT, PRESENTATION3_CONTEXT, Record, w3c
-from iiifsrv.annotations.service import AnnotationService, CanvasKnown, etag, parse_tokens
+from iiifsrv.annotations.service import (
+    AnnotationService,
+    CanvasKnown,
+    Localise,
+    etag,
+    parse_tokens,
+)
 from iiifsrv.annotations.store import Scope as Selection
 from iiifsrv.annotations.store import Store, open_store
 from iiifsrv.annotations.urls import (
     ANNOTOT_PREFIX,
     PREFIX,
     SAS_PREFIX,
-    annotation_url,
-    canvas_container_url,
+    Urls,
     decode_uri,
-    manifest_container_url,
-    search_url,
 )
 from iiifsrv.conditional import not_modified, strong_etag
 from iiifsrv.errors import BadRequest, MethodNotAllowed, NotFound
@@ -82,16 +86,16 @@ def page_number(req: Request) -> int:
     return int(raw)
 
 
-async def manifest_selection(ctx: Context, uri: str, base: str) -> Selection:
-    """The annotations of a manifest: those on its canvases (the list the server knows), and
-    those naming it. A manifest the server does not know has no annotations on canvases: 404
-    when only known canvases may be annotated."""
-    canvases = await ctx.manifest_canvases(uri, base) if ctx.manifest_canvases else None
+async def manifest_selection(ctx: Context, key: str, urls: Urls) -> Selection:
+    """The annotations of a manifest (given by its key): those on its canvases (the list the
+    server knows, never a URI prefix) and those naming it. A manifest the server does not know
+    has no annotations on canvases: 404 when only known canvases may be annotated."""
+    canvases = await ctx.manifest_canvases(key) if ctx.manifest_canvases else None
     if canvases is not None:
-        return Selection("manifest", uri, tuple(canvases))
+        return Selection("manifest", key, tuple(canvases))
     if ctx.settings.annotation_canvases == "known":
-        raise NotFound(f"no manifest {uri} on this server")
-    return Selection("manifest", uri)
+        raise NotFound(f"no manifest {urls.public(key)} on this server")
+    return Selection("manifest", key)
 
 
 def _not_modified(req: Request, tag: str) -> bool:
@@ -109,16 +113,21 @@ class ProtocolAPI:
         req = parse_request(scope, receive, PREFIX)
 
         async def handle(req: Request) -> None:
+            await self.service.ready()
             await self.dispatch(req, send)
 
         await guarded(scope, send, handle, req)
 
+    def _urls(self, req: Request) -> Urls:
+        return Urls(req.base(self.ctx))
+
     async def dispatch(self, req: Request, send: Send) -> None:
         parts = req.rest.lstrip("/").split("/")
         if len(parts) == 3 and parts[0] in ("canvas", "manifest"):
-            uri = _decoded(parts[1])
+            # Containers made by any version name the same canvas: a key, or a URI re-keyed.
+            uri = await self.service.key(_decoded(parts[1]), self._urls(req))
             if parts[0] == "manifest":
-                selection = await manifest_selection(self.ctx, uri, req.base(self.ctx))
+                selection = await manifest_selection(self.ctx, uri, self._urls(req))
             else:
                 selection = Selection("canvas", uri)
             if parts[2] == "":
@@ -130,16 +139,14 @@ class ProtocolAPI:
         if len(parts) in (3, 4) and parts[0] == "search" and parts[1] in ("1", "2"):
             if len(parts) == 4 and parts[3] != "autocomplete":
                 raise NotFound("no such search resource")
-            return await self.search(req, send, int(parts[1]), _decoded(parts[2]), len(parts) == 4)
+            manifest = await self.service.key(_decoded(parts[2]), self._urls(req))
+            return await self.search(req, send, int(parts[1]), manifest, len(parts) == 4)
         raise NotFound("no such annotation resource")
 
     # ---- containers ----------------------------------------------------------------------
 
     def _container_url(self, req: Request, selection: Selection) -> str:
-        base = req.base(self.ctx)
-        if selection.kind == "canvas":
-            return canvas_container_url(base, selection.uri)
-        return manifest_container_url(base, selection.uri)
+        return self._urls(req).container(selection.kind, selection.uri)
 
     async def container(self, req: Request, send: Send, selection: Selection) -> None:
         if req.method == "OPTIONS":
@@ -162,7 +169,7 @@ class ProtocolAPI:
             "@context": [ANNO_CONTEXT, LDP_CONTEXT],
             "id": ident,
             "type": ["BasicContainer", "AnnotationCollection"],
-            "label": f"Annotations on {selection.uri}",
+            "label": f"Annotations on {self._urls(req).public(selection.uri)}",
             "total": total,
         }
         if total:
@@ -201,13 +208,14 @@ class ProtocolAPI:
     ) -> dict[str, Any]:
         size = self.ctx.page_size
         records = await self.ctx.service.store.select(selection, n * size, size)
-        base = req.base(self.ctx)
-        items: list[Any] = await off_loop(
-            lambda: [
-                annotation_url(base, r.canvas, r.key) if iris else w3c(r, base, context=False)
-                for r in records
-            ]
-        )
+        urls = self._urls(req)
+        items: list[Any]
+        if iris:
+            items = [urls.annotation(r.canvas, r.key) for r in records]
+        else:
+            items = await off_loop(
+                lambda: [w3c(present(r, urls), urls.base, context=False) for r in records]
+            )
         page: dict[str, Any] = {
             "@context": ANNO_CONTEXT,
             "id": self._page_url(container, n, iris),
@@ -253,6 +261,7 @@ class ProtocolAPI:
         rec = await self.service.create(
             doc,
             user,
+            self._urls(req),
             slug=req.header("slug"),
             canvas=selection.uri if selection.kind == "canvas" else None,
             manifest=selection.uri if selection.kind == "manifest" else None,
@@ -264,8 +273,8 @@ class ProtocolAPI:
     async def _send_annotation(
         self, req: Request, send: Send, rec: Record, status: int = 200
     ) -> None:
-        base = req.base(self.ctx)
-        body = w3c(rec, base)
+        urls = self._urls(req)
+        body = w3c(present(rec, urls), urls.base)
         tag = etag(rec)
         headers = {
             "Link": LDP_RESOURCE_LINK,
@@ -294,7 +303,8 @@ class ProtocolAPI:
             raise NotFound("no such annotation in this container")
         if req.method == "PUT":
             doc = await read_json(req, self.ctx.max_bytes)
-            rec = await self.service.replace(rec, doc, user, req.header("if-match"))
+            rec = await self.service.replace(rec, doc, user, self._urls(req),
+                                             req.header("if-match"))  # fmt: skip
         elif req.method == "DELETE":
             await self.service.remove(rec, user, req.header("if-match"))
             return await send_empty(send, 204)
@@ -315,17 +325,19 @@ class ProtocolAPI:
                    **list_headers(self.ctx, total, container)}  # fmt: skip
         if _not_modified(req, tag):
             return await send_empty(send, 304, headers)
-        base = req.base(self.ctx)
+        urls = self._urls(req)
+        # At most list_cap annotations; beyond, the paged container (partOf) holds them all.
         records = await self.ctx.service.store.select(selection, 0, cap)
-        page: dict[str, Any] = {
+        page = {
             "@context": PRESENTATION3_CONTEXT,
             "id": container + "page",
             "type": "AnnotationPage",
+            # The container this page shows: where a client POSTs a new annotation.
+            "partOf": [{"id": container, "type": "AnnotationCollection", "total": total}],
+            "items": await off_loop(
+                lambda: [w3c(present(r, urls), urls.base, context=False) for r in records]
+            ),
         }
-        if total > cap:
-            # Cut at the cap: the paged W3C container holds every annotation.
-            page["partOf"] = {"id": container, "type": "AnnotationCollection", "total": total}
-        page["items"] = await off_loop(lambda: [w3c(r, base, context=False) for r in records])
         await send_json(send, 200, page, headers, content_type=IIIF3_TYPE,
                         head=req.method == "HEAD")  # fmt: skip
 
@@ -341,13 +353,13 @@ class ProtocolAPI:
         supported = search.SUPPORTED_2 if version == 2 else search.SUPPORTED_1
         ignored = sorted(k for k in req.query if k not in supported and k != "page")
         words = search.query_words(req.query.get("q", ""))
-        selection = await manifest_selection(self.ctx, manifest, req.base(self.ctx))
+        urls = self._urls(req)
+        selection = await manifest_selection(self.ctx, manifest, urls)
         store = self.ctx.service.store
         creator = req.query.get("user", "")
         motivation = req.query.get("motivation", "")
-        service_url = search_url(req.base(self.ctx), manifest, version)
+        service_url = urls.search(manifest, version)
         url = req.url(self.ctx)
-        base = req.base(self.ctx)
         body: dict[str, Any]
         if autocomplete:
             terms: list[tuple[str, int]] = []
@@ -392,7 +404,8 @@ class ProtocolAPI:
 
             def respond() -> dict[str, Any]:
                 matching = search.filter_motivation(records, motivation)
-                return build(url, base, matching, words, ignored, paging)
+                shown = [present(r, urls) for r in matching]
+                return build(url, urls.base, shown, words, ignored, paging)
 
             body = await off_loop(respond)
         await send_json(send, 200, body, {"Cache-Control": "no-cache"},
@@ -405,17 +418,19 @@ def routes(
     *,
     store: Store | None = None,
     canvas_known: CanvasKnown | None = None,
+    localise: Localise | None = None,
     manifest_canvases: ManifestCanvases | None = None,
     page_size: int | None = None,
 ) -> list[BaseRoute]:
     """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
 
     ``canvas_known(uri)`` decides whether a target canvas exists; None accepts any http(s) URI.
-    ``manifest_canvases(uri)`` lists a known manifest's canvases (None: not a known manifest).
+    ``localise(uri)`` keys a URI of this server's canvases given under another host or base.
+    ``manifest_canvases(key)`` lists a known manifest's canvas keys (None: not a known manifest).
     """
     ctx = Context(
         settings=settings,
-        service=AnnotationService(store or open_store(settings), canvas_known),
+        service=AnnotationService(store or open_store(settings), canvas_known, localise),
         users=parse_tokens(settings.tokens),
         page_size=page_size or settings.annotation_page_size,
         max_bytes=settings.annotation_max_bytes,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from iiifsrv.annotations import model
-from iiifsrv.annotations.urls import encode_uri
+from iiifsrv.annotations.urls import Urls, encode_uri
 from tests.annotations.annotation_samples import CANVAS, MANIFEST, anno, container
 from tests.annotations.conftest import ALICE, BOB, backend_settings, client, pg_schema  # noqa: F401
 
@@ -89,7 +89,10 @@ async def test_nan_in_an_old_store_reads_as_null(client: httpx.AsyncClient) -> N
     # A row the previous version stored from lenient input (written here below the checks).
     store = client._transport.app.state.annotation_store  # type: ignore[attr-defined]
     poisoned = anno("hi old poison", x=float("nan"), y=[float("inf")])
-    checked = model.Checked(poisoned, CANVAS, MANIFEST, "hi old poison", "10,20,100,50")
+    keys = Urls("http://test")  # the store holds canvases of ours by their key (path)
+    checked = model.Checked(
+        poisoned, keys.key(CANVAS), keys.key(MANIFEST), "hi old poison", "10,20,100,50"
+    )
     await store.create("legacy", checked, "", "bob")
     for r in await _every_view(client):
         assert r.status_code == 200, (r.url, r.status_code)

@@ -97,11 +97,22 @@ async def test_a_key_wins_over_a_client_id(client: httpx.AsyncClient) -> None:  
 
 async def test_an_exact_key_wins_in_an_old_store(client: httpx.AsyncClient) -> None:  # noqa: F811
     # A store from the previous version may already hold bob's client id equal to alice's key.
+    import dataclasses
+
     from iiifsrv.annotations import model
+    from iiifsrv.annotations.urls import Urls
+
+    def stored(text: str) -> model.Checked:
+        # As the store holds a canvas of ours: by its key (path).
+        keys = Urls("http://test")
+        checked = model.check(anno(text))
+        return dataclasses.replace(
+            checked, canvas=keys.key(checked.canvas), manifest=keys.key(checked.manifest)
+        )
 
     store = client._transport.app.state.annotation_store  # type: ignore[attr-defined]
-    await store.create("alicekey", model.check(anno("alice's note")), "", "alice")
-    await store.create("bobkey", model.check(anno("bob's shadow")), "alicekey", "bob")
+    await store.create("alicekey", stored("alice's note"), "", "alice")
+    await store.create("bobkey", stored("bob's shadow"), "alicekey", "bob")
     assert "alice's note" in (await client.get("/annotot/alicekey")).text
     r = await client.patch(
         "/annotot/key/alice-token/alicekey", json=annotot(anno("alice, edited"), "alicekey")

@@ -85,8 +85,8 @@ def test_big_svg_selectors_do_not_stall_search(backend_settings: Settings) -> No
                 assert {a["on"] for a in r.json()["resources"]} == {f"{canvas}#xywh=10,20,600,400"}
                 r = http.get(links.autocomplete2, params={"q": "need"})
                 assert [t["value"] for t in r.json()["items"]] == ["needle"]
-                # What Mirador's Annotot adapter reads (the manifest's own page link waits for
-                # the canvas-identity fix of issue 10).
+                # The canvas's page the manifest links, and what Mirador's Annotot adapter reads.
+                assert len(http.get(links.pages[0]).json()["items"]) == HITS
                 page = http.get("/annotot/pages", params={"uri": canvas}).json()
                 assert len(page["items"]) == HITS
         assert probe.count >= 5

@@ -5,6 +5,7 @@ import Mirador from 'mirador';
 import annotationPlugins from 'mirador-annotation-editor';
 import 'mirador-annotation-editor/dist/index.css';
 import IiifsrvAdapter from './iiifsrv-adapter.js';
+import spectrumPlugins from './spectrum-plugin.js';
 import { setupTokenForm, storedToken } from './token.js';
 
 const root = document.getElementById('mirador');
@@ -46,4 +47,4 @@ const config = {
   windows,
 };
 
-window.miradorInstance = Mirador.viewer(config, [...annotationPlugins]);
+window.miradorInstance = Mirador.viewer(config, [...annotationPlugins, ...spectrumPlugins]);
