@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iiifsrv.tokens import parse_tokens
+from iiifsrv.tokens import check_strength, parse_tokens
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,26 @@ REGISTRY: tuple[Spec, ...] = (
         10 * 1024 * 1024,
         "Largest annotation request body in bytes (larger → 413).",
     ),
+    Spec(
+        "session_secret",
+        str,
+        "",
+        "Key (32+ characters) signing the viewer sign-in cookie; empty = random at each start "
+        "(sessions end on restart). Set the same value on every replica.",
+    ),
+    Spec(
+        "session_max_age",
+        int,
+        8 * 3600,
+        "Seconds a viewer sign-in (session cookie) lasts.",
+    ),
+    Spec(
+        "auth_failures",
+        int,
+        10,
+        "Failed authentications per client address and minute before 429 (0 = no limit); "
+        "counted per worker process.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -134,6 +154,9 @@ class Settings:
     annotation_canvases: str = "known"
     database_url: str = ""
     annotation_max_bytes: int = 10 * 1024 * 1024
+    session_secret: str = ""
+    session_max_age: int = 8 * 3600
+    auth_failures: int = 10
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -231,9 +254,16 @@ def load(
     if values.get("annotation_canvases", "known") not in ("known", "any"):
         raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
     try:
-        parse_tokens(str(values.get("tokens", "")))
+        check_strength(parse_tokens(str(values.get("tokens", ""))))
     except ValueError as exc:
         raise SettingsError(f"setting 'tokens' from {sources['tokens']}: {exc}") from None
+    if 0 < len(str(values.get("session_secret", ""))) < 32:
+        raise SettingsError(
+            f"setting 'session_secret' from {sources['session_secret']}: use at least 32 random "
+            "characters, or leave it empty"
+        )
+    if values.get("session_max_age", 1) == 0:
+        raise SettingsError("setting 'session_max_age' must be at least 1 second")
     return Settings(**values, sources=sources)
 
 

@@ -63,6 +63,8 @@ class _Dialect:
             if req.method == "OPTIONS":
                 return await preflight(send, ALLOW)
             token, parts = _split_token(req.rest)
+            if token is not None:  # a path token is checked first: 401 whatever the resource
+                authenticate(req, self.ctx, token)
             await self.dispatch(req, send, token, parts)
 
         await guarded(scope, send, handle, req)
