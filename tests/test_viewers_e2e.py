@@ -323,6 +323,35 @@ def test_landing_page_links_open_both_viewers(server: LiveServer, page: Page) ->
     assert manifest["type"] == "Manifest"
 
 
+@pytest.mark.parametrize(
+    "where",
+    ["landing", "mirador", "mirador-workspace", "mirador-layers", "uv", "uv-bands", "uv-empty"],
+)
+def test_pages_log_no_console_error_and_request_no_missing_asset(
+    server: LiveServer, page: Page, where: str
+) -> None:
+    urls = {
+        "landing": server.url + "/",
+        "mirador": viewer_url(server, "mirador", "large"),
+        "mirador-workspace": server.url + "/viewer/mirador",
+        "mirador-layers": viewer_url(server, "mirador", "palimpsest", panel="layers"),
+        "uv": viewer_url(server, "uv", "large"),
+        "uv-bands": viewer_url(server, "uv", "palimpsest"),
+        "uv-empty": server.url + "/viewer/uv",
+    }
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("requestfailed", lambda r: problems.append(f"failed {r.url}: {r.failure}"))
+    page.on(
+        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    page.goto(urls[where])
+    if where.startswith(("mirador", "uv")) and where not in ("mirador-workspace", "uv-empty"):
+        page.locator(OSD_CANVAS).first.wait_for()
+    page.wait_for_load_state("networkidle")
+    assert problems == []
+
+
 def copy_for_readme(name: str, target: Path, width: int = 900) -> None:
     """Used by hand (see docs/viewers.md): a small palette PNG of an artefact for the README."""
     image = pyvips.Image.new_from_file(str(ARTIFACTS / f"{name}.png"))
