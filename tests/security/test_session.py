@@ -17,6 +17,7 @@ from iiifsrv.settings import Settings, replace
 from iiifsrv.web.app import create_app
 from iiifsrv.web.credentials import COOKIE, Credentials
 from tests.annotations.annotation_samples import anno, container
+from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.anyio
 ALICE = "alice-Zq8vN2kLx4Rw7TyPm3Hc"
@@ -202,3 +203,25 @@ def test_tampered_value_is_invalid() -> None:
         sessions.verify(b"x" * 32, value)
     with pytest.raises(sessions.Invalid):
         sessions.verify(key, "not a session")
+
+
+def test_two_workers_share_the_key_generated_at_start(tmp_path: Path) -> None:
+    """``iiifsrv serve --workers 2`` without session_secret: the key made at start reaches both
+    workers through the environment, so every request of the session is accepted, and it is
+    never logged."""
+    images, data = tmp_path / "images", tmp_path / "data"
+    images.mkdir()
+    server = start_server(images, data, "--workers", "2", env={"IIIFSRV_TOKENS": f"{ALICE}=alice"})
+    try:
+        with httpx.Client(base_url=server.url) as c:
+            signed = c.post("/session", json={"token": ALICE})
+            assert signed.status_code == 200
+            users = set()
+            for _ in range(24):  # new connections: spread over both workers
+                with httpx.Client(base_url=server.url, cookies=c.cookies) as fresh:
+                    users.add(fresh.get("/session").json()["user"])
+            assert users == {"alice"}
+    finally:
+        stop_server(server)
+    log = server.log.read_text()
+    assert "setting session_secret = ''" in log and ALICE not in log
