@@ -90,8 +90,9 @@ class Credentials:
         return user
 
     def session_of(self, scope: Scope) -> tuple[User, sessions.Session] | None:
-        """The signed-in user of the request's cookie, None without one; 401 when forged or
-        expired (a forged one counts as a failed authentication)."""
+        """The signed-in user of the request's cookie, None without one; 401 when expired, signed
+        by another key (e.g. before a restart) or forged. Not counted by the throttle: an HMAC
+        cannot be guessed, and stale cookies are common."""
         value = session_cookie(scope)
         if value is None:
             return None
@@ -99,7 +100,7 @@ class Credentials:
             session = sessions.verify(self.key, value)
         except sessions.Invalid:
             raise self._unauthorized(
-                scope, "invalid session: sign in again", failure=True
+                scope, "invalid session: sign in again", failure=False
             ) from None
         user = self.by_fingerprint.get(session.fingerprint)
         if session.expires <= self.wall() or user is None:
@@ -176,8 +177,8 @@ class Credentials:
     async def _who(self, request: Request) -> Response:
         try:
             found = self.session_of(request.scope)
-        except Unauthorized:
-            found = None
+        except Unauthorized:  # a stale cookie: say so, and drop it
+            return self._json(self._state(None, None), cookie=self._cookie(request.scope, "", 0))
         return self._json(self._state(*found) if found else self._state(None, None))
 
     async def _sign_in(self, request: Request) -> Response:

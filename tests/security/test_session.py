@@ -137,9 +137,11 @@ async def test_session_works_across_workers_sharing_the_secret(app_client: Apps)
     assert r.status_code == 201
     other = app_client(session_secret="another-secret-of-another-server-0123456")
     other.cookies = first.cookies
-    assert (await other.get("/session")).json() == {"user": None, "editor": False}
     forged = await other.post(container(), json=anno(), headers={"X-CSRF-Token": csrf})
     assert forged.status_code == 401 and "invalid session" in forged.text
+    stale = await other.get("/session")
+    assert stale.json() == {"user": None, "editor": False}
+    assert "Max-Age=0" in stale.headers["set-cookie"]  # the stale cookie is dropped
 
 
 async def test_a_removed_token_ends_its_sessions(app_client: Apps) -> None:
