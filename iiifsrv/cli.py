@@ -101,6 +101,30 @@ async def run_once(settings: Settings, path: str) -> tuple[int, list[tuple[str, 
     return status, headers, bytes(body)
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options: X-Forwarded-* only from the configured proxies, the guarded protocol
+    (header timeout, per-client cap; see web/connections.py), connection limits."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "iiifsrv.web.connections:GuardedHttpToolsProtocol",
+        "log_level": settings.log_level,
+        "access_log": settings.log_level == "debug",
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "server_header": False,
+        "timeout_keep_alive": 30,
+        "backlog": settings.backlog,
+        "limit_concurrency": settings.limit_concurrency or None,
+    }
+    if settings.forwarded_allow_ips:
+        options["forwarded_allow_ips"] = settings.forwarded_allow_ips
+    from iiifsrv.web.access_log import uvicorn_log_config
+
+    options["log_config"] = uvicorn_log_config()  # masks /key/<token> in the access log
+    return options
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _setup_logging(settings.log_level)
@@ -123,27 +147,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     workers = settings.effective_workers
-    common: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_level": settings.log_level,
-        "access_log": settings.log_level == "debug",
-        "proxy_headers": True,
-        "server_header": False,
-        "timeout_keep_alive": 30,
-        "backlog": 2048,
-    }
-    from iiifsrv.web.access_log import uvicorn_log_config
-
-    common["log_config"] = uvicorn_log_config()  # masks /key/<token> in the access log
+    common = uvicorn_options(settings)
     if workers > 1:
         os.environ.update(to_environ(settings))
         uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
     else:
+        from iiifsrv.web import connections
         from iiifsrv.web.app import create_app
 
+        connections.configure(
+            settings.header_timeout,
+            settings.max_connections_per_client,
+            settings.forwarded_allow_ips,
+        )
         uvicorn.run(create_app(settings), **common)
     return 0
 

@@ -9,6 +9,7 @@ The environment is passed in explicitly; nothing here reads a global later.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -102,6 +103,34 @@ REGISTRY: tuple[Spec, ...] = (
         "Largest annotation request body in bytes (larger → 413).",
     ),
     Spec(
+        "forwarded_allow_ips",
+        str,
+        "",
+        "Reverse proxies (comma-separated IPs or networks, * = any) whose X-Forwarded-Proto and "
+        "X-Forwarded-For are believed; empty = trust nobody.",
+    ),
+    Spec(
+        "header_timeout",
+        int,
+        10,
+        "Seconds a connection may take to send its request headers before it is closed "
+        "(0 = no limit).",
+    ),
+    Spec(
+        "max_connections_per_client",
+        int,
+        256,
+        "Open connections per client address (trusted proxies exempt); more are closed at once "
+        "(0 = no limit).",
+    ),
+    Spec(
+        "limit_concurrency",
+        int,
+        1000,
+        "Connections plus running requests per worker before new requests get 503 (0 = no limit).",
+    ),
+    Spec("backlog", int, 2048, "Pending connections the listening socket queues."),
+    Spec(
         "session_secret",
         str,
         "",
@@ -154,6 +183,11 @@ class Settings:
     annotation_canvases: str = "known"
     database_url: str = ""
     annotation_max_bytes: int = 10 * 1024 * 1024
+    forwarded_allow_ips: str = ""
+    header_timeout: int = 10
+    max_connections_per_client: int = 256
+    limit_concurrency: int = 1000
+    backlog: int = 2048
     session_secret: str = ""
     session_max_age: int = 8 * 3600
     auth_failures: int = 10
@@ -253,6 +287,14 @@ def load(
         raise SettingsError("setting 'resize_kernel' must be linear, cubic, mitchell or lanczos3")
     if values.get("annotation_canvases", "known") not in ("known", "any"):
         raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
+    for entry in str(values.get("forwarded_allow_ips", "")).split(","):
+        try:
+            if entry.strip() not in ("", "*"):
+                ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"setting 'forwarded_allow_ips': {entry.strip()!r} is not an IP address or network"
+            ) from None
     try:
         check_strength(parse_tokens(str(values.get("tokens", ""))))
     except ValueError as exc:

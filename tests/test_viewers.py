@@ -175,7 +175,14 @@ INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
 
 @needs_build
 @pytest.mark.parametrize(
-    "path", ["/", "/viewer/mirador", "/viewer/uv", "/viewer/uv?manifest=http%3A%2F%2Fx%2Fm"]
+    "path",
+    [
+        "/",
+        "/viewer/mirador",
+        "/viewer/uv",
+        "/viewer/uv?manifest=http%3A%2F%2Fx%2Fm",
+        "/viewer/compare?manifest=http%3A%2F%2Fx%2Fa&manifest=http%3A%2F%2Fx%2Fb",
+    ],
 )
 async def test_every_html_page_has_the_strict_policy_and_no_inline_script(
     client: httpx.AsyncClient, path: str

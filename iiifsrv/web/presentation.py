@@ -26,7 +26,7 @@ from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import CONTEXT, manifest_url
 from iiifsrv.presentation.collections import GROUPS
 from iiifsrv.presentation.service import Invalid, Presentation
-from iiifsrv.presentation.store import STORED_BASE
+from iiifsrv.presentation.store import publish_json
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.respond import base_url
 
@@ -75,12 +75,6 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _public(body: bytes, base: str) -> bytes:
-    # The base goes into JSON strings: escape it as JSON (base_url already refuses odd hosts).
-    escaped = json.dumps(base, ensure_ascii=False)[1:-1]
-    return body.replace(STORED_BASE.encode(), escaped.encode("utf-8"))
-
-
 async def _read_json(request: Request) -> Any:
     chunks: list[bytes] = []
     size = 0
@@ -113,10 +107,10 @@ def routes(presentation: Presentation, credentials: Credentials | None = None) -
     async def get_manifest(request: Request) -> Response:
         manifest_id = request.path_params["manifest_id"]
         body = await run(presentation.manifest, manifest_id)
-        return render.respond(request, _public(body, base(request)), PRESENTATION_TYPE)
+        return render.respond(request, publish_json(body, base(request)), PRESENTATION_TYPE)
 
     async def written(request: Request, manifest_id: str, created: bool) -> Response:
-        body = _public(await run(presentation.manifest, manifest_id), base(request))
+        body = publish_json(await run(presentation.manifest, manifest_id), base(request))
         headers = {
             "Content-Type": PRESENTATION_TYPE,
             "Location": manifest_url(base(request), manifest_id),

@@ -22,12 +22,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from iiifsrv import __version__
 from iiifsrv.conditional import CORS_HEADERS, not_modified
 from iiifsrv.errors import BadRequest, NotFound, Unavailable
 from iiifsrv.presentation.builder import manifest_url
 from iiifsrv.presentation.service import Presentation
-from iiifsrv.presentation.store import STORED_BASE
+from iiifsrv.presentation.store import publish
 from iiifsrv.service import ImageService
 from iiifsrv.web.page_security import HTML_HEADERS, html_response
 from iiifsrv.web.respond import base_url
@@ -192,7 +191,7 @@ def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
     items = []
     for e in entries:
         manifest = manifest_url(base, e.id)
-        thumb = e.thumbnail.replace(STORED_BASE, base)
+        thumb = publish(e.thumbnail, base)
         img = f'<img loading=lazy alt="" src="{html.escape(thumb)}">' if thumb else ""
         kind = e.kind + (f", {e.bands} bands" if e.bands else "")
         items.append(
@@ -223,7 +222,7 @@ def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
         + f'<p><a href="{base}/iiif/collection">IIIF collection</a> · '
         f'<a href="{base}/viewer/mirador">Mirador workspace</a></p>'
         f"<h2>Images under the image root ({len(images)})</h2><ul>{''.join(rows)}</ul>"
-        f"<p><small>iiifsrv {__version__}</small></p>"
+        "<p><small>iiifsrv</small></p>"
     )
     return _page("iiifsrv", body, LANDING_CSS)
 
@@ -279,11 +278,47 @@ def render_uv(base: str, manifest: str, script: str) -> str:
     return _page("Universal Viewer · iiifsrv", body, head)
 
 
+COMPARE_ENTRY = "src/compare.js"
+COMPARE_MIN, COMPARE_MAX = 2, 4
+
+
+def check_compare_params(values: list[str]) -> list[str]:
+    """The ``manifest`` parameters of the compare page: 2 to 4 absolute http(s) URLs."""
+    if not COMPARE_MIN <= len(values) <= COMPARE_MAX:
+        raise BadRequest(
+            f"compare takes {COMPARE_MIN} to {COMPARE_MAX} manifest parameters, not {len(values)}"
+        )
+    checked = [check_manifest_param(v) for v in values]
+    if not all(checked):
+        raise BadRequest("manifest must be an absolute http(s) URL")
+    return checked
+
+
+def render_compare(base: str, manifests: list[str], script: str, styles: list[str]) -> str:
+    """Mirador with one window per manifest; compare.js keeps their views in step."""
+    head = "".join(f'<link rel=stylesheet href="{html.escape(s)}">' for s in styles) + VIEWER_CSS
+    links = " ".join(
+        f'<a href="{base}/viewer/mirador?manifest={quote(m, safe="")}">{i}: open alone</a>'
+        for i, m in enumerate(manifests, 1)
+    )
+    sync = (
+        '<form id=sync-form><label title="Keep zoom and pan in step between the windows">'
+        "<input type=checkbox id=sync checked> Sync</label></form>"
+    )
+    body = (
+        f'<header><a href="{base}/">iiifsrv</a> <strong>Compare</strong> {links}{sync}</header>'
+        f'<div id=mirador data-manifests="{html.escape(json.dumps(manifests))}"'
+        f' data-base="{html.escape(base)}"></div>'
+        f'<script type=module src="{html.escape(script)}"></script>'
+    )
+    return _page("Compare · iiifsrv", body, head)
+
+
 PANELS = {"", "info", "attribution", "canvas", "annotations", "search", "layers"}
 
 
 def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]:
-    """``/``, ``/viewer/mirador``, ``/viewer/uv`` and ``/static/{path}``."""
+    """``/``, ``/viewer/mirador``, ``/viewer/uv``, ``/viewer/compare`` and ``/static/{path}``."""
     settings = presentation.settings
     assets = Assets()
 
@@ -312,6 +347,12 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
         return html_response(
             render_uv(base(request), manifest, script), {"Cache-Control": "no-cache"}
         )
+
+    async def compare(request: Request) -> Response:
+        manifests = check_compare_params(request.query_params.getlist("manifest"))
+        script, styles = assets.entry(COMPARE_ENTRY)
+        page = render_compare(base(request), manifests, script, styles)
+        return html_response(page, {"Cache-Control": "no-cache"})
 
     root = STATIC.resolve()
 
@@ -345,5 +386,6 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
         Route("/", landing, methods=["GET", "HEAD"]),
         Route("/viewer/mirador", mirador, methods=["GET", "HEAD"]),
         Route("/viewer/uv", uv, methods=["GET", "HEAD"]),
+        Route("/viewer/compare", compare, methods=["GET", "HEAD"]),
         Route("/static/{path:path}", static, methods=["GET", "HEAD"]),
     ]

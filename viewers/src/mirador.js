@@ -6,6 +6,7 @@ import annotationPlugins from 'mirador-annotation-editor';
 import 'mirador-annotation-editor/dist/index.css';
 import IiifsrvAdapter from './iiifsrv-adapter.js';
 import { fetchSession, setupSignInForm } from './session.js';
+import spectrumPlugins from './spectrum-plugin.js';
 
 const root = document.getElementById('mirador');
 const { manifest, base, panel } = root.dataset;
@@ -46,5 +47,5 @@ const config = (session) => ({
 
 fetchSession(base).then((session) => {
   setupSignInForm(base, session);
-  window.miradorInstance = Mirador.viewer(config(session), [...annotationPlugins]);
+  window.miradorInstance = Mirador.viewer(config(session), [...annotationPlugins, ...spectrumPlugins]);
 });
