@@ -16,13 +16,7 @@ from starlette.types import Receive, Scope, Send
 from iiifsrv.annotations import search
 from iiifsrv.annotations.identity import present
 from iiifsrv.annotations.model import ANNO_CONTEXT, PRESENTATION3_CONTEXT, Record, w3c
-from iiifsrv.annotations.service import (
-    AnnotationService,
-    CanvasKnown,
-    Localise,
-    etag,
-    parse_tokens,
-)
+from iiifsrv.annotations.service import AnnotationService, CanvasKnown, Localise, etag
 from iiifsrv.annotations.store import Scope as Selection
 from iiifsrv.annotations.store import Store, open_store
 from iiifsrv.annotations.urls import (
@@ -50,6 +44,7 @@ from iiifsrv.web.annotation_http import (
     send_empty,
     send_json,
 )
+from iiifsrv.web.credentials import Credentials
 
 LDP_CONTAINER_LINK = (
     '<http://www.w3.org/ns/ldp#BasicContainer>; rel="type", '
@@ -364,6 +359,7 @@ def routes(
     canvas_known: CanvasKnown | None = None,
     localise: Localise | None = None,
     page_size: int = 100,
+    credentials: Credentials | None = None,
 ) -> list[BaseRoute]:
     """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
 
@@ -373,7 +369,7 @@ def routes(
     ctx = Context(
         settings=settings,
         service=AnnotationService(store or open_store(settings), canvas_known, localise),
-        users=parse_tokens(settings.tokens),
+        credentials=credentials or Credentials(settings),
         page_size=page_size,
         max_bytes=settings.annotation_max_bytes,
     )
