@@ -15,7 +15,7 @@ from typing import Any
 
 from iiifsrv import __version__
 from iiifsrv.ingest import cli as ingest_cli
-from iiifsrv.settings import REGISTRY, Settings, SettingsError, load, to_environ
+from iiifsrv.settings import REGISTRY, Settings, SettingsError, load, replace, to_environ
 
 log = logging.getLogger("iiifsrv")
 
@@ -52,6 +52,8 @@ def log_settings(settings: Settings) -> None:
         value: Any = getattr(settings, spec.name)
         if spec.name == "tokens" and value:
             value = f"<{len(value.split(','))} token(s)>"
+        if spec.name == "session_secret":
+            value = "<set>" if settings.sources.get(spec.name, "default") != "default" else ""
         if spec.name == "database_url" and value and "@" in value:
             value = value.split("://")[0] + "://…@" + value.split("@", 1)[1]
         log.info("setting %s = %r (%s)", spec.name, value, settings.sources.get(spec.name, "?"))
@@ -117,6 +119,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
     if settings.forwarded_allow_ips:
         options["forwarded_allow_ips"] = settings.forwarded_allow_ips
+    from iiifsrv.web.access_log import uvicorn_log_config
+
+    options["log_config"] = uvicorn_log_config()  # masks /key/<token> in the access log
     return options
 
 
@@ -133,6 +138,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(body)
         return 0 if status < 400 else 1
     log_settings(settings)
+    if not settings.session_secret:  # one random key for every worker (sessions end on restart)
+        from iiifsrv.access.sessions import new_secret
+
+        settings = replace(settings, session_secret=new_secret())
     os.makedirs(settings.images_path, exist_ok=True)
     os.makedirs(settings.data_path, exist_ok=True)
     import uvicorn

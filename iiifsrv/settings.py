@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iiifsrv.tokens import parse_tokens
+from iiifsrv.tokens import check_strength, parse_tokens
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,26 @@ REGISTRY: tuple[Spec, ...] = (
         "Connections plus running requests per worker before new requests get 503 (0 = no limit).",
     ),
     Spec("backlog", int, 2048, "Pending connections the listening socket queues."),
+    Spec(
+        "session_secret",
+        str,
+        "",
+        "Key (32+ characters) signing the viewer sign-in cookie; empty = random at each start "
+        "(sessions end on restart). Set the same value on every replica.",
+    ),
+    Spec(
+        "session_max_age",
+        int,
+        8 * 3600,
+        "Seconds a viewer sign-in (session cookie) lasts.",
+    ),
+    Spec(
+        "auth_failures",
+        int,
+        10,
+        "Failed authentications per client address and minute before 429 (0 = no limit); "
+        "counted per worker process.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -196,6 +216,9 @@ class Settings:
     max_connections_per_client: int = 256
     limit_concurrency: int = 1000
     backlog: int = 2048
+    session_secret: str = ""
+    session_max_age: int = 8 * 3600
+    auth_failures: int = 10
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -304,9 +327,16 @@ def load(
                 f"setting 'forwarded_allow_ips': {entry.strip()!r} is not an IP address or network"
             ) from None
     try:
-        parse_tokens(str(values.get("tokens", "")))
+        check_strength(parse_tokens(str(values.get("tokens", ""))))
     except ValueError as exc:
         raise SettingsError(f"setting 'tokens' from {sources['tokens']}: {exc}") from None
+    if 0 < len(str(values.get("session_secret", ""))) < 32:
+        raise SettingsError(
+            f"setting 'session_secret' from {sources['session_secret']}: use at least 32 random "
+            "characters, or leave it empty"
+        )
+    if values.get("session_max_age", 1) == 0:
+        raise SettingsError("setting 'session_max_age' must be at least 1 second")
     return Settings(**values, sources=sources)
 
 

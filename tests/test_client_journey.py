@@ -31,7 +31,7 @@ from iiifsrv.web.app import create_app
 from tests.conftest import start_server, stop_server
 
 PG_SERVER = os.environ.get("IIIFSRV_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-TOKEN = "journey-token"
+TOKEN = "journey-token-Zq8vN2kLx4Rw7Ty"  # load() refuses short tokens
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LABEL = "A flat image for the journey"
 # The internal base must never reach a client, not even base64-encoded inside a URL segment.

@@ -20,7 +20,7 @@ from tests.conftest import LiveServer, start_server, stop_server
 from tests.test_client_journey import LABEL, make_tree
 from tests.test_viewers_e2e import ARTIFACTS, BUILD, CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
-TOKEN = "journey-e2e"
+TOKEN = "journey-e2e-Jd5sQ9fWb2Ge6Uo"  # load() refuses short tokens
 WORD = "quetzalcoatl"
 TIMEOUT_MS = 30_000
 

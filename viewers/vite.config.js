@@ -14,7 +14,7 @@ export default defineConfig({
     chunkSizeWarningLimit: 8000,
     sourcemap: false,
     rollupOptions: {
-      input: { mirador: 'src/mirador.js', compare: 'src/compare.js' },
+      input: { mirador: 'src/mirador.js', compare: 'src/compare.js', uv: 'src/uv.js' },
       onwarn(warning, warn) {
         // MUI's "use client" directives mean nothing outside React Server Components.
         if (warning.code === 'MODULE_LEVEL_DIRECTIVE') return;

@@ -27,10 +27,11 @@ from iiifsrv import media
 from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.errors import BadRequest, Conflict, Forbidden, IIIFError, NotFound
 from iiifsrv.presentation import activity, collections, validate
-from iiifsrv.presentation.auth import User, parse_tokens
+from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import Hooks, build_manifest, manifest_url
 from iiifsrv.presentation.store import STORED_BASE, ManifestStore, Record, check_id, neutral
 from iiifsrv.settings import Settings
+from iiifsrv.tokens import parse_tokens
 
 log = logging.getLogger("iiifsrv.presentation")
 

@@ -67,6 +67,8 @@ class _Dialect:
                 return await preflight(send, ALLOW)
             await self.service.ready()
             token, parts = _split_token(req.rest)
+            if token is not None:  # a path token is checked first: 401 whatever the resource
+                authenticate(req, self.ctx, token)
             await self.dispatch(req, send, token, parts)
 
         await guarded(scope, send, handle, req)

@@ -17,13 +17,7 @@ from starlette.types import Receive, Scope, Send
 from iiifsrv.annotations import search
 from iiifsrv.annotations.identity import present
 from iiifsrv.annotations.model import ANNO_CONTEXT, PRESENTATION3_CONTEXT, Record, w3c
-from iiifsrv.annotations.service import (
-    AnnotationService,
-    CanvasKnown,
-    Localise,
-    etag,
-    parse_tokens,
-)
+from iiifsrv.annotations.service import AnnotationService, CanvasKnown, Localise, etag
 from iiifsrv.annotations.store import Scope as Selection
 from iiifsrv.annotations.store import Store, open_store
 from iiifsrv.annotations.urls import (
@@ -54,6 +48,7 @@ from iiifsrv.web.annotation_http import (
     send_empty,
     send_json,
 )
+from iiifsrv.web.credentials import Credentials
 
 LDP_CONTAINER_LINK = (
     '<http://www.w3.org/ns/ldp#BasicContainer>; rel="type", '
@@ -421,6 +416,7 @@ def routes(
     localise: Localise | None = None,
     manifest_canvases: ManifestCanvases | None = None,
     page_size: int | None = None,
+    credentials: Credentials | None = None,
 ) -> list[BaseRoute]:
     """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
 
@@ -431,7 +427,7 @@ def routes(
     ctx = Context(
         settings=settings,
         service=AnnotationService(store or open_store(settings), canvas_known, localise),
-        users=parse_tokens(settings.tokens),
+        credentials=credentials or Credentials(settings),
         page_size=page_size or settings.annotation_page_size,
         max_bytes=settings.annotation_max_bytes,
         list_cap=settings.annotation_list_cap,

@@ -32,6 +32,7 @@ from iiifsrv.web import media as media_routes
 from iiifsrv.web import objects, spectra
 from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.annotations import routes as annotation_routes
+from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.image_api import Hot, ImageAPI
 from iiifsrv.web.respond import BASE_KEY, error_response, request_base
 from iiifsrv.web.viewers import routes as viewer_routes
@@ -135,14 +136,19 @@ def create_app(settings: Settings) -> Front:
     # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
     #    must be canvases of this server's manifests unless annotation_canvases = "any" --
     annotation_store = open_store(settings)
+    # -- one authenticator for every write (Bearer, path token, session cookie) and the
+    #    viewer sign-in at /session --
+    credentials = Credentials(settings)
+    routes += credentials.routes()
     routes += annotation_routes(
         settings,
         store=annotation_store,
         canvas_known=canvas_known if settings.annotation_canvases == "known" else None,
         localise=localise,
         manifest_canvases=manifest_canvases,
+        credentials=credentials,
     )
-    routes += presentation_routes.routes(presentation)
+    routes += presentation_routes.routes(presentation, credentials)
     routes += media_routes.routes(settings)
     # -- viewers: the landing page (/), Mirador and Universal Viewer pages, static assets --
     routes += viewer_routes(presentation, service)

@@ -22,11 +22,12 @@ from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS, not_modified, s
 from iiifsrv.errors import BadRequest, PayloadTooLarge
 from iiifsrv.jsonbody import parse_json
 from iiifsrv.presentation.activity import DISCOVERY_CONTEXT
-from iiifsrv.presentation.auth import User, authenticate, parse_tokens
+from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import CONTEXT, manifest_url
 from iiifsrv.presentation.collections import GROUPS
 from iiifsrv.presentation.service import Invalid, Presentation
 from iiifsrv.presentation.store import publish_json
+from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.respond import base_url
 
 PRESENTATION_TYPE = f'application/ld+json;profile="{CONTEXT}"'
@@ -90,17 +91,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def routes(presentation: Presentation) -> list[BaseRoute]:
+def routes(presentation: Presentation, credentials: Credentials | None = None) -> list[BaseRoute]:
     """The Presentation routes; ids use settings.public_url or the request's host."""
     settings = presentation.settings
-    users = parse_tokens(settings.tokens)
+    credentials = credentials or Credentials(settings)
     render = JSONLD()
 
     def base(request: Request) -> str:
         return base_url(request.scope, settings.public_url)
 
     def user_of(request: Request) -> User:
-        return authenticate(users, request.headers.get("authorization"))
+        return credentials.authenticate(request.scope)
 
     async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))

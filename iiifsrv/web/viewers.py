@@ -1,8 +1,9 @@
 """The human pages: the landing page (manifests with thumbnails and viewer links, then the images
 without a manifest), the Mirador and Universal Viewer pages, and the static viewer assets.
 
-HTTP layer: imports Starlette, conditional, errors, web.respond, presentation (blocking, called in
-threads) and service. The viewers themselves are built by npm into iiifsrv/static/build/.
+HTTP layer: imports Starlette, conditional, errors, web.respond, web.page_security (every HTML
+page carries its CSP), presentation (blocking, called in threads) and service. The viewers
+themselves are built by npm into iiifsrv/static/build/; no page has inline script.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from iiifsrv.conditional import CORS_HEADERS, not_modified
@@ -27,12 +28,14 @@ from iiifsrv.presentation.builder import manifest_url
 from iiifsrv.presentation.service import Presentation
 from iiifsrv.presentation.store import publish
 from iiifsrv.service import ImageService
+from iiifsrv.web.page_security import HTML_HEADERS, html_response
 from iiifsrv.web.respond import base_url
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 BUILD = STATIC / "build"
 VITE_MANIFEST = BUILD / ".vite" / "manifest.json"
 MIRADOR_ENTRY = "src/mirador.js"
+UV_ENTRY = "src/uv.js"
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=300"
 LANDING_LIMIT = 500
@@ -224,11 +227,13 @@ def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
     return _page("iiifsrv", body, LANDING_CSS)
 
 
-TOKEN_FORM = (
-    "<form id=token-form><span id=token-state></span>"
+# Sign-in for annotating: the token goes once to POST /session, which sets an HttpOnly cookie;
+# page script never keeps it (see viewers/src/session.js).
+SIGN_IN_FORM = (
+    "<form id=sign-in><span id=session-state></span>"
     '<input name=token type=password placeholder="annotation token" autocomplete=off size=14>'
-    "<button type=submit>Use token</button>"
-    "<button type=button id=token-forget hidden>Forget token</button></form>"
+    "<button type=submit>Sign in</button>"
+    "<button type=button id=sign-out hidden>Sign out</button></form>"
 )
 
 
@@ -245,7 +250,7 @@ def _header(base: str, manifest: str, other: str, extra: str = "") -> str:
 def render_mirador(base: str, manifest: str, panel: str, script: str, styles: list[str]) -> str:
     head = "".join(f'<link rel=stylesheet href="{html.escape(s)}">' for s in styles) + VIEWER_CSS
     body = (
-        _header(base, manifest, "uv", TOKEN_FORM)
+        _header(base, manifest, "uv", SIGN_IN_FORM)
         + f'<div id=mirador data-manifest="{html.escape(manifest)}" data-base="{html.escape(base)}"'
         f' data-panel="{html.escape(panel)}"></div>'
         f'<script type=module src="{html.escape(script)}"></script>'
@@ -253,15 +258,22 @@ def render_mirador(base: str, manifest: str, panel: str, script: str, styles: li
     return _page("Mirador · iiifsrv", body, head)
 
 
-def render_uv(base: str, manifest: str) -> str:
+def render_uv(base: str, manifest: str, script: str) -> str:
+    """Universal Viewer, started by a static module (src/uv.js) from data-manifest; no token
+    form: this page shows other servers' manifests and never writes."""
     head = '<link rel=stylesheet href="/static/build/uv/uv.css">' + VIEWER_CSS
-    data = json.dumps({"manifest": manifest, "embedded": True})
-    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    if not manifest:  # Universal Viewer has no workspace to open manifests in
+        body = _header(base, "", "mirador") + (
+            "<p class=empty>Universal Viewer shows one manifest: open "
+            "<code>/viewer/uv?manifest=</code><i>manifest URL</i>, or choose one on the "
+            f'<a href="{base}/">start page</a>.</p>'
+        )
+        return _page("Universal Viewer · iiifsrv", body, head)
     body = (
         _header(base, manifest, "mirador")
-        + "<div id=uv class=uv></div>"
+        + f'<div id=uv class=uv data-manifest="{html.escape(manifest)}"></div>'
         + '<script src="/static/build/uv/umd/UV.js"></script>'
-        + f'<script>window.uv = UV.init("uv", {data});</script>'
+        + f'<script type=module src="{html.escape(script)}"></script>'
     )
     return _page("Universal Viewer · iiifsrv", body, head)
 
@@ -316,7 +328,7 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
     async def landing(request: Request) -> Response:
         entries = await anyio.to_thread.run_sync(landing_entries, presentation)
         images = await anyio.to_thread.run_sync(lambda: service.resolver.list_images(limit=500))
-        return HTMLResponse(render_landing(base(request), entries, images), headers=CORS_HEADERS)
+        return html_response(render_landing(base(request), entries, images), CORS_HEADERS)
 
     async def mirador(request: Request) -> Response:
         manifest = check_manifest_param(request.query_params.get("manifest"))
@@ -325,21 +337,22 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
             raise BadRequest(f"panel must be one of {', '.join(sorted(PANELS - {''}))}")
         script, styles = assets.entry(MIRADOR_ENTRY)
         page = render_mirador(base(request), manifest, panel, script, styles)
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+        return html_response(page, {"Cache-Control": "no-cache"})
 
     async def uv(request: Request) -> Response:
         manifest = check_manifest_param(request.query_params.get("manifest"))
         if not (BUILD / "uv" / "umd" / "UV.js").is_file():
             raise Unavailable(NOT_BUILT)
-        return HTMLResponse(
-            render_uv(base(request), manifest), headers={"Cache-Control": "no-cache"}
+        script, _styles = assets.entry(UV_ENTRY)
+        return html_response(
+            render_uv(base(request), manifest, script), {"Cache-Control": "no-cache"}
         )
 
     async def compare(request: Request) -> Response:
         manifests = check_compare_params(request.query_params.getlist("manifest"))
         script, styles = assets.entry(COMPARE_ENTRY)
         page = render_compare(base(request), manifests, script, styles)
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+        return html_response(page, {"Cache-Control": "no-cache"})
 
     root = STATIC.resolve()
 
@@ -358,8 +371,11 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
             "Cache-Control": IMMUTABLE if is_hashed(rel) else SHORT,
             "ETag": etag,
             "Content-Type": content_type(rel),
+            "X-Content-Type-Options": "nosniff",
             **CORS_HEADERS,
         }
+        if headers["Content-Type"].startswith("text/html"):
+            headers.update(HTML_HEADERS)
         if not_modified(etag, 0, request.headers.get("if-none-match"), None):
             return Response(status_code=304, headers=headers)
         return FileResponse(

@@ -13,12 +13,15 @@ from typing import Any
 import httpx
 
 from iiifsrv.settings import Settings
-from tests.annotations.conftest import TOKENS
 from tests.conftest import LiveServer, start_server, stop_server
 
 ALICE = {"Authorization": "Bearer alice-token"}
 BOB = {"Authorization": "Bearer bob-token"}
 EDITOR = {"Authorization": "Bearer ed-token"}
+# A real server (settings from the environment) refuses weak tokens: these are strong.
+LIVE_TOKENS = "alice-Hq3vN8kLx2Rw7TyPm4Zc=alice,bob-Wd6sQ9fJb2Ge5UoKp7Ya=bob"
+LIVE_ALICE = {"Authorization": "Bearer alice-Hq3vN8kLx2Rw7TyPm4Zc"}
+LIVE_BOB = {"Authorization": "Bearer bob-Wd6sQ9fJb2Ge5UoKp7Ya"}
 
 
 @contextmanager
@@ -26,7 +29,7 @@ def live(settings: Settings, **env: str) -> Iterator[LiveServer]:
     """A real uvicorn server on the settings' annotation backend (SQLite file or PostgreSQL),
     annotating only canvases of its own manifests."""
     extra = {
-        "IIIFSRV_TOKENS": TOKENS,
+        "IIIFSRV_TOKENS": LIVE_TOKENS,
         "IIIFSRV_DATABASE_URL": settings.database_url,
         "IIIFSRV_ANNOTATION_CANVASES": "known",
         **env,

@@ -17,7 +17,14 @@ import httpx
 from iiifsrv.annotations.model import SVG_MAX_BYTES, SVG_MAX_ELEMENTS
 from iiifsrv.settings import Settings
 from tests.annotations.conftest import backend_settings, pg_schema  # noqa: F401 (fixtures)
-from tests.security.attack_support import BOB, HealthProbe, live, manifest, register
+from tests.security.attack_support import (
+    LIVE_ALICE,
+    LIVE_BOB,
+    HealthProbe,
+    live,
+    manifest,
+    register,
+)
 
 SVG_OPEN = "<svg xmlns='http://www.w3.org/2000/svg'>"
 HITS = 20
@@ -49,20 +56,20 @@ def big_path(size: int) -> str:
 
 def test_big_svg_selectors_do_not_stall_search(backend_settings: Settings) -> None:  # noqa: F811
     with live(backend_settings) as server, httpx.Client(base_url=server.url, timeout=60) as http:
-        links = register(http, manifest(server.url, "stall"))
+        links = register(http, manifest(server.url, "stall"), LIVE_ALICE)
         canvas = links.canvases[0]
 
         # The review's annotation: 330,000 tiny paths, 9.9 MB. A bounded 1 MB copy of it (past
         # the selector cap, well inside the 10 MiB body limit) is refused with a clear 413.
         review = SVG_OPEN + "<path d='M1 2 3 4 5 6 7 8'/>" * 35_000 + "</svg>"
         assert len(review) > 3 * SVG_MAX_BYTES
-        r = http.post("/annotot", json=annotot(canvas, "needle haystack", review), headers=BOB)
+        r = http.post("/annotot", json=annotot(canvas, "needle haystack", review), headers=LIVE_BOB)
         assert r.status_code == 413, r.text
         assert r.text.startswith(f"an SvgSelector may have at most {SVG_MAX_BYTES} bytes")
         # Small in bytes but many elements: 400.
         swarm = SVG_OPEN + "<path d='M1 2 3 4'/>" * (SVG_MAX_ELEMENTS + 1) + "</svg>"
         assert len(swarm) < SVG_MAX_BYTES
-        r = http.post("/annotot", json=annotot(canvas, "needle haystack", swarm), headers=BOB)
+        r = http.post("/annotot", json=annotot(canvas, "needle haystack", swarm), headers=LIVE_BOB)
         assert r.status_code == 400, r.text
         assert r.text.startswith(f"an SvgSelector may have at most {SVG_MAX_ELEMENTS} elements")
 
@@ -71,7 +78,7 @@ def test_big_svg_selectors_do_not_stall_search(backend_settings: Settings) -> No
         assert SVG_MAX_BYTES - 8192 < len(svg) <= SVG_MAX_BYTES
         for n in range(HITS):
             body = annotot(canvas, f"needle haystack {n}", svg)
-            assert http.post("/annotot", json=body, headers=BOB).status_code == 200
+            assert http.post("/annotot", json=body, headers=LIVE_BOB).status_code == 200
 
         with HealthProbe(server.url) as probe:
             for _ in range(3):

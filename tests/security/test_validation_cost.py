@@ -17,9 +17,8 @@ import httpx
 
 from iiifsrv.presentation.validate import MAX_ERRORS
 from iiifsrv.settings import Settings
-from tests.annotations.conftest import TOKENS
 from tests.conftest import start_server, stop_server
-from tests.security.attack_support import BOB, HealthProbe
+from tests.security.attack_support import LIVE_BOB, LIVE_TOKENS, HealthProbe
 
 
 def bad_manifest(base: str, manifest_id: str, canvases: int) -> bytes:
@@ -43,12 +42,14 @@ def bad_manifest(base: str, manifest_id: str, canvases: int) -> bytes:
 def test_huge_bad_manifests_are_refused_cheaply(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     settings = Settings()
-    server = start_server(tmp_path / "images", tmp_path / "data", env={"IIIFSRV_TOKENS": TOKENS})
+    server = start_server(
+        tmp_path / "images", tmp_path / "data", env={"IIIFSRV_TOKENS": LIVE_TOKENS}
+    )
     try:
         review = bad_manifest(server.url, "huge", 30_000)
         assert len(review) < settings.manifest_max_bytes
         under_cap = bad_manifest(server.url, "big", 9_000)
-        headers = {**BOB, "Content-Type": "application/json"}
+        headers = {**LIVE_BOB, "Content-Type": "application/json"}
         with (
             httpx.Client(base_url=server.url, timeout=120) as http,
             HealthProbe(server.url) as probe,
