@@ -103,6 +103,30 @@ REGISTRY: tuple[Spec, ...] = (
         "Largest annotation request body in bytes (larger → 413).",
     ),
     Spec(
+        "annotation_page_size",
+        int,
+        100,
+        "Annotations per page of the W3C containers and of Content Search results.",
+    ),
+    Spec(
+        "annotation_list_cap",
+        int,
+        1000,
+        "Most annotations in an unpaged list (Annotot, SAS, …/page); the rest: W3C container.",
+    ),
+    Spec(
+        "manifest_max_bytes",
+        int,
+        16 * 1024 * 1024,
+        "Largest manifest request body in bytes (larger → 413).",
+    ),
+    Spec(
+        "manifest_max_canvases",
+        int,
+        10000,
+        "Most canvases in an uploaded manifest (more → 400).",
+    ),
+    Spec(
         "forwarded_allow_ips",
         str,
         "",
@@ -183,6 +207,10 @@ class Settings:
     annotation_canvases: str = "known"
     database_url: str = ""
     annotation_max_bytes: int = 10 * 1024 * 1024
+    annotation_page_size: int = 100
+    annotation_list_cap: int = 1000
+    manifest_max_bytes: int = 16 * 1024 * 1024
+    manifest_max_canvases: int = 10000
     forwarded_allow_ips: str = ""
     header_timeout: int = 10
     max_connections_per_client: int = 256
@@ -287,6 +315,9 @@ def load(
         raise SettingsError("setting 'resize_kernel' must be linear, cubic, mitchell or lanczos3")
     if values.get("annotation_canvases", "known") not in ("known", "any"):
         raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
+    for name in ("annotation_page_size", "annotation_list_cap", "manifest_max_canvases"):
+        if name in values and values[name] < 1:
+            raise SettingsError(f"setting {name!r} must be at least 1")
     for entry in str(values.get("forwarded_allow_ips", "")).split(","):
         try:
             if entry.strip() not in ("", "*"):

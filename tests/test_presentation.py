@@ -212,7 +212,7 @@ async def test_register_valid_manifest_201_and_retrievable(client: httpx.AsyncCl
 
 
 async def test_register_with_slug_and_percent_encoded_id(client: httpx.AsyncClient) -> None:
-    headers = {**auth(), "Slug": "maps/1"}
+    headers = {**auth("tok-eve"), "Slug": "maps/1"}  # only editors may use "/" in an id
     response = await client.post("/iiif/manifests", json=_example(), headers=headers)
     assert response.status_code == 201
     assert response.headers["location"].endswith("/iiif/manifests/maps%2F1")

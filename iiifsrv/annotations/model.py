@@ -16,7 +16,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from iiifsrv.annotations.urls import annotation_url
-from iiifsrv.errors import BadRequest
+from iiifsrv.errors import BadRequest, PayloadTooLarge
 
 ANNO_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
 PRESENTATION3_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
@@ -39,6 +39,7 @@ class Record:
     modified: str
     version: int
     deleted: bool = False
+    region: str = ""  # "x,y,w,h" the annotation targets, computed once when written ("" = none)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ class Checked:
     canvas: str
     manifest: str
     text: str
+    region: str = ""
+
+
+# Limits of one SvgSelector, apart from the request body limit: the selector is parsed when the
+# annotation is written, so its size bounds the work one annotation can cost.
+SVG_MAX_BYTES = 256 * 1024
+SVG_MAX_ELEMENTS = 1000
+# Representations the server owns: never taken from the client's document.
+SERVER_OWNED = ("creator", "generator")
 
 
 _XYWH = re.compile(r"^xywh=(?:(?:pixel|percent):)?\d+(?:\.\d+)?(?:,\d+(?:\.\d+)?){3}$")
@@ -115,12 +125,16 @@ def check_selector(selector: Any) -> None:
     elif kind == "SvgSelector":
         if not isinstance(value, str):
             raise BadRequest("SvgSelector needs an SVG document in value")
+        if len(value.encode("utf-8")) > SVG_MAX_BYTES:
+            raise PayloadTooLarge(f"an SvgSelector may have at most {SVG_MAX_BYTES} bytes")
         try:
             root = fromstring(value)
         except (ParseError, DefusedXmlException) as exc:
             raise BadRequest(f"SvgSelector value is not well-formed SVG: {exc}") from None
         if root.tag.rsplit("}", 1)[-1] != "svg":
             raise BadRequest("SvgSelector value must have an <svg> root element")
+        if sum(1 for _ in root.iter()) > SVG_MAX_ELEMENTS:
+            raise BadRequest(f"an SvgSelector may have at most {SVG_MAX_ELEMENTS} elements")
     elif not isinstance(kind, str):
         raise BadRequest("a selector needs a type")
     refined = selector.get("refinedBy")
@@ -132,7 +146,11 @@ def check(doc: Any) -> Checked:
     """Validate a W3C/IIIF annotation; raise BadRequest with a one-line reason."""
     if not isinstance(doc, dict):
         raise BadRequest("an annotation must be a JSON object")
-    if "\\u0000" in json.dumps(doc):
+    try:
+        serialised = json.dumps(doc, allow_nan=False)
+    except (ValueError, RecursionError):
+        raise BadRequest("an annotation may not hold NaN or Infinity, or nest so deep") from None
+    if "\\u0000" in serialised:
         # PostgreSQL text cannot hold NUL, and no annotation needs one: refuse it everywhere.
         raise BadRequest("an annotation may not contain NUL characters")
     kind = doc.get("type", doc.get("@type"))
@@ -147,7 +165,14 @@ def check(doc: Any) -> Checked:
         raise BadRequest("the target must be an http(s) canvas URI")
     for sel in _selectors(target):
         check_selector(sel)
-    return Checked(doc=doc, canvas=canvas, manifest=manifest, text=body_text(doc))
+    return Checked(doc=doc, canvas=canvas, manifest=manifest, text=body_text(doc), region=xywh(doc))
+
+
+def load_doc(text: str) -> Doc:
+    """A stored document. NaN/Infinity, which older versions stored from lenient input, read as
+    null, so that every response stays valid JSON."""
+    doc: Doc = json.loads(text, parse_constant=lambda _name: None)
+    return doc
 
 
 def _bodies(doc: Doc) -> list[Any]:
@@ -253,7 +278,7 @@ def w3c(rec: Record, base_url: str, *, context: bool = True) -> Doc:
     out["id"] = annotation_url(base_url, rec.canvas, rec.key)
     out["type"] = "Annotation"
     for name, value in rec.doc.items():
-        if name not in ("@context", "id", "type", "via", "creator", "created", "modified"):
+        if name not in ("@context", "id", "type", "via", "created", "modified", *SERVER_OWNED):
             out[name] = value
     if rec.via:
         out["via"] = rec.via
@@ -264,11 +289,14 @@ def w3c(rec: Record, base_url: str, *, context: bool = True) -> Doc:
 
 
 def annotot_view(rec: Record, base_url: str) -> Doc:
-    """What Annotot returns: the data as the client stored it, under the id it knows."""
-    own = rec.doc.get("id")
-    if rec.via and own == rec.via:
-        return rec.doc
-    return {**rec.doc, "id": annotation_url(base_url, rec.canvas, rec.key)}
+    """What Annotot returns: the data as the client stored it, under the id it knows; the
+    creator is the writer the server authenticated (a client-written one is dropped)."""
+    out = {k: v for k, v in rec.doc.items() if k not in SERVER_OWNED}
+    if not (rec.via and rec.doc.get("id") == rec.via):
+        out["id"] = annotation_url(base_url, rec.canvas, rec.key)
+    # The name as a string, the form the Mirador annotation editor itself writes.
+    out["creator"] = rec.creator
+    return out
 
 
 # ---- Open Annotation (IIIF Presentation 2, SimpleAnnotationServer) ------------------------

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from iiifsrv.annotations.model import Checked, Record
+from iiifsrv.annotations.model import Checked, Record, load_doc, xywh
 from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, now
 from iiifsrv.errors import BadRequest, Unavailable
 
@@ -38,31 +39,44 @@ CREATE TABLE IF NOT EXISTS iiifsrv_annotations (
     modified TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 1,
     deleted BOOLEAN NOT NULL DEFAULT FALSE,
-    changed BIGINT NOT NULL
+    changed BIGINT NOT NULL,
+    region TEXT
 );
+ALTER TABLE iiifsrv_annotations ADD COLUMN IF NOT EXISTS region TEXT;
 CREATE INDEX IF NOT EXISTS iiifsrv_annotations_canvas ON iiifsrv_annotations (canvas, seq);
 CREATE INDEX IF NOT EXISTS iiifsrv_annotations_manifest ON iiifsrv_annotations (manifest, seq);
 CREATE INDEX IF NOT EXISTS iiifsrv_annotations_via ON iiifsrv_annotations (via) WHERE via <> '';
 CREATE INDEX IF NOT EXISTS iiifsrv_annotations_tsv ON iiifsrv_annotations USING GIN (tsv);
 """
 
-COLUMNS = "key, canvas, manifest, via, creator, doc, created, modified, version, deleted"
+COLUMNS = "key, canvas, manifest, via, creator, doc, created, modified, version, deleted, region"
 TABLE = "iiifsrv_annotations"
 # An arbitrary constant: serialises schema creation between workers starting together.
 SCHEMA_LOCK = 0x11F5_A770
+# Rows written before the region column existed get it at open, this many per transaction.
+MIGRATE_BATCH = 200
 
 
 def _record(row: tuple[Any, ...]) -> Record:
-    key, canvas, manifest, via, creator, doc, created, modified, version, deleted = row
-    return Record(key, canvas, manifest, via, creator, json.loads(doc), created, modified,
-                  version, bool(deleted))  # fmt: skip
+    key, canvas, manifest, via, creator, text, created, modified, version, deleted, region = row
+    doc = load_doc(text)
+    return Record(key, canvas, manifest, via, creator, doc, created, modified, version,
+                  bool(deleted), xywh(doc) if region is None else region)  # fmt: skip
+
+
+def _records(rows: Sequence[tuple[Any, ...]]) -> list[Record]:
+    return [_record(r) for r in rows]
+
+
+def _regions(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, int]]:
+    return [(xywh(load_doc(text)), seq) for seq, text in rows]
 
 
 def _where(scope: Scope) -> tuple[str, list[Any]]:
     if scope.kind == "canvas":
         return "canvas = %s", [scope.uri]
     if scope.kind == "manifest":
-        return "(manifest = %s OR starts_with(canvas, %s))", [scope.uri, scope.canvas_prefix]
+        return "(manifest = %s OR canvas = ANY(%s))", [scope.uri, list(scope.canvases)]
     return "TRUE", []
 
 
@@ -100,11 +114,32 @@ class PostgresStore:
                 async with pool.connection() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                     await conn.execute(SCHEMA)
+                await self._migrate(pool)
             except (psycopg.Error, Exception) as exc:
                 await pool.close()
                 log.error("annotation database unavailable: %s", exc)
                 raise Unavailable(UNAVAILABLE) from None
             self._pool = pool
+
+    @staticmethod
+    async def _migrate(pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]) -> None:
+        """Fill the region of rows written before the column existed (the SVG of each is parsed
+        once here, in a thread, and never again per request)."""
+        while True:
+            async with pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    f"SELECT seq, doc FROM {TABLE} WHERE region IS NULL"
+                    " LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (MIGRATE_BATCH,),
+                )
+                rows = await cur.fetchall()
+                regions = await asyncio.to_thread(_regions, rows)
+                async with conn.cursor() as many:
+                    await many.executemany(
+                        f"UPDATE {TABLE} SET region = %s WHERE seq = %s", regions
+                    )
+            if len(rows) < MIGRATE_BATCH:
+                return
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -134,22 +169,29 @@ class PostgresStore:
         try:
             async with pool.connection() as conn:
                 cur = await conn.execute(sql, args)
-                return [_record(r) for r in await cur.fetchall()]
+                rows = await cur.fetchall()
         except psycopg.DataError as exc:
             log.warning("annotation value refused by the database: %s", exc)
             raise BadRequest("a value in this annotation cannot be stored") from None
         except psycopg.OperationalError as exc:
             log.error("annotation database unavailable: %s", exc)
             raise Unavailable(UNAVAILABLE) from None
+        # Decoding big documents is CPU work: off the event loop.
+        return await asyncio.to_thread(_records, rows)
+
+    async def _count(self, sql: str, args: list[Any]) -> int:
+        row = await self._one(sql, args)
+        assert row is not None
+        return int(row[0])
 
     async def create(self, key: str, checked: Checked, via: str, creator: str) -> Record:
         stamp = now()
         try:
             await self._one(
                 f"INSERT INTO {TABLE} (key, canvas, manifest, via, creator, doc, body_text,"
-                " created, modified, version, deleted, changed) VALUES"
+                " created, modified, version, deleted, changed, region) VALUES"
                 " (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1, FALSE,"
-                " nextval('iiifsrv_annotation_changes')) RETURNING seq",
+                " nextval('iiifsrv_annotation_changes'), %s) RETURNING seq",
                 (
                     key,
                     checked.canvas,
@@ -160,16 +202,17 @@ class PostgresStore:
                     checked.text,
                     stamp,
                     stamp,
+                    checked.region,
                 ),  # fmt: skip
             )
         except psycopg.errors.UniqueViolation:
             raise KeyTaken(key) from None
         return Record(key, checked.canvas, checked.manifest, via, creator, checked.doc,
-                      stamp, stamp, 1)  # fmt: skip
+                      stamp, stamp, 1, region=checked.region)  # fmt: skip
 
     async def get(self, key: str) -> Record | None:
         row = await self._one(f"SELECT {COLUMNS} FROM {TABLE} WHERE key = %s", (key,))
-        return _record(row) if row else None
+        return await asyncio.to_thread(_record, row) if row else None
 
     async def find_via(self, via: str) -> Record | None:
         row = await self._one(
@@ -177,12 +220,12 @@ class PostgresStore:
             " ORDER BY seq DESC LIMIT 1",
             (via,),
         )
-        return _record(row) if row else None
+        return await asyncio.to_thread(_record, row) if row else None
 
     async def update(self, key: str, checked: Checked, version: int) -> Record:
         row = await self._one(
             f"UPDATE {TABLE} SET canvas = %s, manifest = %s, doc = %s, body_text = %s,"
-            " modified = %s, version = version + 1,"
+            " region = %s, modified = %s, version = version + 1,"
             " changed = nextval('iiifsrv_annotation_changes')"
             f" WHERE key = %s AND version = %s AND NOT deleted RETURNING {COLUMNS}",
             (
@@ -190,6 +233,7 @@ class PostgresStore:
                 checked.manifest,
                 _dumps(checked.doc),
                 checked.text,
+                checked.region,
                 now(),
                 key,
                 version,
@@ -197,7 +241,7 @@ class PostgresStore:
         )
         if row is None:
             raise VersionConflict(key)
-        return _record(row)
+        return await asyncio.to_thread(_record, row)
 
     async def delete(self, key: str, version: int) -> None:
         row = await self._one(
@@ -227,18 +271,29 @@ class PostgresStore:
             [*args, limit, offset],
         )
 
-    async def search(
-        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000
-    ) -> list[Record]:
-        if not words:
-            return []
+    @staticmethod
+    def _matching(scope: Scope, words: list[str], creator: str) -> tuple[str, list[Any]]:
         where, args = _where(scope)
-        extra = " AND creator = %s" if creator else ""
+        if words:
+            where = "tsv @@ to_tsquery('simple', %s) AND " + where
+            args = [_tsquery(words), *args]
+        if creator:
+            where += " AND creator = %s"
+            args = [*args, creator]
+        return where + " AND NOT deleted", args
+
+    async def search(
+        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000, offset: int = 0
+    ) -> list[Record]:
+        where, args = self._matching(scope, words, creator)
         return await self._all(
-            f"SELECT {COLUMNS} FROM {TABLE} WHERE tsv @@ to_tsquery('simple', %s)"
-            f" AND {where} AND NOT deleted{extra} ORDER BY seq LIMIT %s",
-            [_tsquery(words), *args, *([creator] if creator else []), limit],
+            f"SELECT {COLUMNS} FROM {TABLE} WHERE {where} ORDER BY seq LIMIT %s OFFSET %s",
+            [*args, limit, offset],
         )
+
+    async def search_total(self, scope: Scope, words: list[str], creator: str = "") -> int:
+        where, args = self._matching(scope, words, creator)
+        return await self._count(f"SELECT count(*) FROM {TABLE} WHERE {where}", args)
 
     # ---- migration: canvas keys (see AnnotationService.ready) ------------------------------
 

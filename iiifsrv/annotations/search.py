@@ -6,10 +6,11 @@ PURE: imports the annotation model and urls; the store finds the records.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from iiifsrv.annotations.model import Record, body_text, motivations, w3c, words, xywh
+from iiifsrv.annotations.model import Record, body_text, motivations, w3c, words
 from iiifsrv.annotations.urls import SEARCH2_CONTEXT, annotation_url
 
 SEARCH1_CONTEXT = "http://iiif.io/api/search/1/context.json"
@@ -30,9 +31,22 @@ def filter_motivation(records: list[Record], motivation: str) -> list[Record]:
     return [r for r in records if wanted & set(motivations(r.doc) or ["commenting"])]
 
 
+@dataclass(frozen=True)
+class Paging:
+    """Where one page of results sits: URLs of the whole result set and of its pages."""
+
+    collection: str
+    first: str
+    last: str
+    next: str
+    prev: str
+    start: int
+    total: int
+
+
 def _target(rec: Record) -> str:
-    region = xywh(rec.doc)
-    return f"{rec.canvas}#xywh={region}" if region else rec.canvas
+    # The region was computed when the annotation was written: no SVG is parsed per hit.
+    return f"{rec.canvas}#xywh={rec.region}" if rec.region else rec.canvas
 
 
 def _quote(text: str, terms: list[str]) -> tuple[str, str, str]:
@@ -52,9 +66,15 @@ def _quote(text: str, terms: list[str]) -> tuple[str, str, str]:
 
 
 def search2(
-    request_url: str, base_url: str, records: list[Record], terms: list[str], ignored: list[str]
+    request_url: str,
+    base_url: str,
+    records: list[Record],
+    terms: list[str],
+    ignored: list[str],
+    paging: Paging | None = None,
 ) -> dict[str, Any]:
-    """A Content Search 2.0 AnnotationPage: matching annotations, plus highlighting hits."""
+    """A Content Search 2.0 AnnotationPage: matching annotations, plus highlighting hits; with
+    ``paging``, one page of an AnnotationCollection (partOf, next, prev, startIndex)."""
     items = []
     hits = []
     for rec in records:
@@ -85,8 +105,21 @@ def search2(
         "@context": SEARCH2_CONTEXT,
         "id": request_url,
         "type": "AnnotationPage",
-        "items": items,
     }
+    if paging is not None:
+        page["partOf"] = {
+            "id": paging.collection,
+            "type": "AnnotationCollection",
+            "total": paging.total,
+            "first": {"id": paging.first, "type": "AnnotationPage"},
+            "last": {"id": paging.last, "type": "AnnotationPage"},
+        }
+        if paging.next:
+            page["next"] = {"id": paging.next, "type": "AnnotationPage"}
+        if paging.prev:
+            page["prev"] = {"id": paging.prev, "type": "AnnotationPage"}
+        page["startIndex"] = paging.start
+    page["items"] = items
     if hits:
         page["annotations"] = [{"type": "AnnotationPage", "items": hits}]
     if ignored:
@@ -95,9 +128,15 @@ def search2(
 
 
 def search1(
-    request_url: str, base_url: str, records: list[Record], terms: list[str], ignored: list[str]
+    request_url: str,
+    base_url: str,
+    records: list[Record],
+    terms: list[str],
+    ignored: list[str],
+    paging: Paging | None = None,
 ) -> dict[str, Any]:
-    """A Content Search 1.0 AnnotationList (what Mirador 4 and Universal Viewer read)."""
+    """A Content Search 1.0 AnnotationList (what Mirador 4 and Universal Viewer read); with
+    ``paging``, one page of the results (within.first/last, next, prev, startIndex)."""
     resources = []
     hits = []
     for rec in records:
@@ -127,9 +166,16 @@ def search1(
         "@id": request_url,
         "@type": "sc:AnnotationList",
         "within": {"@type": "sc:Layer", "total": len(resources)},
-        "resources": resources,
-        "hits": hits,
     }
+    if paging is not None:
+        out["within"].update(total=paging.total, first=paging.first, last=paging.last)
+        if paging.next:
+            out["next"] = paging.next
+        if paging.prev:
+            out["prev"] = paging.prev
+        out["startIndex"] = paging.start
+    out["resources"] = resources
+    out["hits"] = hits
     if ignored:
         out["within"]["ignored"] = ignored
     return out

@@ -132,9 +132,14 @@ class AnnotationService:
             holder = await self.store.find_via(via)
             if holder is not None and not holder.deleted and holder.creator != user.name:
                 raise Conflict("that annotation id is already used by another user")
+            # A bare key names one annotation exactly: an id equal to a key would shadow it.
+            if "/" not in via and await self.store.get(via) is not None:
+                raise Conflict("that annotation id is an existing annotation's key")
         key = slug_key(slug)
         for attempt in range(20):
             try:
+                if slug and await self.store.find_via(key) is not None:
+                    raise KeyTaken(key)  # a Slug may not take a key another client id uses
                 return await self.store.create(key, checked, via, user.name)
             except KeyTaken:
                 key = f"{slug_key(slug)}-{attempt + 2}" if slug and attempt < 10 else new_key()
@@ -180,15 +185,14 @@ class AnnotationService:
             raise PreconditionFailed("annotation changed meanwhile; fetch it again") from None
 
     async def resolve(self, ident: str) -> Record:
-        """Find a live annotation by our IRI, its key, or the id its client gave it."""
-        key = key_from_iri(ident)
+        """Find a live annotation by our IRI, its key, or the id its client gave it. An exact
+        key wins over a client id, so no one's client id can shadow another user's key."""
+        key = key_from_iri(ident) or ("" if "/" in ident else ident)
         if key:
             rec = await self.store.get(key)
             if rec is not None and not rec.deleted:
                 return rec
         rec = await self.store.find_via(ident)
-        if rec is None and "/" not in ident:
-            rec = await self.store.get(ident)
         if rec is None or rec.deleted:
             raise NotFound(f"no annotation {ident}")
         return rec

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from iiifsrv.annotations.model import Checked, Record
+from iiifsrv.annotations.model import Checked, Record, load_doc, xywh
 from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, now
 
 T = TypeVar("T")
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     modified TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 1,
     deleted INTEGER NOT NULL DEFAULT 0,
-    changed INTEGER NOT NULL
+    changed INTEGER NOT NULL,
+    region TEXT
 );
 CREATE INDEX IF NOT EXISTS annotations_canvas ON annotations (canvas, seq);
 CREATE INDEX IF NOT EXISTS annotations_manifest ON annotations (manifest, seq);
@@ -40,22 +41,26 @@ CREATE INDEX IF NOT EXISTS annotations_via ON annotations (via) WHERE via != '';
 CREATE VIRTUAL TABLE IF NOT EXISTS annotations_fts USING fts5 (body_text, tokenize='unicode61');
 """
 
-COLUMNS = "key, canvas, manifest, via, creator, doc, created, modified, version, deleted"
+COLUMNS = "key, canvas, manifest, via, creator, doc, created, modified, version, deleted, region"
+# Rows written before the region column existed get it at open, this many per transaction.
+MIGRATE_BATCH = 200
 
 
 def _record(row: tuple[Any, ...]) -> Record:
-    key, canvas, manifest, via, creator, doc, created, modified, version, deleted = row
+    key, canvas, manifest, via, creator, text, created, modified, version, deleted, region = row
+    doc = load_doc(text)
     return Record(
         key=key,
         canvas=canvas,
         manifest=manifest,
         via=via,
         creator=creator,
-        doc=json.loads(doc),
+        doc=doc,
         created=created,
         modified=modified,
         version=version,
         deleted=bool(deleted),
+        region=xywh(doc) if region is None else region,
     )
 
 
@@ -63,9 +68,38 @@ def _where(scope: Scope) -> tuple[str, list[Any]]:
     if scope.kind == "canvas":
         return "canvas = ?", [scope.uri]
     if scope.kind == "manifest":
-        prefix = scope.canvas_prefix
-        return "(manifest = ? OR substr(canvas, 1, ?) = ?)", [scope.uri, len(prefix), prefix]
+        canvases = json.dumps(list(scope.canvases))
+        return "(manifest = ? OR canvas IN (SELECT value FROM json_each(?)))", [scope.uri, canvases]
     return "1 = 1", []
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an older version up to date: add the region column and fill it
+    (the SVG of old rows is parsed here once, never again per request)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        names = {row[1] for row in conn.execute("PRAGMA table_info(annotations)")}
+        if "region" not in names:
+            conn.execute("ALTER TABLE annotations ADD COLUMN region TEXT")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                "SELECT seq, doc FROM annotations WHERE region IS NULL LIMIT ?", (MIGRATE_BATCH,)
+            ).fetchall()
+            for seq, text in rows:
+                region = xywh(load_doc(text))
+                conn.execute("UPDATE annotations SET region = ? WHERE seq = ?", (region, seq))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if len(rows) < MIGRATE_BATCH:
+            return
 
 
 def _fts_query(words: list[str]) -> str:
@@ -106,6 +140,7 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             writer = self._connect()
             writer.executescript(SCHEMA)
+            _migrate(writer)
             self._writer, self._reader = writer, self._connect()
 
         await asyncio.to_thread(work)
@@ -157,8 +192,8 @@ class SqliteStore:
                 raise KeyTaken(key)
             cur = conn.execute(
                 "INSERT INTO annotations (key, canvas, manifest, via, creator, doc, body_text,"
-                " created, modified, version, deleted, changed)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?)",
+                " created, modified, version, deleted, changed, region)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?)",
                 (
                     key,
                     checked.canvas,
@@ -170,6 +205,7 @@ class SqliteStore:
                     stamp,
                     stamp,
                     self._next_change(conn),
+                    checked.region,
                 ),
             )
             conn.execute(
@@ -177,7 +213,7 @@ class SqliteStore:
                 (cur.lastrowid, checked.text),
             )
             return Record(key, checked.canvas, checked.manifest, via, creator, checked.doc,
-                          stamp, stamp, 1)  # fmt: skip
+                          stamp, stamp, 1, region=checked.region)  # fmt: skip
 
         return await self._write(fn)
 
@@ -206,13 +242,14 @@ class SqliteStore:
         def fn(conn: sqlite3.Connection) -> Record:
             cur = conn.execute(
                 "UPDATE annotations SET canvas = ?, manifest = ?, doc = ?, body_text = ?,"
-                " modified = ?, version = version + 1, changed = ?"
+                " region = ?, modified = ?, version = version + 1, changed = ?"
                 " WHERE key = ? AND version = ? AND deleted = 0 RETURNING seq",
                 (
                     checked.canvas,
                     checked.manifest,
                     _dumps(checked.doc),
                     checked.text,
+                    checked.region,
                     stamp,
                     self._next_change(conn),
                     key,
@@ -274,22 +311,40 @@ class SqliteStore:
 
         return await self._read(fn)
 
-    async def search(
-        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000
-    ) -> list[Record]:
+    @staticmethod
+    def _matching(scope: Scope, words: list[str], creator: str) -> tuple[str, list[Any]]:
         where, args = _where(scope)
-        if not words:
-            return []
-        extra = " AND creator = ?" if creator else ""
+        if words:
+            where = (
+                "seq IN (SELECT rowid FROM annotations_fts WHERE annotations_fts MATCH ?) AND "
+                + where
+            )
+            args = [_fts_query(words), *args]
+        if creator:
+            where += " AND creator = ?"
+            args = [*args, creator]
+        return where + " AND deleted = 0", args
+
+    async def search(
+        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000, offset: int = 0
+    ) -> list[Record]:
+        where, args = self._matching(scope, words, creator)
 
         def fn(conn: sqlite3.Connection) -> list[Record]:
             rows = conn.execute(
-                f"SELECT {COLUMNS} FROM annotations WHERE seq IN"
-                " (SELECT rowid FROM annotations_fts WHERE annotations_fts MATCH ?)"
-                f" AND {where} AND deleted = 0{extra} ORDER BY seq LIMIT ?",
-                [_fts_query(words), *args, *([creator] if creator else []), limit],
+                f"SELECT {COLUMNS} FROM annotations WHERE {where} ORDER BY seq LIMIT ? OFFSET ?",
+                [*args, limit, offset],
             )
             return [_record(r) for r in rows.fetchall()]
+
+        return await self._read(fn)
+
+    async def search_total(self, scope: Scope, words: list[str], creator: str = "") -> int:
+        where, args = self._matching(scope, words, creator)
+
+        def fn(conn: sqlite3.Connection) -> int:
+            row = conn.execute(f"SELECT count(*) FROM annotations WHERE {where}", args).fetchone()
+            return int(row[0])
 
         return await self._read(fn)
 

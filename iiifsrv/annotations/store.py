@@ -21,15 +21,13 @@ class Scope:
     """Which annotations: those on one canvas, on one manifest's canvases, or all of them.
 
     A manifest scope holds the annotations that name the manifest (target source partOf /
-    within) and those whose canvas URI starts with the manifest URI's path.
+    within) and those on one of ``canvases``, the manifest's own canvas list (never a URI
+    prefix: a prefix such as "http:" would match every canvas).
     """
 
     kind: ScopeKind
     uri: str = ""
-
-    @property
-    def canvas_prefix(self) -> str:
-        return self.uri.removesuffix("/manifest").removesuffix(".json").rstrip("/") + "/"
+    canvases: tuple[str, ...] = ()
 
 
 class KeyTaken(Exception):
@@ -74,9 +72,14 @@ class Store(Protocol):
         ...
 
     async def search(
-        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000
+        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000, offset: int = 0
     ) -> list[Record]:
-        """Live annotations whose body text holds every word (a trailing "*" = prefix)."""
+        """Live annotations whose body text holds every word (a trailing "*" = prefix), in
+        creation order; no words = every live annotation in scope."""
+        ...
+
+    async def search_total(self, scope: Scope, words: list[str], creator: str = "") -> int:
+        """How many annotations ``search`` finds in all (for paged results)."""
         ...
 
     async def absolute_uris(self) -> set[str]:

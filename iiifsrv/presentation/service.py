@@ -14,11 +14,14 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
+
+from cachetools import LRUCache
 
 from iiifsrv import media
 from iiifsrv.catalogue import Catalogue, CatalogueObject
@@ -28,6 +31,7 @@ from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import Hooks, build_manifest, manifest_url
 from iiifsrv.presentation.store import STORED_BASE, ManifestStore, Record, check_id, neutral
 from iiifsrv.settings import Settings
+from iiifsrv.tokens import parse_tokens
 
 log = logging.getLogger("iiifsrv.presentation")
 
@@ -60,6 +64,7 @@ class Presentation:
         self._seen: tuple[Any, ...] | None = None
         self._canvases: tuple[int, set[str], set[str]] | None = None
         self._upgrade_lock = threading.Lock()
+        self._canvas_lists: LRUCache[str, tuple[int, list[str]]] = LRUCache(maxsize=256)
 
     # Opened on first use, so creating the app has no side effects on the data directory.
     @property
@@ -139,7 +144,10 @@ class Presentation:
             for obj in objects.values():
                 record = records.get(obj.id)
                 if record is not None and record.origin != "catalogue":
-                    continue
+                    if not self._displace(record, obj):
+                        continue
+                    del records[obj.id]  # gone: not rebuilt as a build below
+                    record = None
                 versions = self._versions([obj])
                 if record is not None and record.versions == versions:
                     continue
@@ -156,6 +164,46 @@ class Presentation:
                                 record.id, members, record.label, "build", record.owner, versions
                             )
             self._seen = signature
+
+    def _displace(self, record: Record, obj: CatalogueObject) -> bool:
+        """A catalogue object whose id an upload or build holds: the catalogue wins over a
+        non-editor's manifest, which is moved to <data>/displaced/ and logged; an editor's is
+        kept (a deliberate override), with a warning. True when the id is now free."""
+        if record.owner in self._editors():
+            log.warning(
+                "catalogue object %r: manifest %r stays as the editor %r uploaded it (not rebuilt)",
+                obj.id, record.id, record.owner,
+            )  # fmt: skip
+            return False
+        folder = self.data / "displaced"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{quote(record.id, safe='')}.{time.time_ns()}.json"
+        body = self.store.read(record.id)
+        if body is not None:
+            target.write_bytes(body)
+        self.store.delete(record.id)
+        log.warning(
+            "catalogue object %r now owns the manifest id %r: the %s by %r was moved to %s",
+            obj.id, record.id, record.origin, record.owner, target,
+        )  # fmt: skip
+        return True
+
+    def _editors(self) -> set[str]:
+        return {u.name for u in parse_tokens(self.settings.tokens).values() if u.editor}
+
+    def _check_free(self, user: User, manifest_id: str) -> None:
+        """Ids a client may not register: a catalogue object's (non-editors), any id with "/"
+        (non-editors), and an id one path segment inside or around another manifest's id,
+        whose URLs would collide (``flat/canvas/1`` names a canvas of ``flat``)."""
+        if not user.editor:
+            if "/" in manifest_id:
+                raise Forbidden('only editors may use "/" in a manifest id')
+            if self.catalogue.get(manifest_id) is not None:
+                raise Conflict(f"{manifest_id!r} is reserved: a catalogue object has this id")
+        taken = [r.id for r in self.store.list()] + [o.id for o in self.catalogue.list()]
+        for other in taken:
+            if manifest_id.startswith(other + "/") or other.startswith(manifest_id + "/"):
+                raise Conflict(f"manifest id {manifest_id!r} collides with the URLs of {other!r}")
 
     def _store_built(
         self,
@@ -277,6 +325,34 @@ class Presentation:
             log.info("manifest %r: annotation references made host-independent", manifest_id)
             return self.store.read(manifest_id) or body
 
+    def manifest_canvases(self, key: str) -> list[str] | None:
+        """The canvas keys of the manifest whose key is ``key`` ("/iiif/manifests/<id>"), or
+        None when this server has no such manifest. Annotation scopes match this list, never a
+        URI prefix (a prefix such as "http:" would match every canvas)."""
+        if not key.startswith(MANIFESTS_PATH) or "?" in key or "#" in key:
+            return None
+        manifest_id = unquote(key[len(MANIFESTS_PATH) :])
+        try:
+            check_id(manifest_id)
+        except BadRequest:
+            return None
+        self.sync()
+        stamp = self.store.activity_count()
+        cached = self._canvas_lists.get(manifest_id)
+        if cached is None or cached[0] != stamp:
+            body = self.store.read(manifest_id)
+            if body is None:
+                return None
+            items = json.loads(body).get("items", [])
+            keys = [
+                _key(str(item.get("id", "")))
+                for item in items
+                if isinstance(item, dict) and item.get("type") == "Canvas"
+            ]
+            cached = (stamp, keys)
+            self._canvas_lists[manifest_id] = cached
+        return list(cached[1])
+
     def collection(self, base: str, group: str, name: str, page: int) -> dict[str, Any]:
         self.sync()
         doc = collections.collection(
@@ -317,9 +393,14 @@ class Presentation:
             return self._register_build(user, doc["build"], manifest_id, replace=replace)
         if not isinstance(doc, dict):
             raise BadRequest('the body must be a JSON object: a Manifest or {"build": ...}')
+        # Too many canvases: refused before any further work on the document.
+        too_many = validate.too_many_items(doc, self.settings.manifest_max_canvases)
+        if too_many:
+            raise Invalid(too_many)
         if manifest_id is None:
             manifest_id = _id_from(doc)
         check_id(manifest_id)
+        self._check_free(user, manifest_id)
         old = self.store.get(manifest_id)
         self._may_write(user, old, replace)
         # Ids at this server's public base are stored base-neutral; others are kept as given.
@@ -327,7 +408,7 @@ class Presentation:
         stored: dict[str, Any] = json.loads(text)
         source_id = stored.get("id")
         stored["id"] = manifest_url(STORED_BASE, manifest_id)
-        problems = validate.errors(stored, "Manifest")
+        problems = validate.errors(stored, "Manifest", self.settings.manifest_max_canvases)
         if problems:
             raise Invalid(problems)
         self._plug_hooks(stored)
@@ -379,6 +460,7 @@ class Presentation:
             if obj is None:
                 raise BadRequest(f"no catalogue object {object_id!r}")
             objects.append(obj)
+        self._check_free(user, manifest_id)
         old = self.store.get(manifest_id)
         self._may_write(user, old, replace)
         try:

@@ -33,7 +33,9 @@ def validator(expected_type: str | None = None) -> Draft7Validator:
     instead of "is not valid under any of the given schemas"."""
     schema = _schema()
     if expected_type in CLASSES:
-        schema = {**schema, "oneOf": [{"$ref": f"#/classes/{CLASSES[expected_type]}"}]}
+        # The class itself, not a oneOf around it: a oneOf evaluates its branch to the end
+        # before it reports, while errors of the class come one by one (and can stop early).
+        schema = {**schema, "$ref": f"#/classes/{CLASSES[expected_type]}"}
     return Draft7Validator(schema)
 
 
@@ -56,23 +58,40 @@ def _leaves(error: Any) -> list[Any]:
     return [leaf for sub in best for leaf in _leaves(sub)]
 
 
-def errors(doc: Any, expected_type: str | None = None) -> list[dict[str, str]]:
-    """Schema errors as ``[{"path": JSON pointer, "message": ...}]``; empty when valid."""
+def errors(
+    doc: Any, expected_type: str | None = None, max_items: int | None = None
+) -> list[dict[str, str]]:
+    """Schema errors as ``[{"path": JSON pointer, "message": ...}]``, at most MAX_ERRORS of them;
+    empty when valid. Validation stops at the cap, so a huge broken document costs little.
+    ``max_items`` refuses a document with more top-level ``items`` before validating it."""
     found: list[dict[str, str]] = []
     if not isinstance(doc, dict):
         return [{"path": "/", "message": "the document must be a JSON object"}]
+    if max_items is not None and (too_many := too_many_items(doc, max_items)):
+        return too_many
     if expected_type and doc.get("type") != expected_type:
         found.append({"path": "/type", "message": f"expected type {expected_type!r}"})
     seen: set[tuple[str, str]] = set()
     declared = doc.get("type") if isinstance(doc.get("type"), str) else None
     check = validator(expected_type or declared)
-    for error in sorted(check.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in check.iter_errors(doc):
         for leaf in _leaves(error):
             item = (_pointer(leaf.absolute_path), leaf.message[:300])
             if item not in seen:
                 seen.add(item)
                 found.append({"path": item[0], "message": item[1]})
+        if len(found) >= MAX_ERRORS:
+            break
+    found.sort(key=lambda e: e["path"])
     return found[:MAX_ERRORS]
+
+
+def too_many_items(doc: dict[str, Any], max_items: int) -> list[dict[str, str]]:
+    """The one problem of a document with more than ``max_items`` top-level items, or []."""
+    items = doc.get("items")
+    if isinstance(items, list) and len(items) > max_items:
+        return [{"path": "/items", "message": f"{len(items)} items; at most {max_items} allowed"}]
+    return []
 
 
 def is_valid(doc: Any) -> bool:

@@ -9,7 +9,6 @@ adapters' fetch calls send no Authorization header.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -19,11 +18,14 @@ from iiifsrv.annotations.model import PRESENTATION3_CONTEXT, Record, annotot_vie
 from iiifsrv.annotations.store import Scope as Selection
 from iiifsrv.annotations.urls import ANNOTOT_PREFIX, SAS_PREFIX, Urls
 from iiifsrv.errors import BadRequest, MethodNotAllowed, NotFound
+from iiifsrv.jsonbody import parse_json
 from iiifsrv.web.annotation_http import (
     Context,
     Request,
     authenticate,
     guarded,
+    list_headers,
+    off_loop,
     parse_request,
     preflight,
     read_json,
@@ -78,6 +80,18 @@ class _Dialect:
         """The canvas a ``uri`` parameter names, keyed as the W3C containers key it."""
         return Selection("canvas", await self.service.key(_canvas_param(req), urls))
 
+    async def canvas_list(self, req: Request, urls: Urls) -> tuple[list[Record], dict[str, str]]:
+        """(the canvas's first ``list_cap`` annotations, headers telling the full size).
+
+        These lists are unpaged because the Mirador adapters read them whole; beyond the cap the
+        paged W3C container (named in a Link header) holds the rest."""
+        selection = await self.canvas(req, urls)
+        total, _stamp = await self.service.store.state(selection)
+        records = await self.service.store.select(selection, 0, self.ctx.list_cap)
+        container = urls.container("canvas", selection.uri)
+        headers = {"Cache-Control": "no-cache", **list_headers(self.ctx, total, container)}
+        return records, headers
+
 
 class AnnototAPI(_Dialect):
     """Annotot: GET pages?uri=, POST /, GET/PATCH/PUT/DELETE /{url-encoded id}."""
@@ -91,10 +105,8 @@ class AnnototAPI(_Dialect):
         inner = payload["annotation"]
         data = inner.get("data")
         if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except json.JSONDecodeError as exc:
-                raise BadRequest(f"annotation.data is not JSON: {exc}") from None
+            # As strict as the body itself: no NaN/Infinity, bounded depth and numbers.
+            data = parse_json(data.encode("utf-8", "surrogatepass"))
         return data, inner.get("canvas"), inner.get("uuid")
 
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
@@ -104,38 +116,40 @@ class AnnototAPI(_Dialect):
         def view(rec: Record) -> dict[str, Any]:
             return annotot_view(present(rec, urls), urls.base)
 
-        store = self.service.store
         if not parts or parts == [""]:
             if req.method == "POST":
                 user = authenticate(req, self.ctx, token)
-                data, canvas, uuid = self._data(await read_json(req, self.ctx.max_bytes))
+                payload = await read_json(req, self.ctx.max_bytes)
+                data, canvas, uuid = await off_loop(lambda: self._data(payload))
                 if canvas is not None and not isinstance(canvas, str):
                     raise BadRequest("annotation.canvas must be a string")
                 via = uuid if isinstance(uuid, str) and uuid else None
                 rec = await self.service.create(data, user, urls, canvas=canvas, via=via)
                 return await send_json(send, 200, view(rec))
             if req.method in ("GET", "HEAD"):
-                records = await store.select(await self.canvas(req, urls))
-                return await send_json(send, 200, [view(r) for r in records], head=head)
+                records, headers = await self.canvas_list(req, urls)
+                views = await off_loop(lambda: [view(r) for r in records])
+                return await send_json(send, 200, views, headers, head=head)
             raise MethodNotAllowed("POST or GET ?uri=", headers={"Allow": ALLOW})
         if len(parts) != 1:
             raise NotFound("no such Annotot resource")
         if parts[0] == "pages" and req.method in ("GET", "HEAD"):
-            records = await store.select(await self.canvas(req, urls))
+            records, headers = await self.canvas_list(req, urls)
             page = {
                 "@context": PRESENTATION3_CONTEXT,
                 "id": req.url(self.ctx),
                 "type": "AnnotationPage",
-                "items": [view(r) for r in records],
+                "items": await off_loop(lambda: [view(r) for r in records]),
             }
-            return await send_json(send, 200, page, {"Cache-Control": "no-cache"}, head=head)
+            return await send_json(send, 200, page, headers, head=head)
         ident = segment(parts[0])
         if req.method in ("GET", "HEAD"):
             rec = await self.service.resolve(ident)
             return await send_json(send, 200, view(rec), head=head)
         if req.method in ("PATCH", "PUT"):
             user = authenticate(req, self.ctx, token)
-            data, _canvas, _uuid = self._data(await read_json(req, self.ctx.max_bytes))
+            payload = await read_json(req, self.ctx.max_bytes)
+            data, _canvas, _uuid = await off_loop(lambda: self._data(payload))
             rec = await self.service.resolve(ident)
             rec = await self.service.replace(rec, data, user, urls, req.header("if-match"))
             return await send_json(send, 200, view(rec))
@@ -160,10 +174,9 @@ class SasAPI(_Dialect):
 
         action = parts[0] if len(parts) == 1 else ""
         if action == "search" and req.method in ("GET", "HEAD"):
-            records = await self.service.store.select(await self.canvas(req, urls))
-            return await send_json(send, 200, [view(r) for r in records],
-                                   {"Cache-Control": "no-cache"},
-                                   head=req.method == "HEAD")  # fmt: skip
+            records, headers = await self.canvas_list(req, urls)
+            views = await off_loop(lambda: [view(r) for r in records])
+            return await send_json(send, 200, views, headers, head=req.method == "HEAD")
         if action == "create" and req.method == "POST":
             user = authenticate(req, self.ctx, token)
             v2 = await read_json(req, self.ctx.max_bytes)

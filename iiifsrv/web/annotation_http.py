@@ -11,9 +11,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
+import anyio
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv.annotations.service import AnnotationService, User
@@ -31,6 +32,10 @@ IIIF3_TYPE = 'application/ld+json;profile="http://iiif.io/api/presentation/3/con
 JSON_TYPE = "application/json"
 
 
+# A manifest's key -> the canvas keys of that manifest if this server serves it, else None.
+ManifestCanvases = Callable[[str], Awaitable[list[str] | None]]
+
+
 @dataclass(frozen=True)
 class Context:
     settings: Settings
@@ -38,6 +43,8 @@ class Context:
     credentials: Credentials
     page_size: int
     max_bytes: int
+    list_cap: int = 1000
+    manifest_canvases: ManifestCanvases | None = None
 
 
 @dataclass
@@ -111,7 +118,8 @@ async def read_body(req: Request, limit: int) -> bytes:
 
 
 async def read_json(req: Request, limit: int) -> Any:
-    return parse_json(await read_body(req, limit))
+    body = await read_body(req, limit)
+    return await off_loop(lambda: parse_json(body))
 
 
 def authenticate(req: Request, ctx: Context, path_token: str | None = None) -> User:
@@ -120,8 +128,27 @@ def authenticate(req: Request, ctx: Context, path_token: str | None = None) -> U
     return ctx.credentials.authenticate(req.scope, path_token)
 
 
+T = TypeVar("T")
+
+
+def list_headers(ctx: Context, total: int, container: str) -> dict[str, str]:
+    """Headers of an unpaged list: its full size (``X-Total-Count``) and, when it was cut at
+    ``list_cap``, the paged container that holds every annotation (``Link: rel=collection``)."""
+    expose = CORS_HEADERS["Access-Control-Expose-Headers"] + ", X-Total-Count"
+    headers = {"X-Total-Count": str(total), "Access-Control-Expose-Headers": expose}
+    if total > ctx.list_cap:
+        headers["Link"] = f'<{container}>; rel="collection"'
+    return headers
+
+
+async def off_loop(fn: Callable[[], T]) -> T:
+    """Build a response body in a thread: large pages must not stall the event loop."""
+    return await anyio.to_thread.run_sync(fn)
+
+
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # allow_nan=False: a response is strict JSON or an error, never a bare NaN a browser rejects.
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 async def send_json(
@@ -133,7 +160,8 @@ async def send_json(
     content_type: str = JSON_TYPE,
     head: bool = False,
 ) -> None:
-    body = dumps(obj)
+    # Serialising a large page is CPU work: off the event loop.
+    body = await anyio.to_thread.run_sync(dumps, obj)
     all_headers = {"Content-Type": content_type, **CORS_HEADERS, **(headers or {})}
     await send_response(send, status, all_headers, b"" if head else body, length=len(body))
 

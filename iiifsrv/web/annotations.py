@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
@@ -35,9 +36,12 @@ from iiifsrv.web.annotation_http import (
     IIIF3_TYPE,
     JSON_TYPE,
     Context,
+    ManifestCanvases,
     Request,
     authenticate,
     guarded,
+    list_headers,
+    off_loop,
     parse_request,
     preflight,
     read_json,
@@ -59,7 +63,8 @@ LDP_CONTEXT = "http://www.w3.org/ns/ldp.jsonld"
 PREFER_MINIMAL = "http://www.w3.org/ns/ldp#PreferMinimalContainer"
 PREFER_IRIS = "http://www.w3.org/ns/oa#PreferContainedIRIs"
 PREFER_DESCRIPTIONS = "http://www.w3.org/ns/oa#PreferContainedDescriptions"
-SEARCH_LIMIT = 1000
+# Autocomplete counts words over at most this many matching annotations.
+AUTOCOMPLETE_SCAN = 1000
 
 
 def _decoded(segment: str) -> str:
@@ -67,6 +72,25 @@ def _decoded(segment: str) -> str:
     if uri is None:
         raise NotFound("not an annotation container")
     return uri
+
+
+def page_number(req: Request) -> int:
+    raw = req.query.get("page", "0")
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise BadRequest("page must be a number from 0")
+    return int(raw)
+
+
+async def manifest_selection(ctx: Context, key: str, urls: Urls) -> Selection:
+    """The annotations of a manifest (given by its key): those on its canvases (the list the
+    server knows, never a URI prefix) and those naming it. A manifest the server does not know
+    has no annotations on canvases: 404 when only known canvases may be annotated."""
+    canvases = await ctx.manifest_canvases(key) if ctx.manifest_canvases else None
+    if canvases is not None:
+        return Selection("manifest", key, tuple(canvases))
+    if ctx.settings.annotation_canvases == "known":
+        raise NotFound(f"no manifest {urls.public(key)} on this server")
+    return Selection("manifest", key)
 
 
 def _not_modified(req: Request, tag: str) -> bool:
@@ -97,7 +121,10 @@ class ProtocolAPI:
         if len(parts) == 3 and parts[0] in ("canvas", "manifest"):
             # Containers made by any version name the same canvas: a key, or a URI re-keyed.
             uri = await self.service.key(_decoded(parts[1]), self._urls(req))
-            selection = Selection(parts[0], uri)  # type: ignore[arg-type]
+            if parts[0] == "manifest":
+                selection = await manifest_selection(self.ctx, uri, self._urls(req))
+            else:
+                selection = Selection("canvas", uri)
             if parts[2] == "":
                 return await self.container(req, send, selection)
             if parts[2] == "page":
@@ -181,7 +208,9 @@ class ProtocolAPI:
         if iris:
             items = [urls.annotation(r.canvas, r.key) for r in records]
         else:
-            items = [w3c(present(r, urls), urls.base, context=False) for r in records]
+            items = await off_loop(
+                lambda: [w3c(present(r, urls), urls.base, context=False) for r in records]
+            )
         page: dict[str, Any] = {
             "@context": ANNO_CONTEXT,
             "id": self._page_url(container, n, iris),
@@ -201,10 +230,7 @@ class ProtocolAPI:
         return page
 
     async def page(self, req: Request, send: Send, selection: Selection, iris: bool) -> None:
-        raw = req.query.get("page", "")
-        if not re.fullmatch(r"[0-9]{1,9}", raw):
-            raise BadRequest("page must be a number from 0")
-        n = int(raw)
+        n = page_number(req)
         total, stamp = await self.ctx.service.store.state(selection)
         if n > 0 and n * self.ctx.page_size >= total:
             raise NotFound("no such page")
@@ -287,20 +313,25 @@ class ProtocolAPI:
         if req.method not in ("GET", "HEAD"):
             raise MethodNotAllowed("pages are read-only", headers={"Allow": READ_ALLOW})
         total, stamp = await self.ctx.service.store.state(selection)
-        tag = strong_etag("viewer", selection.kind, selection.uri, total, stamp)
-        headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "no-cache"}
+        cap = self.ctx.list_cap
+        container = self._container_url(req, selection)
+        tag = strong_etag("viewer", selection.kind, selection.uri, total, stamp, cap)
+        headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "no-cache",
+                   **list_headers(self.ctx, total, container)}  # fmt: skip
         if _not_modified(req, tag):
             return await send_empty(send, 304, headers)
         urls = self._urls(req)
-        records = await self.ctx.service.store.select(selection)
-        container = self._container_url(req, selection)
+        # At most list_cap annotations; beyond, the paged container (partOf) holds them all.
+        records = await self.ctx.service.store.select(selection, 0, cap)
         page = {
             "@context": PRESENTATION3_CONTEXT,
             "id": container + "page",
             "type": "AnnotationPage",
             # The container this page shows: where a client POSTs a new annotation.
-            "partOf": [{"id": container, "type": "AnnotationCollection"}],
-            "items": [w3c(present(r, urls), urls.base, context=False) for r in records],
+            "partOf": [{"id": container, "type": "AnnotationCollection", "total": total}],
+            "items": await off_loop(
+                lambda: [w3c(present(r, urls), urls.base, context=False) for r in records]
+            ),
         }
         await send_json(send, 200, page, headers, content_type=IIIF3_TYPE,
                         head=req.method == "HEAD")  # fmt: skip
@@ -315,12 +346,13 @@ class ProtocolAPI:
         if req.method not in ("GET", "HEAD"):
             raise MethodNotAllowed("search is read-only", headers={"Allow": READ_ALLOW})
         supported = search.SUPPORTED_2 if version == 2 else search.SUPPORTED_1
-        ignored = sorted(k for k in req.query if k not in supported)
+        ignored = sorted(k for k in req.query if k not in supported and k != "page")
         words = search.query_words(req.query.get("q", ""))
-        selection = Selection("manifest", manifest)
+        urls = self._urls(req)
+        selection = await manifest_selection(self.ctx, manifest, urls)
         store = self.ctx.service.store
         creator = req.query.get("user", "")
-        urls = self._urls(req)
+        motivation = req.query.get("motivation", "")
         service_url = urls.search(manifest, version)
         url = req.url(self.ctx)
         body: dict[str, Any]
@@ -328,25 +360,49 @@ class ProtocolAPI:
             terms: list[tuple[str, int]] = []
             if words:
                 found = await store.search(selection, [*words[:-1], words[-1] + "*"], creator,
-                                           SEARCH_LIMIT)  # fmt: skip
-                found = search.filter_motivation(found, req.query.get("motivation", ""))
+                                           AUTOCOMPLETE_SCAN)  # fmt: skip
                 lead = " ".join(words[:-1])
-                terms = [
-                    ((lead + " " + w).strip(), n)
-                    for w, n in search.terms_with_prefix(found, words[-1])
-                ]
+
+                def count() -> list[tuple[str, int]]:
+                    matching = search.filter_motivation(found, motivation)
+                    return [
+                        ((lead + " " + w).strip(), n)
+                        for w, n in search.terms_with_prefix(matching, words[-1])
+                    ]
+
+                terms = await off_loop(count)
             complete = search.autocomplete2 if version == 2 else search.autocomplete1
             body = complete(url, service_url, terms, ignored)
         else:
-            if words:
-                records = await store.search(selection, words, creator, SEARCH_LIMIT)
-            else:
-                records = await store.select(selection, 0, SEARCH_LIMIT)
-                records = [r for r in records if not creator or r.creator == creator]
-            records = search.filter_motivation(records, req.query.get("motivation", ""))
+            n = page_number(req)
+            size = self.ctx.page_size
+            total = await store.search_total(selection, words, creator)
+            if n > 0 and n * size >= total:
+                raise NotFound("no such page of results")
+            records = await store.search(selection, words, creator, size, n * size)
+            query = {k: v for k, v in req.query.items() if k != "page"}
+
+            def page_url(k: int | None) -> str:
+                params = query if k is None else {**query, "page": str(k)}
+                return f"{service_url}?{urlencode(params)}" if params else service_url
+
+            paging = search.Paging(
+                collection=page_url(None),
+                first=page_url(0),
+                last=page_url(max(0, (total - 1) // size)),
+                next=page_url(n + 1) if (n + 1) * size < total else "",
+                prev=page_url(n - 1) if n > 0 else "",
+                start=n * size,
+                total=total,
+            )
             build = search.search2 if version == 2 else search.search1
-            shown = [present(r, urls) for r in records]
-            body = build(url, urls.base, shown, words, ignored)
+
+            def respond() -> dict[str, Any]:
+                matching = search.filter_motivation(records, motivation)
+                shown = [present(r, urls) for r in matching]
+                return build(url, urls.base, shown, words, ignored, paging)
+
+            body = await off_loop(respond)
         await send_json(send, 200, body, {"Cache-Control": "no-cache"},
                         content_type=JSON_TYPE if version == 1 else "application/ld+json",
                         head=req.method == "HEAD")  # fmt: skip
@@ -358,20 +414,24 @@ def routes(
     store: Store | None = None,
     canvas_known: CanvasKnown | None = None,
     localise: Localise | None = None,
-    page_size: int = 100,
+    manifest_canvases: ManifestCanvases | None = None,
+    page_size: int | None = None,
     credentials: Credentials | None = None,
 ) -> list[BaseRoute]:
     """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
 
     ``canvas_known(uri)`` decides whether a target canvas exists; None accepts any http(s) URI.
     ``localise(uri)`` keys a URI of this server's canvases given under another host or base.
+    ``manifest_canvases(key)`` lists a known manifest's canvas keys (None: not a known manifest).
     """
     ctx = Context(
         settings=settings,
         service=AnnotationService(store or open_store(settings), canvas_known, localise),
         credentials=credentials or Credentials(settings),
-        page_size=page_size,
+        page_size=page_size or settings.annotation_page_size,
         max_bytes=settings.annotation_max_bytes,
+        list_cap=settings.annotation_list_cap,
+        manifest_canvases=manifest_canvases,
     )
     annotot = AnnototAPI(ctx)
     return [

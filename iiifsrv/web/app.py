@@ -130,6 +130,9 @@ def create_app(settings: Settings) -> Front:
     async def localise(uri: str) -> str | None:
         return await anyio.to_thread.run_sync(presentation.local_key, uri)
 
+    async def manifest_canvases(key: str) -> list[str] | None:
+        return await anyio.to_thread.run_sync(presentation.manifest_canvases, key)
+
     # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
     #    must be canvases of this server's manifests unless annotation_canvases = "any" --
     annotation_store = open_store(settings)
@@ -142,6 +145,7 @@ def create_app(settings: Settings) -> Front:
         store=annotation_store,
         canvas_known=canvas_known if settings.annotation_canvases == "known" else None,
         localise=localise,
+        manifest_canvases=manifest_canvases,
         credentials=credentials,
     )
     routes += presentation_routes.routes(presentation, credentials)

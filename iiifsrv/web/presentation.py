@@ -32,7 +32,9 @@ from iiifsrv.web.respond import base_url
 
 PRESENTATION_TYPE = f'application/ld+json;profile="{CONTEXT}"'
 DISCOVERY_TYPE = f'application/ld+json;profile="{DISCOVERY_CONTEXT}"'
-MAX_BODY = 16 * 1024 * 1024
+# Manifest uploads parsed and validated at once: schema validation is CPU work, and a few
+# large uploads must not take every worker thread.
+VALIDATIONS = 2
 GZIP_MIN = 1024
 CACHE_CONTROL = "public, max-age=60"
 
@@ -75,15 +77,18 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-async def _read_json(request: Request) -> Any:
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"a manifest may have at most {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise PayloadTooLarge(f"a manifest may have at most {MAX_BODY} bytes")
+        if size > limit:
+            raise PayloadTooLarge(f"a manifest may have at most {limit} bytes")
         chunks.append(chunk)
-    return parse_json(b"".join(chunks))
+    return b"".join(chunks)
 
 
 def routes(presentation: Presentation, credentials: Credentials | None = None) -> list[BaseRoute]:
@@ -100,6 +105,20 @@ def routes(presentation: Presentation, credentials: Credentials | None = None) -
 
     async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    validating = anyio.CapacityLimiter(VALIDATIONS)
+
+    async def upload(request: Request, manifest_id: str | None, *, replace: bool) -> Any:
+        """Read, parse and register an upload: parsing and validation run in a thread, at most
+        VALIDATIONS at once."""
+        user = user_of(request)
+        body = await _read_body(request, settings.manifest_max_bytes)
+
+        def work() -> Any:
+            doc = parse_json(body)
+            return presentation.register(base(request), user, doc, manifest_id, replace=replace)
+
+        return await anyio.to_thread.run_sync(work, limiter=validating)
 
     async def preflight(request: Request) -> Response:
         return Response(status_code=204, headers=PREFLIGHT_HEADERS)
@@ -123,25 +142,17 @@ def routes(presentation: Presentation, credentials: Credentials | None = None) -
         return JSONResponse(exc.problems, status_code=400, headers=CORS_HEADERS)
 
     async def post_manifest(request: Request) -> Response:
-        user = user_of(request)
-        doc = await _read_json(request)
         slug = request.headers.get("slug")
         try:
-            record, created = await run(
-                presentation.register, base(request), user, doc, slug or None, replace=False
-            )
+            record, created = await upload(request, slug or None, replace=False)
         except Invalid as exc:
             return invalid(exc)
         return await written(request, record.id, created)
 
     async def put_manifest(request: Request) -> Response:
-        user = user_of(request)
         manifest_id = request.path_params["manifest_id"]
-        doc = await _read_json(request)
         try:
-            record, created = await run(
-                presentation.register, base(request), user, doc, manifest_id, replace=True
-            )
+            record, created = await upload(request, manifest_id, replace=True)
         except Invalid as exc:
             return invalid(exc)
         return await written(request, record.id, created)
