@@ -7,6 +7,7 @@ Writes are transactions (WAL): an acknowledged upsert survives a crash.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -30,6 +31,12 @@ CREATE TABLE IF NOT EXISTS transforms (
     doc TEXT NOT NULL,
     updated TEXT NOT NULL,
     PRIMARY KEY (object_id, spec)
+);
+CREATE TABLE IF NOT EXISTS image_hashes (
+    object_id TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    phash INTEGER NOT NULL,
+    dhash INTEGER NOT NULL
 );
 """
 
@@ -134,6 +141,24 @@ class CatalogueObject:
         return self.content_hash or self.updated
 
 
+@dataclass(frozen=True)
+class ImageHash:
+    """Perceptual hashes (64-bit pHash and dHash) of an object's image, for one version."""
+
+    object_id: str
+    version: str
+    phash: int
+    dhash: int
+
+
+def _signed(value: int) -> int:
+    """A 64-bit hash as SQLite's signed INTEGER (and back with ``& MASK64``)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+MASK64 = (1 << 64) - 1
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -185,6 +210,7 @@ class Catalogue:
     def remove(self, object_id: str) -> bool:
         db = self._connect()
         db.execute("DELETE FROM transforms WHERE object_id = ?", (object_id,))
+        db.execute("DELETE FROM image_hashes WHERE object_id = ?", (object_id,))
         cursor = db.execute("DELETE FROM objects WHERE id = ?", (object_id,))
         return cursor.rowcount > 0
 
@@ -220,3 +246,30 @@ class Catalogue:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    # -- perceptual hashes (visual similarity) ----------------------------------------------
+
+    def get_hash(self, object_id: str) -> ImageHash | None:
+        row = (
+            self._connect()
+            .execute(
+                "SELECT object_id, version, phash, dhash FROM image_hashes WHERE object_id = ?",
+                (object_id,),
+            )
+            .fetchone()
+        )
+        return ImageHash(row[0], row[1], row[2] & MASK64, row[3] & MASK64) if row else None
+
+    def hashes(self) -> builtins.list[ImageHash]:
+        rows = self._connect().execute(
+            "SELECT object_id, version, phash, dhash FROM image_hashes ORDER BY object_id"
+        )
+        return [ImageHash(r[0], r[1], r[2] & MASK64, r[3] & MASK64) for r in rows]
+
+    def put_hash(self, found: ImageHash) -> None:
+        self._connect().execute(
+            "INSERT INTO image_hashes (object_id, version, phash, dhash) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(object_id) DO UPDATE SET version=excluded.version, "
+            "phash=excluded.phash, dhash=excluded.dhash",
+            (found.object_id, found.version, _signed(found.phash), _signed(found.dhash)),
+        )
