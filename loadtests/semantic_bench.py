@@ -71,7 +71,8 @@ async def main() -> None:
         for start in range(0, args.lines, 5000):
             rows = []
             for i in range(start, min(args.lines, start + 5000)):
-                v = base[i % len(base)] + noise.normal(0, 0.02, size=base.shape[1]).astype(np.float32)
+                jitter = np.asarray(noise.normal(0, 0.02, size=base.shape[1]), dtype=np.float32)
+                v = base[i % len(base)] + jitter
                 v /= np.linalg.norm(v)
                 canvas = f"/iiif/manifests/m{i // 1000}/canvas/{i // 40 % 25 + 1}"
                 rows.append(Row(f"k{i}", canvas, "", model.name, f"d{i}", v))
