@@ -7,7 +7,6 @@ Imports pyvips, iiifsrv.errors, iiif.plan and sources.describe; never Starlette.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -298,11 +297,7 @@ def read_raw_tile(source: Source, tile: RawTile) -> bytes:
     access = source.access[tile.level]
     index = tile.row * access.tiles_across + tile.column
     offset, count = access.offsets[index], access.counts[index]
-    fd = os.open(source.path, os.O_RDONLY)
-    try:
-        data = os.pread(fd, count, offset)
-    finally:
-        os.close(fd)
+    data = source.read(offset, count)
     if len(data) != count or data[:2] != b"\xff\xd8":
         raise RenderError("stored tile is damaged")
     return access.jpeg_header + data[2:]

@@ -1,6 +1,7 @@
 """Settings: the registry (name, type, default, help) and one frozen Settings object.
 
-Imports only the standard library and iiifsrv.tokens (to check the tokens syntax).
+Imports only the standard library, iiifsrv.tokens (to check the tokens syntax) and
+iiifsrv.sources.storage (pure: to parse the image root).
 Values come from defaults, a TOML file, ``IIIFSRV_<NAME>`` environment variables and CLI
 overrides, in that order of precedence (last wins).
 The environment is passed in explicitly; nothing here reads a global later.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.tokens import parse_tokens
 
 
@@ -31,7 +33,12 @@ REGISTRY: tuple[Spec, ...] = (
     Spec("host", str, "127.0.0.1", "Address to listen on."),
     Spec("port", int, 8182, "TCP port to listen on."),
     Spec("workers", int, 1, "Worker processes (0 = one per CPU core)."),
-    Spec("images", str, "var/images", "Image root: identifiers are paths relative to it."),
+    Spec(
+        "images",
+        str,
+        "var/images",
+        "Image root: a folder, or s3://bucket/prefix; identifiers are paths relative to it.",
+    ),
     Spec("data", str, "var/data", "State directory: catalogue, annotations, manifests, caches."),
     Spec(
         "public_url",
@@ -137,8 +144,14 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def image_root(self) -> ImageRoot:
+        return parse_root(self.images)
+
+    @property
     def images_path(self) -> Path:
-        return Path(self.images).resolve()
+        """The local image folder (for an S3 root: a path that is never a folder)."""
+        root = self.image_root
+        return root.path if root.path is not None else Path("/nonexistent/s3-image-root")
 
     @property
     def data_path(self) -> Path:
@@ -231,6 +244,10 @@ def load(
     if values.get("annotation_canvases", "known") not in ("known", "any"):
         raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
     try:
+        parse_root(str(values.get("images", "var/images")))
+    except ValueError as exc:
+        raise SettingsError(f"setting 'images' from {sources['images']}: {exc}") from None
+    try:
         parse_tokens(str(values.get("tokens", "")))
     except ValueError as exc:
         raise SettingsError(f"setting 'tokens' from {sources['tokens']}: {exc}") from None
@@ -242,7 +259,9 @@ def to_environ(settings: Settings) -> dict[str, str]:
     env = {}
     for spec in REGISTRY:
         value = getattr(settings, spec.name)
-        if spec.name in ("images", "data"):
+        if spec.name == "images":
+            value = str(settings.image_root)
+        elif spec.name == "data":
             value = str(Path(value).resolve())
         env[ENV_PREFIX + spec.name.upper()] = (
             str(value).lower() if spec.type is bool else str(value)
