@@ -17,8 +17,10 @@ import pyvips
 from iiifsrv.encoders import encode
 from iiifsrv.errors import IIIFError
 from iiifsrv.iiif.plan import Plan, RawTile
+from iiifsrv.sources import remote
 from iiifsrv.sources.composite import CompositeSource
 from iiifsrv.sources.describe import Source
+from iiifsrv.sources.remote import RemoteSource
 
 # Counts renders actually started (decoding). Tests use it to prove a refused request decoded
 # nothing; it is never read by the server itself.
@@ -40,9 +42,16 @@ def configure(cache_mb: int, concurrency: int = 1) -> None:
         pyvips.concurrency_set(concurrency)
 
 
-def load_level(source: Source, level: int) -> pyvips.Image:
+Box = tuple[int, int, int, int]  # left, top, right, bottom in level pixels
+
+
+def load_level(source: Source, level: int, box: Box | None = None) -> pyvips.Image:
+    """The level as a (lazy) image. ``box`` is the part a render needs: sources in object
+    storage read only the tiles under it (the rest of the image is black); files ignore it."""
     if isinstance(source, CompositeSource):
-        return _composite_level(source, level)
+        return _composite_level(source, level, box)
+    if isinstance(source, RemoteSource):
+        return remote.load_level(source, level, box)
     options: dict[str, Any] = dict(source.access[level].options)
     if source.loader == "tiffload":
         return pyvips.Image.tiffload(source.path, **options)
@@ -83,9 +92,9 @@ def _jp2_decoder(source: Source, options: dict[str, Any]) -> pyvips.Image:
     return image
 
 
-def _composite_level(source: CompositeSource, level: int) -> pyvips.Image:
+def _composite_level(source: CompositeSource, level: int, box: Box | None) -> pyvips.Image:
     """The same level of each band pyramid, joined as red, green and blue."""
-    planes = [load_level(part, level).extract_band(0) for part in source.parts]
+    planes = [load_level(part, level, box).extract_band(0) for part in source.parts]
     if any(p.format == "ushort" for p in planes):
         planes = [p if p.format == "ushort" else p.cast("ushort") * 257 for p in planes]
         planes = [p.cast("ushort") for p in planes]
@@ -183,14 +192,14 @@ class DecodedLevels:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self._lock = threading.Lock()
-        self._images: OrderedDict[tuple[str, str, int, int, int], pyvips.Image] = OrderedDict()
+        self._images: OrderedDict[tuple[str, str, str, int, int], pyvips.Image] = OrderedDict()
         self._bytes = 0
 
-    def load(self, source: Source, level: int) -> pyvips.Image:
+    def load(self, source: Source, level: int, box: Box | None = None) -> pyvips.Image:
         info = source.info.levels[level]
         if not self.max_bytes or info.width * info.height > self.max_pixels:
-            return load_level(source, level)
-        key = (source.loader, source.path, source.mtime_ns, source.size, level)
+            return load_level(source, level, box)
+        key = (source.loader, source.path, source.identity, source.size, level)
         with self._lock:
             image = self._images.get(key)
             if image is not None:
@@ -211,16 +220,22 @@ class DecodedLevels:
 _BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2}
 
 
+def _level_box(width: int, height: int, source: Source, plan: Plan) -> Box:
+    """The pixels of a ``width`` x ``height`` level that the plan's region covers."""
+    sx = width / source.info.width
+    sy = height / source.info.height
+    r = plan.region
+    left = min(width - 1, int(math.floor(r.x * sx)))
+    top = min(height - 1, int(math.floor(r.y * sy)))
+    right = min(width, max(left + 1, int(math.ceil((r.x + r.w) * sx - 1e-6))))
+    bottom = min(height, max(top + 1, int(math.ceil((r.y + r.h) * sy - 1e-6))))
+    return left, top, right, bottom
+
+
 def _crop_resize(
     image: pyvips.Image, source: Source, plan: Plan, kernel: str = "linear"
 ) -> pyvips.Image:
-    sx = image.width / source.info.width
-    sy = image.height / source.info.height
-    r = plan.region
-    left = min(image.width - 1, int(math.floor(r.x * sx)))
-    top = min(image.height - 1, int(math.floor(r.y * sy)))
-    right = min(image.width, max(left + 1, int(math.ceil((r.x + r.w) * sx - 1e-6))))
-    bottom = min(image.height, max(top + 1, int(math.ceil((r.y + r.h) * sy - 1e-6))))
+    left, top, right, bottom = _level_box(image.width, image.height, source, plan)
     if (left, top, right, bottom) != (0, 0, image.width, image.height):
         image = image.crop(left, top, right - left, bottom - top)
     if (image.width, image.height) != (plan.width, plan.height):
@@ -279,7 +294,12 @@ def render(
     global renders_started
     renders_started += 1
     try:
-        image = levels.load(source, plan.level) if levels else load_level(source, plan.level)
+        stored = source.info.levels[plan.level]
+        box = _level_box(stored.width, stored.height, source, plan)
+        if levels:
+            image = levels.load(source, plan.level, box)
+        else:
+            image = load_level(source, plan.level, box)
         image = _crop_resize(image, source, plan, options.kernel)
         if plan.quality == "stretch":
             image = _stretch(image, source)

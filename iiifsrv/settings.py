@@ -39,6 +39,28 @@ REGISTRY: tuple[Spec, ...] = (
         "var/images",
         "Image root: a folder, or s3://bucket/prefix; identifiers are paths relative to it.",
     ),
+    Spec(
+        "s3_endpoint",
+        str,
+        "",
+        "S3 endpoint URL for an s3:// image root (MinIO, Swift, ...); empty = AWS S3.",
+    ),
+    Spec("s3_region", str, "us-east-1", "S3 region (signing); path-style addressing is used."),
+    Spec("s3_timeout", int, 10, "Seconds an S3 request may take, retries included (then 503)."),
+    Spec("s3_retries", int, 2, "Retries of a failed S3 request (5xx, timeouts), with back-off."),
+    Spec("s3_concurrency", int, 16, "S3 requests in flight at once per worker (connection pool)."),
+    Spec(
+        "s3_revalidate",
+        int,
+        60,
+        "Seconds an S3 object's version (ETag) is trusted before it is listed again.",
+    ),
+    Spec(
+        "s3_max_whole_object",
+        int,
+        64 * 1024 * 1024,
+        "Largest untiled S3 object (JPEG, PNG, JPEG2000, flat TIFF) read whole; beyond, 501.",
+    ),
     Spec("data", str, "var/data", "State directory: catalogue, annotations, manifests, caches."),
     Spec(
         "public_url",
@@ -120,6 +142,13 @@ class Settings:
     port: int = 8182
     workers: int = 1
     images: str = "var/images"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_timeout: int = 10
+    s3_retries: int = 2
+    s3_concurrency: int = 16
+    s3_revalidate: int = 60
+    s3_max_whole_object: int = 64 * 1024 * 1024
     data: str = "var/data"
     public_url: str = ""
     max_width: int = 10000

@@ -4,14 +4,25 @@ the number and size of the ranged GETs, outages and replaced objects."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+import pyvips
+import tifffile
 
 from iiifsrv.errors import NotFound
-from iiifsrv.settings import SettingsError, load
+from iiifsrv.settings import Settings, SettingsError, load
 from iiifsrv.sources.local import LocalStorage
+from iiifsrv.sources.remote import COALESCE_GAP
+from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, parse_root
+from iiifsrv.web.app import create_app
+from tests.conftest import BLUE, GREEN, RED, WHITE
+from tests.s3_support import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Swift, start_swift
+from tests.test_passthrough import stored_tile
 
 
 @pytest.mark.parametrize(
@@ -57,3 +68,210 @@ def test_local_storage_reads_ranges_and_stays_inside(tmp_path: Path) -> None:
     for key in ("../secret.tif", "link.tif", "sub/../../secret.tif", ""):
         with pytest.raises(NotFound):
             storage.read(key, 0, 1)
+
+
+# -- against a real Swift (s3api) --------------------------------------------------------------
+
+PREFIX = "coll"
+TILED = "tif-rgb-3lvl-1000x700-tiled256-jpeg"
+LARGE = "tif-rgb-4lvl-2048x1536-tiled256-jpeg-noise"  # 48 tiles of ~30 KB at level 0
+
+
+def make_large(folder: Path) -> Path:
+    """A pyramid whose tiles have realistic sizes (noise compresses badly), made on demand."""
+    path = folder / f"{LARGE}.tif"
+    noise = pyvips.Image.gaussnoise(2048, 1536, mean=128, sigma=40)
+    rgb = noise.bandjoin([noise.rot180(), noise.fliphor()]).cast("uchar")
+    rgb.copy(interpretation="srgb").tiffsave(
+        str(path),
+        compression="jpeg",
+        Q=85,
+        tile=True,
+        pyramid=True,
+        tile_width=256,
+        tile_height=256,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def swift(tmp_path_factory: pytest.TempPathFactory, image_root: Path) -> Iterator[Swift]:
+    """Swift AIO with the fixture images uploaded under ``coll/`` in the ``images`` bucket."""
+    try:
+        server = start_swift(tmp_path_factory.mktemp("swiftaio"))
+    except RuntimeError as exc:  # not installed or not starting: the S3 tests fail, not skip
+        pytest.fail(f"cannot start OpenStack Swift for the S3 tests: {exc}")
+    s3 = server.client()
+    for path in sorted(image_root.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            key = f"{PREFIX}/{path.relative_to(image_root).as_posix()}"
+            s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
+    large = make_large(tmp_path_factory.mktemp("large"))
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{large.name}", Body=large.read_bytes())
+    server.large = large  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def s3_settings(swift: Swift, tmp_path: Path, **extra: object) -> Settings:
+    overrides = {
+        "images": f"s3://{BUCKET}/{PREFIX}",
+        "data": str(tmp_path / "data"),
+        "s3_endpoint": swift.endpoint,
+        "s3_region": REGION,
+        "s3_timeout": 4,
+        **extra,
+    }
+    return load(overrides=overrides)
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        c.app = app  # type: ignore[attr-defined]
+        yield c
+
+
+def storage_of(client: httpx.AsyncClient) -> S3Storage:
+    storage = client.app.state.service.remote.storage  # type: ignore[attr-defined]
+    assert isinstance(storage, S3Storage)
+    return storage
+
+
+@pytest.fixture
+async def s3_client(swift: Swift, s3_env: None, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(s3_settings(swift, tmp_path)) as c:
+        yield c
+
+
+async def test_info_json_from_s3_equals_the_folders(
+    s3_client: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    for name in (
+        TILED,
+        "tif-rgb-4lvl-1000x700-tiled128-deflate-subifd",
+        "jp2-rgb-1000x700-tiled256",
+    ):
+        remote = await s3_client.get(f"/iiif/3/{name}/info.json")
+        local = await client.get(f"/iiif/3/{name}/info.json")
+        assert remote.status_code == 200, remote.text
+        assert remote.json() == local.json()
+    nested = await s3_client.get("/iiif/3/collection%2Fbox%201%2Fpage-0001/info.json")
+    assert nested.status_code == 200
+    assert (nested.json()["width"], nested.json()["height"]) == (1000, 700)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        TILED,
+        "tif-rgb-3lvl-1000x700-tiled256-jpeg-q95-rgbphotometric",
+        "tif-rgb-4lvl-1000x700-tiled128-deflate-subifd",
+        "tif-rgb-3lvl-1000x700-tiled256-lzw",
+        "tif-rgb-3lvl-1000x700-tiled256-zstd",
+        "tif-rgb-3lvl-1000x700-tiled256-webp",
+        "tif-rgb16-3lvl-1000x700-tiled256-deflate",
+        "tif-gray8-3lvl-1000x700-tiled256-deflate",
+        "tif-5band-3lvl-1000x700-tiled256-deflate",
+        "tif-rgb-flat-1000x700-strips",
+        "jp2-rgb-1000x700-tiled256",
+        "jpeg-rgb-flat-1000x700",
+        "png-rgb-flat-1000x700",
+    ],
+)
+@pytest.mark.parametrize(
+    "request_path",
+    [
+        "full/max/0/default.png",
+        "400,250,300,200/150,/0/default.png",
+        "0,0,512,512/128,/90/gray.png",
+        "pct:10,10,80,80/!200,200/0/default.jpg",
+        "480,330,40,40/40,/0/default.png",
+    ],
+)
+async def test_pixels_from_s3_equal_the_folders(
+    s3_client: httpx.AsyncClient, client: httpx.AsyncClient, name: str, request_path: str
+) -> None:
+    remote = await s3_client.get(f"/iiif/3/{name}/{request_path}")
+    local = await client.get(f"/iiif/3/{name}/{request_path}")
+    assert remote.status_code == 200, remote.text
+    assert local.status_code == 200
+    a = pyvips.Image.new_from_buffer(remote.content, "")
+    b = pyvips.Image.new_from_buffer(local.content, "")
+    assert (a.width, a.height, a.bands) == (b.width, b.height, b.bands)
+    assert (a - b).abs().max() <= 3  # the same tiles, decoded by libjpeg/tifffile vs libtiff
+
+
+async def test_quadrant_colours_from_s3(s3_client: httpx.AsyncClient) -> None:
+    r = await s3_client.get(f"/iiif/3/{TILED}/full/100,70/0/default.png")
+    image = pyvips.Image.new_from_buffer(r.content, "")
+    for (x, y), colour in {(20, 15): RED, (80, 15): GREEN, (20, 55): BLUE, (80, 55): WHITE}.items():
+        assert all(abs(p - c) <= 8 for p, c in zip(image(x, y), colour, strict=True))
+
+
+async def test_stored_tiles_are_passed_through_with_one_ranged_get_each(
+    s3_client: httpx.AsyncClient, swift: Swift
+) -> None:
+    storage = storage_of(s3_client)
+    large: Path = swift.large  # type: ignore[attr-defined]
+    size = large.stat().st_size
+    # Warm-up: the structure is read once (one listing and a few ranged GETs).
+    assert (await s3_client.get(f"/iiif/3/{LARGE}/info.json")).status_code == 200
+    assert storage.counters.lists == 1
+    assert 1 <= storage.counters.gets <= 6
+    assert storage.counters.get_bytes < size / 4
+    log_before = swift.mark()
+    before = storage.counters.snapshot()
+    # Distinct full stored tiles of level 0 (8 x 6 of 256 px) and level 1 (4 x 3).
+    tiles = [(0, c, r, f"{256 * c},{256 * r},256,256/256,") for r in (0, 2, 5) for c in range(8)]
+    tiles += [(1, c, r, f"{512 * c},{512 * r},512,512/256,") for r in (0, 2) for c in range(4)]
+    longest = 0
+    for level, c, r, path in tiles:
+        response = await s3_client.get(f"/iiif/3/{LARGE}/{path}/0/default.jpg")
+        assert response.status_code == 200
+        expected = stored_tile(large, level, c, r)
+        assert response.content == expected  # passthrough: the stored bytes
+        longest = max(longest, len(expected))
+    after = storage.counters.snapshot()
+    assert after["gets"] - before["gets"] == len(tiles)  # exactly one GET per tile
+    assert after["lists"] == before["lists"]  # within s3_revalidate: no listing
+    gets = list(storage.counters.recent)[-len(tiles) :]
+    assert all(length == received <= longest for _, _, length, received in gets)
+    # What Swift saw: the same N ranged GETs (206), each no larger than the tile.
+    log_after = swift.mark() - 1
+    seen = [a for a in swift.accesses()[log_before:log_after] if a.method == "GET"]
+    assert len(seen) == len(tiles)
+    assert all(a.status == 206 and a.path.endswith(f"{LARGE}.tif") for a in seen)
+    assert all(a.sent <= longest for a in seen)
+    # Never a full-object GET of the tiled source (nor anything close to it).
+    assert all(n < size / 4 for k, _, n, _ in storage.counters.recent if k.endswith(LARGE + ".tif"))
+
+
+async def test_rendered_regions_read_only_the_tiles_they_cover(
+    s3_client: httpx.AsyncClient, swift: Swift
+) -> None:
+    storage = storage_of(s3_client)
+    large: Path = swift.large  # type: ignore[attr-defined]
+    assert (await s3_client.get(f"/iiif/3/{LARGE}/info.json")).status_code == 200
+    with tifffile.TiffFile(large) as tif:
+        counts = tif.series[0].levels[0].keyframe.databytecounts
+    before = storage.counters.gets
+    first = len(storage.counters.recent)
+    # Level 0 (3.1 MP: not kept decoded whole); the region covers tiles (0..1, 0..1).
+    r = await s3_client.get(f"/iiif/3/{LARGE}/200,200,200,200/200,/0/default.png")
+    assert r.status_code == 200
+    assert pyvips.Image.new_from_buffer(r.content, "").width == 200
+    reads = list(storage.counters.recent)[first:]
+    assert storage.counters.gets - before == len(reads) == 2  # one read per row of tiles
+    covered = sum(counts[row * 8 + col] for row in (0, 1) for col in (0, 1))
+    assert covered <= sum(n for _, _, n, _ in reads) <= covered + 2 * COALESCE_GAP

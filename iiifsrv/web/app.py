@@ -70,9 +70,14 @@ def create_app(settings: Settings) -> Front:
     service = ImageService(settings)
 
     async def health(request: Request) -> Response:
-        ok = os.path.isdir(settings.images_path) and os.access(settings.images_path, os.R_OK)
-        body = {"status": "ok" if ok else "unavailable", "version": __version__}
-        return JSONResponse(body, status_code=200 if ok else 503, headers=CORS_HEADERS)
+        problem = await service.root_problem()  # an S3 root: probed at most every 2 s
+        body: dict[str, object] = {"status": "unavailable" if problem else "ok"}
+        body["version"] = __version__
+        if problem:
+            body["images"] = problem
+        if service.remote is not None:
+            body["s3"] = service.remote.storage.counters.snapshot()
+        return JSONResponse(body, status_code=503 if problem else 200, headers=CORS_HEADERS)
 
     async def fallback(request: Request) -> Response:
         """CORS preflight for any path; a plain 404 for anything else no route serves."""
