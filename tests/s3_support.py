@@ -150,6 +150,7 @@ class Swift:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the access log line by line
+            start_new_session=True,  # its own process group: the server and its workers
         )
         log.close()
 
@@ -189,8 +190,9 @@ class Swift:
 
     def stop_proxy(self) -> None:
         proc = self.procs.pop("proxy", None)
-        if proc is not None:
-            proc.send_signal(signal.SIGKILL)
+        if proc is not None:  # the parent and the worker it forked (which holds the socket)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=20)
 
     def stop(self) -> None:
@@ -198,11 +200,13 @@ class Swift:
             proc = self.procs.pop(name, None)
             if proc is None:
                 continue
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
 
     def accesses(self) -> list[Access]:

@@ -4,6 +4,8 @@ the number and size of the ranged GETs, outages and replaced objects."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +22,7 @@ from iiifsrv.sources.remote import COALESCE_GAP
 from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.web.app import create_app
-from tests.conftest import BLUE, GREEN, RED, WHITE
+from tests.conftest import BLUE, GREEN, RED, WHITE, quadrants
 from tests.s3_support import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Swift, start_swift
 from tests.test_passthrough import stored_tile
 
@@ -275,3 +277,94 @@ async def test_rendered_regions_read_only_the_tiles_they_cover(
     assert storage.counters.gets - before == len(reads) == 2  # one read per row of tiles
     covered = sum(counts[row * 8 + col] for row in (0, 1) for col in (0, 1))
     assert covered <= sum(n for _, _, n, _ in reads) <= covered + 2 * COALESCE_GAP
+
+
+async def test_an_object_replaced_in_the_bucket_is_served_new_after_the_interval(
+    swift: Swift, s3_env: None, tmp_path: Path, image_root: Path
+) -> None:
+    s3 = swift.client()
+    key = f"{PREFIX}/replaced/page.tif"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=(image_root / f"{TILED}.tif").read_bytes())
+    turned = tmp_path / "turned.tif"
+    quadrants().rot180().tiffsave(
+        str(turned),
+        compression="jpeg",
+        Q=85,
+        tile=True,
+        pyramid=True,
+        tile_width=256,
+        tile_height=256,
+    )
+    url = "/iiif/3/replaced%2Fpage/full/100,70/0/default.png"
+    async with serve(s3_settings(swift, tmp_path, s3_revalidate=1)) as c:
+        first = await c.get(url)
+        assert first.status_code == 200
+        top_left = pyvips.Image.new_from_buffer(first.content, "")(20, 15)[:3]
+        assert all(abs(p - c) <= 8 for p, c in zip(top_left, RED, strict=True))  # the old one
+        etag = first.headers["etag"]
+        s3.put_object(Bucket=BUCKET, Key=key, Body=turned.read_bytes())
+        deadline = time.monotonic() + 20
+        while True:
+            r = await c.get(url)
+            assert r.status_code in (200, 503), r.text  # 503 only if it changed mid-read
+            if r.status_code == 200 and r.headers["etag"] != etag:
+                break
+            assert time.monotonic() < deadline, "the replaced object was never served"
+            await asyncio.sleep(0.2)
+        top_left = pyvips.Image.new_from_buffer(r.content, "")(20, 15)[:3]
+        assert all(abs(p - 255) <= 8 for p in top_left)  # white: the new object
+
+
+async def test_wrong_credentials_are_a_503_with_a_message(
+    swift: Swift, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    async with serve(s3_settings(swift, tmp_path)) as c:
+        r = await c.get(f"/iiif/3/{TILED}/info.json")
+        assert r.status_code == 503
+        assert "refused the credentials" in r.text and "not-the-secret" not in r.text
+        assert len(r.text.strip().splitlines()) == 1
+        health = await c.get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unavailable"
+        assert "refused the credentials" in health.json()["images"]
+
+
+async def test_swift_down_is_a_503_and_service_resumes_by_itself(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    """Keep last: it stops and restarts the proxy of the session's Swift."""
+    timeout = 3
+    async with serve(s3_settings(swift, tmp_path, s3_timeout=timeout)) as c:
+        assert (await c.get(f"/iiif/3/{LARGE}/0,0,256,256/256,/0/default.jpg")).status_code == 200
+        assert (await c.get("/health")).status_code == 200
+        swift.stop_proxy()
+        try:
+            for path in (
+                f"/iiif/3/{LARGE}/256,0,256,256/256,/0/default.jpg",  # a stored tile
+                f"/iiif/3/{LARGE}/100,100,300,300/150,/0/default.png",  # a rendered region
+                f"/iiif/3/{TILED}/info.json",  # not looked up yet: the listing fails
+            ):
+                start = time.monotonic()
+                r = await c.get(path)
+                assert r.status_code == 503, r.headers
+                assert r.text.startswith("image storage") and "Traceback" not in r.text
+                assert time.monotonic() - start < timeout + 2  # bounded by s3_timeout
+            health = await c.get("/health")
+            while health.status_code == 200:  # probed at most every 2 s
+                await asyncio.sleep(0.2)
+                health = await c.get("/health")
+            assert health.status_code == 503
+            assert "unavailable" in health.json()["images"]
+        finally:
+            swift.start_proxy()
+        deadline = time.monotonic() + 30
+        path = f"/iiif/3/{LARGE}/256,0,256,256/256,/0/default.jpg"
+        while (r := await c.get(path)).status_code != 200:
+            assert r.status_code == 503, r.text
+            assert time.monotonic() < deadline, "service did not resume"
+            await asyncio.sleep(0.2)
+        assert r.content == stored_tile(swift.large, 0, 1, 0)  # type: ignore[attr-defined]
+        while (await c.get("/health")).status_code != 200:
+            assert time.monotonic() < deadline, "/health did not recover"
+            await asyncio.sleep(0.2)
