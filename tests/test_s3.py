@@ -22,9 +22,19 @@ from iiifsrv.sources.remote import COALESCE_GAP
 from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.web.app import create_app
-from tests.conftest import BLUE, GREEN, RED, WHITE, quadrants
+from tests.conftest import (
+    BLUE,
+    GREEN,
+    RED,
+    WHITE,
+    LiveServer,
+    quadrants,
+    start_server,
+    stop_server,
+)
 from tests.s3_support import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Swift, start_swift
 from tests.test_passthrough import stored_tile
+from tests.test_validator import run_validator
 
 
 @pytest.mark.parametrize(
@@ -277,6 +287,40 @@ async def test_rendered_regions_read_only_the_tiles_they_cover(
     assert storage.counters.gets - before == len(reads) == 2  # one read per row of tiles
     covered = sum(counts[row * 8 + col] for row in (0, 1) for col in (0, 1))
     assert covered <= sum(n for _, _, n, _ in reads) <= covered + 2 * COALESCE_GAP
+
+
+@pytest.fixture(scope="module")
+def s3_live_server(swift: Swift, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real uvicorn serving the fixtures from Swift (credentials from the environment)."""
+    env = {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "IIIFSRV_S3_ENDPOINT": swift.endpoint,
+        "IIIFSRV_S3_REGION": REGION,
+    }
+    data = tmp_path_factory.mktemp("s3live") / "data"
+    server = start_server(f"s3://{BUCKET}/{PREFIX}", data, env=env)  # type: ignore[arg-type]
+    yield server
+    stop_server(server)
+    log = server.log.read_text()
+    assert SECRET_KEY not in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize(("version", "count"), [("3.0", 33), ("2.0", 30)])
+def test_validator_level2_on_an_s3_root(
+    s3_live_server: LiveServer, version: str, count: int
+) -> None:
+    output = run_validator(s3_live_server, version, "--level=2")
+    assert f"Done ({count} tests, 0 failures)" in output
+
+
+def test_live_server_serves_tiles_from_s3(s3_live_server: LiveServer, swift: Swift) -> None:
+    url = f"{s3_live_server.url}/iiif/3/{LARGE}/256,256,256,256/256,/0/default.jpg"
+    r = httpx.get(url, timeout=30)
+    assert r.status_code == 200
+    assert r.content == stored_tile(swift.large, 0, 1, 1)  # type: ignore[attr-defined]
+    health = httpx.get(f"{s3_live_server.url}/health", timeout=30).json()
+    assert health["status"] == "ok" and health["s3"]["gets"] >= 1
 
 
 async def test_an_object_replaced_in_the_bucket_is_served_new_after_the_interval(
