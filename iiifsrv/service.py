@@ -30,6 +30,7 @@ from iiifsrv.sources.describe import Source, describe
 from iiifsrv.sources.objects import RemoteImages, open_s3
 from iiifsrv.sources.resolve import Resolver, check_identifier
 from iiifsrv.sources.s3 import ObjectChanged
+from iiifsrv.sources.storage import StorageUnavailable
 
 log = logging.getLogger("iiifsrv.service")
 
@@ -246,6 +247,16 @@ class ImageService:
         assert known is not None
         self._check_source_size(known)
         return known
+
+    def list_images(self, limit: int = 10000) -> list[str]:
+        """Identifiers of the images under the root, sorted (blocking; the landing page).
+        An unreachable object store lists nothing (its requests say why)."""
+        if self.remote is None:
+            return self.resolver.list_images(limit)
+        try:
+            return self.remote.list_images(limit)
+        except StorageUnavailable:
+            return []
 
     async def root_problem(self) -> str:
         """Empty when the image root can be read, else why not (one line)."""

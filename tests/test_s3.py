@@ -183,6 +183,15 @@ async def test_info_json_from_s3_equals_the_folders(
     assert (nested.json()["width"], nested.json()["height"]) == (1000, 700)
 
 
+async def test_landing_page_lists_the_images_in_the_bucket(s3_client: httpx.AsyncClient) -> None:
+    r = await s3_client.get("/")
+    assert r.status_code == 200
+    assert TILED in r.text and "collection/box 1/page-0001" in r.text
+    listed = s3_client.app.state.service.list_images()  # type: ignore[attr-defined]
+    assert TILED in listed and LARGE in listed and "jpeg-rgb-flat-1000x700" in listed
+    assert len(listed) == len(set(listed))
+
+
 @pytest.mark.parametrize(
     "name",
     [
