@@ -5,17 +5,24 @@ the number and size of the ranged GETs, outages and replaced objects."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import pyvips
 import tifffile
 
+from iiifsrv.catalogue import CatalogueObject
 from iiifsrv.errors import NotFound
+from iiifsrv.ingest import publish
 from iiifsrv.settings import Settings, SettingsError, load
 from iiifsrv.sources.local import LocalStorage
 from iiifsrv.sources.remote import COALESCE_GAP
@@ -32,6 +39,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.ingest_support import catalogue_ids
 from tests.s3_support import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Swift, start_swift
 from tests.test_passthrough import stored_tile
 from tests.test_validator import run_validator
@@ -381,6 +389,93 @@ async def test_wrong_credentials_are_a_503_with_a_message(
         assert health.status_code == 503
         assert health.json()["status"] == "unavailable"
         assert "refused the credentials" in health.json()["images"]
+
+
+def test_multipart_upload_is_verified_by_etag(
+    swift: Swift, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish, "PART", 5 * 1024 * 1024)  # S3's smallest part size
+    staging = tmp_path / "staging"
+    (staging / "mp").mkdir(parents=True)
+    data = np.random.default_rng(3).integers(0, 255, 12 * 1024 * 1024, "uint8").tobytes()
+    (staging / "mp" / "big.tif").write_bytes(data)
+    target = publish.S3Target(BUCKET, "uploads/", swift.endpoint, REGION)
+    obj = CatalogueObject(id="mp/big", label="", kind="image", image="mp/big", width=1, height=1)
+    target.publish(obj, staging)
+    head = swift.client().head_object(Bucket=BUCKET, Key="uploads/mp/big.tif")
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"].strip('"').endswith("-3")  # three parts
+    assert not (staging / "mp" / "big.tif").exists()  # the staged copy is gone
+    assert target.outputs_exist(obj)
+
+
+def ingest_command(src: Path, data: Path) -> list[str]:
+    return [sys.executable, "-m", "iiifsrv", "ingest", str(src), "--images",
+            f"s3://{BUCKET}/ingested", "--data", str(data), "--jobs", "2"]  # fmt: skip
+
+
+def s3_environ(swift: Swift) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "IIIFSRV_S3_ENDPOINT": swift.endpoint,
+        "IIIFSRV_S3_REGION": REGION,
+    }
+
+
+def test_ingest_into_s3_killed_midway_then_rerun_agrees_with_the_bucket(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    count = 8
+    src, data = tmp_path / "src", tmp_path / "data"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(count):  # noise: slow to compress, so the kill lands mid-run
+        tifffile.imwrite(src / f"noise-{i:02d}.tif", rng.integers(0, 255, (1200, 1200, 3), "uint8"))
+    env = s3_environ(swift)
+    process = subprocess.Popen(
+        ingest_command(src, data), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    assert first.startswith("ok"), first
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stdout.close()
+    done_before = len(catalogue_ids(data))
+    assert 1 <= done_before < count
+
+    rerun = subprocess.run(
+        ingest_command(src, data), capture_output=True, text=True, timeout=300, env=env
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{count - done_before} ingested, {done_before} skipped, 0 failed" in rerun.stdout
+    ids = [f"noise-{i:02d}" for i in range(count)]
+    assert catalogue_ids(data) == ids
+    listed = swift.client().list_objects_v2(Bucket=BUCKET, Prefix="ingested/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == [f"ingested/{i}.tif" for i in ids]
+    staging = data / "s3-staging"
+    assert not [p for p in staging.rglob("*") if p.is_file()]  # nothing left behind
+    # A third run changes nothing; every object is served from the bucket.
+    again = subprocess.run(
+        ingest_command(src, data), capture_output=True, text=True, timeout=300, env=env
+    )
+    assert f"0 ingested, {count} skipped, 0 failed" in again.stdout
+    settings = load(
+        overrides={
+            "images": f"s3://{BUCKET}/ingested",
+            "data": str(data),
+            "s3_endpoint": swift.endpoint,
+        }  # fmt: skip
+    )
+
+    async def infos() -> list[int]:
+        async with serve(settings) as c:
+            return [(await c.get(f"/iiif/3/{i}/info.json")).json()["width"] for i in ids]
+
+    assert asyncio.run(infos()) == [1200] * count
 
 
 async def test_swift_down_is_a_503_and_service_resumes_by_itself(
