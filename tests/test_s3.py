@@ -39,7 +39,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
-from tests.ingest_support import catalogue_ids
+from tests.ingest_support import catalogue_ids, get, run_cli, smooth
 from tests.s3_support import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Swift, start_swift
 from tests.test_passthrough import stored_tile
 from tests.test_validator import run_validator
@@ -476,6 +476,48 @@ def test_ingest_into_s3_killed_midway_then_rerun_agrees_with_the_bucket(
             return [(await c.get(f"/iiif/3/{i}/info.json")).json()["width"] for i in ids]
 
     assert asyncio.run(infos()) == [1200] * count
+
+
+def test_multispectral_object_in_s3_serves_bands_composites_and_spectra(
+    swift: Swift, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "src" / "leaf16"
+    folder.mkdir(parents=True)
+    for i, nm in enumerate((365, 550, 650, 940)):
+        tifffile.imwrite(folder / f"leaf16_{nm}nm.tif", smooth(70, 110, 1, dtype="uint16", seed=i))
+    local_images, local_data, s3_data = tmp_path / "img", tmp_path / "data", tmp_path / "s3data"
+    status, out = run_cli("ingest", str(folder), "--images", str(local_images),
+                          "--data", str(local_data))  # fmt: skip
+    assert status == 0, out
+    monkeypatch.setenv("IIIFSRV_S3_ENDPOINT", swift.endpoint)
+    status, out = run_cli("ingest", str(folder), "--images", f"s3://{BUCKET}/ms",
+                          "--data", str(s3_data))  # fmt: skip
+    assert status == 0, out
+    paths = [
+        "/spectra/leaf16?x=57&y=33&radius=2",
+        "/iiif/3/leaf16%2Fcomposite:IR940,R650,G550/full/max/0/default.png",
+        "/iiif/3/leaf16%2FIR940/20,10,50,40/max/0/default.png",
+        "/iiif/3/leaf16%2FG550/full/55,/0/stretch.png",
+    ]
+    local = [get(local_images, local_data, p) for p in paths]
+    settings = load(
+        overrides={
+            "images": f"s3://{BUCKET}/ms",
+            "data": str(s3_data),
+            "s3_endpoint": swift.endpoint,
+        }  # fmt: skip
+    )
+
+    async def fetch() -> list[httpx.Response]:
+        async with serve(settings) as c:
+            return [await c.get(p) for p in paths]
+
+    remote = asyncio.run(fetch())
+    assert [r.status_code for r in local] == [200] * len(paths)
+    assert [r.status_code for r in remote] == [200] * len(paths)
+    assert remote[0].json()["bands"] == local[0].json()["bands"]  # the spectral values
+    for a, b in zip(remote[1:], local[1:], strict=True):
+        assert a.content == b.content  # the same pixels, the same PNG
 
 
 async def test_swift_down_is_a_503_and_service_resumes_by_itself(
