@@ -10,6 +10,7 @@ access log (proxy-logging) goes to a file the tests read to count what iiifsrv a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -35,6 +36,12 @@ BINARIES = (
     "swift-object-server",
     "memcached",
 )
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies (Linux), so nothing is left running."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -151,6 +158,7 @@ class Swift:
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the access log line by line
             start_new_session=True,  # its own process group: the server and its workers
+            preexec_fn=_die_with_parent,
         )
         log.close()
 

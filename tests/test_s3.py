@@ -25,7 +25,7 @@ from iiifsrv.errors import NotFound
 from iiifsrv.ingest import publish
 from iiifsrv.settings import Settings, SettingsError, load
 from iiifsrv.sources.local import LocalStorage
-from iiifsrv.sources.remote import COALESCE_GAP
+from iiifsrv.sources.remote import COALESCE_GAP, Blocks
 from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.web.app import create_app
@@ -338,6 +338,47 @@ def test_live_server_serves_tiles_from_s3(s3_live_server: LiveServer, swift: Swi
     assert r.content == stored_tile(swift.large, 0, 1, 1)  # type: ignore[attr-defined]
     health = httpx.get(f"{s3_live_server.url}/health", timeout=30).json()
     assert health["status"] == "ok" and health["s3"]["gets"] >= 1
+
+
+@pytest.mark.parametrize("name", ["jp2-rgb-1000x700-tiled256", "j2k-rgb-1000x700-codestream"])
+async def test_jpeg2000_beyond_the_whole_object_limit_is_decoded_from_ranged_reads(
+    swift: Swift, s3_env: None, tmp_path: Path, client: httpx.AsyncClient, name: str
+) -> None:
+    async with serve(s3_settings(swift, tmp_path, s3_max_whole_object=1024)) as c:
+        for path in ("full/250,/0/default.png", "256,256,256,256/256,/0/default.png"):
+            remote = await c.get(f"/iiif/3/{name}/{path}")
+            local = await client.get(f"/iiif/3/{name}/{path}")
+            assert remote.status_code == 200, remote.text
+            assert remote.content == local.content
+
+
+async def test_a_large_jpeg2000_is_read_in_blocks_kept_for_the_next_tiles(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    folder = tmp_path / "local"
+    folder.mkdir()
+    path = folder / "noise.jp2"
+    noise = pyvips.Image.gaussnoise(2048, 2048, mean=128, sigma=40)
+    noise.bandjoin([noise.rot180(), noise.fliphor()]).cast("uchar").copy(
+        interpretation="srgb"
+    ).jp2ksave(str(path), tile_width=256, tile_height=256, Q=60)
+    size = path.stat().st_size
+    swift.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/noise.jp2", Body=path.read_bytes())
+    url = "/iiif/3/noise/512,512,256,256/256,/0/default.png"
+    local_settings = load(overrides={"images": str(folder), "data": str(tmp_path / "ld")})
+    async with serve(local_settings) as c:
+        local = await c.get(url)
+    async with serve(s3_settings(swift, tmp_path, s3_max_whole_object=1024)) as c:
+        storage = storage_of(c)
+        remote = await c.get(url)
+        assert remote.status_code == 200, remote.text
+        assert remote.content == local.content
+        # Ranged GETs of at most a block, never the object in one GET.
+        assert all(n <= Blocks.SIZE < size for _, _, n, _ in storage.counters.recent)
+        gets = storage.counters.gets
+        other = await c.get("/iiif/3/noise/1024,1024,256,256/256,/0/default.png")
+        assert other.status_code == 200
+        assert storage.counters.gets == gets  # the next tile: from the block cache
 
 
 async def test_an_object_replaced_in_the_bucket_is_served_new_after_the_interval(

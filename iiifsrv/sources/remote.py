@@ -5,9 +5,10 @@ A tiled TIFF's structure (levels, tile offsets and byte counts, JPEGTables, the 
 level) is read once per (key, version) through a block-cached ranged reader and kept in the
 RemoteSource. Afterwards a stored JPEG tile passed through costs one ranged read
 (Source.read); a rendered region reads the byte ranges of the tiles it covers (adjacent tiles in
-one read) and decodes them. Untiled sources (flat TIFF, JPEG, PNG, JPEG2000) are read whole when
-they are at most ``max_whole`` bytes, else refused with 501 ("ingest it"): a ranged JPEG2000
-reader is not part of this module.
+one read) and decodes them. Untiled sources (flat TIFF, JPEG, PNG) are read whole when they are
+at most ``max_whole`` bytes, else refused with 501 ("ingest it"). JPEG2000 is read whole up to
+``max_whole``, beyond through a pyvips source over ranged reads of 1 MiB blocks kept in a
+bounded shared block cache (Blocks).
 
 Blocking I/O and CPU; imports pyvips, numpy, tifffile, iiifsrv.errors, iiif.model and sources.
 """
@@ -17,7 +18,8 @@ from __future__ import annotations
 import io
 import math
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from struct import error as struct_error
@@ -167,7 +169,7 @@ def describe_object(
     else:
         info, access = _describe_flat(storage, key, version, kind, max_whole)
         loader = "jpegload" if kind == "jpeg" else ""
-    whole = not tiles
+    whole = not tiles and (kind != "jp2" or version.size <= max_whole)
     if whole and version.size > max_whole:
         raise NotImplementedFeature(
             f"this image is stored untiled ({kind}, {version.size} bytes) and larger than "
@@ -321,6 +323,8 @@ def load_level(source: RemoteSource, level: int, box: tuple[int, int, int, int] 
         if source.loader == "jpegload":
             return pyvips.Image.jpegload_buffer(data, **options)
         return pyvips.Image.new_from_buffer(data, "", **options)
+    if source.loader == "jp2kload":
+        return _jp2_ranged(source, options)
     t = source.tiles[level]
     left, top, right, bottom = box or (0, 0, t.width, t.height)
     c0, c1 = left // t.tile_width, (max(right, left + 1) - 1) // t.tile_width
@@ -335,6 +339,113 @@ def load_level(source: RemoteSource, level: int, box: tuple[int, int, int, int] 
     if (x, y, mosaic.width, mosaic.height) == (0, 0, t.width, t.height):
         return mosaic
     return mosaic.embed(x, y, t.width, t.height)
+
+
+class Blocks:
+    """Blocks of objects read by range, kept by (storage, key, version, index) up to a byte
+    budget and shared by all threads (JPEG2000 decoders read through it).
+
+    OpenJPEG (through libvips 8.14, whose source "skip" reads rather than seeks) walks every
+    tile-part of a codestream when it opens one: the first decode of a JPEG2000 object reads
+    most of it, in SIZE ranged GETs, and later decodes find the blocks here."""
+
+    SIZE = 1024 * 1024
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[int, str, str, int], bytes] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, source: Source, index: int) -> bytes:
+        k = (id(source.storage), source.key, source.version, index)
+        with self._lock:
+            data = self._items.get(k)
+            if data is not None:
+                self._items.move_to_end(k)
+                return data
+        start = index * self.SIZE
+        data = source.read(start, min(self.SIZE, source.size - start))
+        with self._lock:
+            if k not in self._items:
+                self._items[k] = data
+                self._bytes += len(data)
+                while self._bytes > self.max_bytes and len(self._items) > 1:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= len(old)
+        return data
+
+
+BLOCKS = Blocks()
+
+
+def _ranged_source(source: Source) -> Any:
+    """A pyvips source reading ``source`` through BLOCKS (seekable, so libvips reads lazily)."""
+    stream = pyvips.SourceCustom()
+    position = [0]
+
+    def on_read(size: int) -> bytes:
+        # libvips 8.14 needs full reads: a short one mid-header is "not in a known format".
+        out = bytearray()
+        while len(out) < size and position[0] < source.size:
+            index, within = divmod(position[0], Blocks.SIZE)
+            chunk = BLOCKS.get(source, index)[within : within + size - len(out)]
+            if not chunk:
+                break
+            out += chunk
+            position[0] += len(chunk)
+        return bytes(out)
+
+    def on_seek(offset: int, whence: int) -> int:
+        if whence == 0:
+            position[0] = offset
+        elif whence == 1:
+            position[0] += offset
+        else:
+            position[0] = source.size + offset
+        return position[0]
+
+    stream.on_read(on_read)
+    stream.on_seek(on_seek)
+    return stream
+
+
+_threads = threading.local()
+# pyvips does not keep a custom source's Python callbacks alive for the image that reads it:
+# a decoder's source stays referenced while the decoder is in a thread's cache, then two more
+# minutes (longer than any render), before it may be collected.
+_retired: deque[tuple[float, Any]] = deque()
+_retired_lock = threading.Lock()
+RETIRE_AFTER = 120.0
+
+
+def _retire(stream: Any) -> None:
+    now = time.monotonic()
+    with _retired_lock:
+        _retired.append((now, stream))
+        while _retired and now - _retired[0][0] > RETIRE_AFTER:
+            _retired.popleft()
+
+
+def _jp2_ranged(source: RemoteSource, options: dict[str, Any]) -> Any:
+    """A JPEG2000 decoder over ranged reads, owned by this render thread (as imaging does for
+    files: OpenJPEG decodes of one image are serialised), at most a few per thread."""
+    decoders: OrderedDict[tuple[str, str, int], tuple[Any, Any]] | None = getattr(
+        _threads, "jp2", None
+    )
+    if decoders is None:
+        decoders = _threads.jp2 = OrderedDict()
+    key = (source.key, source.version, int(options.get("page", 0)))
+    entry = decoders.get(key)
+    if entry is None:
+        stream = _ranged_source(source)
+        entry = (pyvips.Image.jp2kload_source(stream, **options), stream)
+        decoders[key] = entry
+        while len(decoders) > 8:
+            _retire(decoders.popitem(last=False)[1][1])
+    else:
+        decoders.move_to_end(key)
+    return entry[0]
 
 
 def read_tiles(source: Source, level: TileLevel, indices: list[int]) -> list[bytes]:
