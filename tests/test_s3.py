@@ -142,7 +142,7 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def s3_settings(swift: Swift, tmp_path: Path, **extra: object) -> Settings:
-    overrides = {
+    overrides: dict[str, object] = {
         "images": f"s3://{BUCKET}/{PREFIX}",
         "data": str(tmp_path / "data"),
         "s3_endpoint": swift.endpoint,
@@ -379,6 +379,37 @@ async def test_a_large_jpeg2000_is_read_in_blocks_kept_for_the_next_tiles(
         other = await c.get("/iiif/3/noise/1024,1024,256,256/256,/0/default.png")
         assert other.status_code == 200
         assert storage.counters.gets == gets  # the next tile: from the block cache
+
+
+async def test_identifiers_map_to_keys_as_to_files(
+    swift: Swift, s3_client: httpx.AsyncClient, image_root: Path
+) -> None:
+    s3 = swift.client()
+    tif = (image_root / f"{TILED}.tif").read_bytes()
+    jpg = (image_root / "jpeg-rgb-flat-1000x700.jpg").read_bytes()
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/pref/a.jpg", Body=jpg)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/pref/a.tif", Body=tif)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/pref/ab.ptif", Body=jpg)  # another stem
+    s3.put_object(Bucket=BUCKET, Key="outside.tif", Body=tif)  # outside the prefix
+    info = await s3_client.get("/iiif/3/pref%2Fa/info.json")
+    assert info.status_code == 200
+    assert info.json()["tiles"][0]["width"] == 256  # the .tif pyramid, not the .jpg
+    jpeg = await s3_client.get("/iiif/3/pref%2Fa.jpg/info.json")  # the exact key
+    assert jpeg.status_code == 200 and jpeg.json()["tiles"] != info.json()["tiles"]
+    for identifier in ("..%2Foutside", "pref%2F..%2F..%2Foutside", "%2Foutside", "pref%2F"):
+        r = await s3_client.get(f"/iiif/3/{identifier}/info.json")
+        assert r.status_code in (400, 404), identifier
+    assert (await s3_client.get("/iiif/3/outside/info.json")).status_code == 404
+
+
+async def test_a_missing_bucket_is_a_503_with_a_message(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    settings = s3_settings(swift, tmp_path, images="s3://no-such-bucket/x")
+    async with serve(settings) as c:
+        r = await c.get(f"/iiif/3/{TILED}/info.json")
+        assert r.status_code == 503
+        assert r.text.strip() == "image storage: bucket 'no-such-bucket' does not exist"
 
 
 async def test_an_object_replaced_in_the_bucket_is_served_new_after_the_interval(

@@ -51,12 +51,13 @@ class RemoteImages:
 
     def fresh(self, identifier: str) -> RemoteSource | None:
         """The description of ``identifier`` if it was looked up less than ``revalidate`` ago."""
-        found = self._found.get(identifier)
-        if found is None or time.monotonic() - found.at >= self.revalidate:
-            return None
-        if found.key in self._stale:
-            return None
-        return self._described.get((found.key, found.version.tag))
+        with self._lock:  # cachetools' LRU reorders on get: never unguarded across threads
+            found = self._found.get(identifier)
+            if found is None or time.monotonic() - found.at >= self.revalidate:
+                return None
+            if found.key in self._stale:
+                return None
+            return self._described.get((found.key, found.version.tag))
 
     def locate(self, identifier: str) -> tuple[str, Version]:
         """The key and version ``identifier`` names (one listing)."""
@@ -86,7 +87,7 @@ class RemoteImages:
         with self._lock:
             self._found[identifier] = Found(key, version, time.monotonic())
             self._stale.discard(key)
-        known = self._described.get((key, version.tag))
+            known = self._described.get((key, version.tag))
         if known is not None:
             return known
         described = describe_object(self.storage, key, version, self.where, self.max_whole)

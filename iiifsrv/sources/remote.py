@@ -176,6 +176,7 @@ def describe_object(
             f"s3_max_whole_object ({max_whole} bytes): make a pyramidal derivative with "
             "iiifsrv ingest"
         )
+    fh.blocks.clear()  # the structure is parsed: the header blocks are no longer needed
     mtime_ns = int(version.mtime * 1e9)
     return RemoteSource(
         path=f"{where}{key}",

@@ -147,6 +147,9 @@ class S3Storage:
                 ) from None
             except ClientError as exc:
                 status, code = _status(exc)
+                if code == "NoSuchBucket":
+                    self.counters.failures += 1
+                    raise self._unavailable(what, code) from None
                 if status == 404 or code in ("NoSuchKey", "NotFound"):
                     raise NotFound("no image with that identifier") from None
                 if status == 412:
