@@ -15,7 +15,7 @@ from typing import Any
 
 from iiifsrv import __version__
 from iiifsrv.ingest import cli as ingest_cli
-from iiifsrv.settings import REGISTRY, Settings, SettingsError, load, to_environ
+from iiifsrv.settings import REGISTRY, Settings, SettingsError, load, replace, to_environ
 
 log = logging.getLogger("iiifsrv")
 
@@ -55,6 +55,8 @@ def log_settings(settings: Settings) -> None:
         value: Any = getattr(settings, spec.name)
         if spec.name == "tokens" and value:
             value = f"<{len(value.split(','))} token(s)>"
+        if spec.name == "session_secret":
+            value = "<set>" if settings.sources.get(spec.name, "default") != "default" else ""
         if spec.name == "database_url" and value and "@" in value:
             value = value.split("://")[0] + "://…@" + value.split("@", 1)[1]
         log.info("setting %s = %r (%s)", spec.name, value, settings.sources.get(spec.name, "?"))
@@ -102,6 +104,30 @@ async def run_once(settings: Settings, path: str) -> tuple[int, list[tuple[str, 
     return status, headers, bytes(body)
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options: X-Forwarded-* only from the configured proxies, the guarded protocol
+    (header timeout, per-client cap; see web/connections.py), connection limits."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "iiifsrv.web.connections:GuardedHttpToolsProtocol",
+        "log_level": settings.log_level,
+        "access_log": settings.log_level == "debug",
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "server_header": False,
+        "timeout_keep_alive": 30,
+        "backlog": settings.backlog,
+        "limit_concurrency": settings.limit_concurrency or None,
+    }
+    if settings.forwarded_allow_ips:
+        options["forwarded_allow_ips"] = settings.forwarded_allow_ips
+    from iiifsrv.web.access_log import uvicorn_log_config
+
+    options["log_config"] = uvicorn_log_config()  # masks /key/<token> in the access log
+    return options
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _setup_logging(settings.log_level)
@@ -115,30 +141,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(body)
         return 0 if status < 400 else 1
     log_settings(settings)
+    if not settings.session_secret:  # one random key for every worker (sessions end on restart)
+        from iiifsrv.access.sessions import new_secret
+
+        settings = replace(settings, session_secret=new_secret())
     if settings.image_root.kind == "local":  # an S3 root is never a local folder
         os.makedirs(settings.images_path, exist_ok=True)
     os.makedirs(settings.data_path, exist_ok=True)
     import uvicorn
 
     workers = settings.effective_workers
-    common: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_level": settings.log_level,
-        "access_log": settings.log_level == "debug",
-        "proxy_headers": True,
-        "server_header": False,
-        "timeout_keep_alive": 30,
-        "backlog": 2048,
-    }
+    common = uvicorn_options(settings)
     if workers > 1:
         os.environ.update(to_environ(settings))
         uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
     else:
+        from iiifsrv.web import connections
         from iiifsrv.web.app import create_app
 
+        connections.configure(
+            settings.header_timeout,
+            settings.max_connections_per_client,
+            settings.forwarded_allow_ips,
+        )
         uvicorn.run(create_app(settings), **common)
     return 0
 

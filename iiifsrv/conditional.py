@@ -8,7 +8,11 @@ from __future__ import annotations
 import hashlib
 from email.utils import formatdate, parsedate_to_datetime
 
+# Sent with every response: browsers must not guess a type other than the one declared.
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+# The constant headers of every response: CORS (any origin, no credentials) and nosniff.
 CORS_HEADERS = {
+    **NOSNIFF,
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": (
         "ETag, Link, Location, Content-Location, Allow, Content-Range, Accept-Ranges, "

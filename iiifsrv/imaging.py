@@ -1,11 +1,13 @@
 """Render a Plan from a Source with libvips, and read stored JPEG tiles as they are.
 
 Blocking, CPU-bound: the service calls these in worker threads under its render limiter.
-Imports pyvips, iiifsrv.errors, iiif.plan and sources.describe; never Starlette.
+Imports pyvips, iiifsrv.errors, iiif.plan, sources.{describe,composite,computed} and bandmath
+(computed images); never Starlette.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -14,11 +16,14 @@ from typing import Any
 
 import pyvips
 
+from iiifsrv import bandmath
+from iiifsrv.catalogue import Transform
 from iiifsrv.encoders import encode
 from iiifsrv.errors import IIIFError
 from iiifsrv.iiif.plan import Plan, RawTile
 from iiifsrv.sources import remote
-from iiifsrv.sources.composite import CompositeSource
+from iiifsrv.sources.composite import CompositeSource, combine
+from iiifsrv.sources.computed import ComputedSource
 from iiifsrv.sources.describe import Source
 from iiifsrv.sources.remote import RemoteSource
 
@@ -50,6 +55,9 @@ def load_level(source: Source, level: int, box: Box | None = None) -> pyvips.Ima
     storage read only the tiles under it (the rest of the image is black); files ignore it."""
     if isinstance(source, CompositeSource):
         return _composite_level(source, level, box)
+    if isinstance(source, ComputedSource):
+        level_info = source.info.levels[level]
+        return _computed_pixels(source, level, (0, 0, level_info.width, level_info.height))
     if isinstance(source, RemoteSource):
         return remote.load_level(source, level, box)
     options: dict[str, Any] = dict(source.access[level].options)
@@ -100,6 +108,50 @@ def _composite_level(source: CompositeSource, level: int, box: Box | None) -> py
         planes = [p.cast("ushort") for p in planes]
     joined = planes[0].bandjoin(planes[1:])
     return joined.copy(interpretation="rgb16" if joined.format == "ushort" else "srgb")
+
+
+# -- computed images (pca, ratio, difference, stretch:) -----------------------------------------
+
+
+def _band_pixels(
+    part: Source, level: int, box: tuple[int, int, int, int], levels: DecodedLevels | None = None
+) -> Any:
+    left, top, width, height = box
+    needed = (left, top, left + width, top + height)  # parts in object storage read just these
+    image = levels.load(part, level, needed) if levels else load_level(part, level, needed)
+    return image.extract_band(0).crop(*box).numpy()
+
+
+def _computed_pixels(
+    source: ComputedSource,
+    level: int,
+    box: tuple[int, int, int, int],
+    levels: DecodedLevels | None = None,
+) -> pyvips.Image:
+    """The computed image's pixels in ``box`` (left, top, width, height) of ``level``, 8-bit."""
+    assert source.transform is not None
+    arrays = [_band_pixels(part, level, box, levels) for part in source.parts]
+    pixels = bandmath.apply(source.transform, arrays, source.channels)
+    image = pyvips.Image.new_from_array(pixels)
+    return image.copy(interpretation="srgb" if image.bands == 3 else "b-w")
+
+
+def _fresh_level(source: Source, level: int) -> pyvips.Image:
+    """A level read from the file as it is now: libvips' operation cache knows files by name
+    only, and may still hold the pixels of a file replaced since (a re-ingest)."""
+    if source.loader == "tiffload":
+        options: dict[str, Any] = dict(source.access[level].options)
+        return pyvips.Image.tiffload_source(pyvips.Source.new_from_file(source.path), **options)
+    return load_level(source, level)
+
+
+def fit_transform(op: str, bands: tuple[str, ...], parts: list[Source]) -> Transform:
+    """Fit ``op`` on ``parts`` (the sources of ``bands``, same size) at one reduced level."""
+    sizes = [(lvl.width, lvl.height) for lvl in combine("fit", parts).info.levels]
+    level = bandmath.fit_level(sizes)
+    width, height = sizes[level]
+    arrays = [_fresh_level(part, level).extract_band(0).numpy() for part in parts]
+    return bandmath.fit(op, bands, arrays, (width, height))
 
 
 # Per-band contrast stretch ("stretch" quality): the 1st and 99th percentiles of each band,
@@ -238,6 +290,20 @@ def _crop_resize(
     left, top, right, bottom = _level_box(image.width, image.height, source, plan)
     if (left, top, right, bottom) != (0, 0, image.width, image.height):
         image = image.crop(left, top, right - left, bottom - top)
+    return _resize(image, plan, kernel)
+
+
+def _computed_crop_resize(
+    source: ComputedSource, plan: Plan, levels: DecodedLevels | None, kernel: str
+) -> pyvips.Image:
+    """Computed images are computed on the level's crop only (never on the whole level)."""
+    level = source.info.levels[plan.level]
+    left, top, right, bottom = _level_box(level.width, level.height, source, plan)
+    image = _computed_pixels(source, plan.level, (left, top, right - left, bottom - top), levels)
+    return _resize(image, plan, kernel)
+
+
+def _resize(image: pyvips.Image, plan: Plan, kernel: str) -> pyvips.Image:
     if (image.width, image.height) != (plan.width, plan.height):
         image = image.resize(
             plan.width / image.width, vscale=plan.height / image.height, kernel=kernel
@@ -294,13 +360,16 @@ def render(
     global renders_started
     renders_started += 1
     try:
-        stored = source.info.levels[plan.level]
-        box = _level_box(stored.width, stored.height, source, plan)
-        if levels:
-            image = levels.load(source, plan.level, box)
+        if isinstance(source, ComputedSource):
+            image = _computed_crop_resize(source, plan, levels, options.kernel)
         else:
-            image = load_level(source, plan.level, box)
-        image = _crop_resize(image, source, plan, options.kernel)
+            stored = source.info.levels[plan.level]
+            box = _level_box(stored.width, stored.height, source, plan)
+            if levels:
+                image = levels.load(source, plan.level, box)
+            else:
+                image = load_level(source, plan.level, box)
+            image = _crop_resize(image, source, plan, options.kernel)
         if plan.quality == "stretch":
             image = _stretch(image, source)
         image = _to_display(image)
@@ -308,8 +377,8 @@ def render(
         image = _quality(image, plan)
         return encode(image, plan.format, options.jpeg_quality)
     except pyvips.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "libvips error"
-        raise RenderError(f"cannot decode this image: {first}") from None
+        logging.getLogger("iiifsrv.imaging").warning("cannot decode %s: %s", source.path, exc)
+        raise RenderError("cannot decode this image") from None
 
 
 def read_raw_tile(source: Source, tile: RawTile) -> bytes:

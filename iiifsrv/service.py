@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import stat
 import time
 from dataclasses import dataclass, field
@@ -18,17 +19,17 @@ from cachetools import LRUCache
 
 from iiifsrv import imaging
 from iiifsrv.caches.memory import ByteLRU
-from iiifsrv.catalogue import Catalogue, CatalogueObject
+from iiifsrv.catalogue import Catalogue, CatalogueObject, Transform
 from iiifsrv.conditional import strong_etag
 from iiifsrv.encoders import media_type
 from iiifsrv.errors import NotFound, NotImplementedFeature
 from iiifsrv.iiif.model import ImageRequest, Limits
 from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
-from iiifsrv.sources import composite
-from iiifsrv.sources.describe import Source, describe
+from iiifsrv.sources import composite, computed
+from iiifsrv.sources.describe import NotAnImage, Source, describe
 from iiifsrv.sources.objects import RemoteImages, open_s3
-from iiifsrv.sources.resolve import Resolver, check_identifier
+from iiifsrv.sources.resolve import Resolver, check_identifier, no_image
 from iiifsrv.sources.s3 import ObjectChanged
 from iiifsrv.sources.storage import StorageUnavailable
 
@@ -100,6 +101,8 @@ class ImageService:
         self._describing: dict[str, asyncio.Future[Source]] = {}
         self._rendering: dict[tuple[str, str], asyncio.Future[bytes]] = {}
         self._catalogue: Catalogue | None = None
+        self._transforms: LRUCache[tuple[str, str, str], Transform] = LRUCache(maxsize=512)
+        self._fitting: dict[tuple[str, str, str], asyncio.Future[Transform]] = {}
         root = settings.image_root
         # An S3 root (sources/objects.py): identifiers map to keys, read by ranged GETs.
         self.remote: RemoteImages | None = open_s3(root, settings) if root.kind == "s3" else None
@@ -145,6 +148,78 @@ class ImageService:
         parts = [await self.source(f"{name.object_id}/{band}") for band in bands]
         return composite.combine(identifier, parts)
 
+    async def _computed(self, name: computed.ComputedName, identifier: str) -> Source | None:
+        """A computed image (pca, ratio, ...) of a multispectral object; None when the object is
+        not one (then a bare ``<id>/pca`` may still be a file)."""
+        obj = await self.catalogue_object(name.object_id)
+        if obj is None or obj.kind != "multispectral":
+            if name.op == "pca" and name.component is None:
+                return None
+            raise NotFound(f"no multispectral object {name.object_id!r} in the catalogue")
+        by_name = {band.name: band for band in obj.bands}
+        if name.op == "pca":
+            bands = tuple(by_name)
+            needed = computed.PCA_RGB if name.component is None else name.component
+            if needed > len(bands):
+                raise NotFound(
+                    f"object {obj.id!r} has {len(bands)} bands, hence {len(bands)} principal "
+                    f"components: no {name.op}" + ("" if name.component is None else f":{needed}")
+                )
+            channels = tuple(range(3)) if name.component is None else (name.component - 1,)
+        else:
+            bands = name.bands
+            for band in bands:
+                if band not in by_name:
+                    raise NotFound(f"object {obj.id!r} has no band {band!r}")
+            channels = (0,)
+        parts = [await self.source(by_name[band].image) for band in bands]
+        transform = await self._transform(obj, name.fit_key, name.op, bands, parts)
+        return computed.make(identifier, parts, transform, channels)
+
+    async def _transform(
+        self, obj: CatalogueObject, key: str, op: str, bands: tuple[str, ...], parts: list[Source]
+    ) -> Transform:
+        """The fitted transform: from memory, else the catalogue, else fitted now and kept in the
+        catalogue, so every tile (and every server process) uses the same one."""
+        cache_key = (obj.id, key, obj.version)
+        known = self._transforms.get(cache_key)
+        if known is not None:
+            return known
+        pending = self._fitting.get(cache_key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Transform] = asyncio.get_running_loop().create_future()
+        self._fitting[cache_key] = future
+        try:
+            transform = await anyio.to_thread.run_sync(self._stored_transform, obj, key)
+            if transform is None or transform.bands != bands:
+                transform = await anyio.to_thread.run_sync(
+                    imaging.fit_transform, op, bands, parts, limiter=self.limiter
+                )
+                await anyio.to_thread.run_sync(self._store_transform, obj, key, transform)
+            self._transforms[cache_key] = transform
+            future.set_result(transform)
+            return transform
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            del self._fitting[cache_key]
+
+    def _stored_transform(self, obj: CatalogueObject, key: str) -> Transform | None:
+        catalogue = self.catalogue()
+        return catalogue.get_transform(obj.id, key, obj.version) if catalogue else None
+
+    def _store_transform(self, obj: CatalogueObject, key: str, transform: Transform) -> None:
+        catalogue = self.catalogue()
+        if catalogue is None:
+            return
+        try:
+            catalogue.put_transform(obj.id, key, obj.version, transform)
+        except sqlite3.Error as exc:  # a read-only catalogue: the transform lives in memory
+            log.warning("cannot keep the %s transform of %s in the catalogue: %s", key, obj.id, exc)
+
     # -- sources ---------------------------------------------------------------------------
 
     def located(self, identifier: str) -> Located | None:
@@ -185,10 +260,23 @@ class ImageService:
             )
 
     async def source(self, identifier: str) -> Source:
-        """The current description of ``identifier``'s file; re-read when the file changed."""
+        """The current description of ``identifier``'s file; re-read when the file changed.
+
+        A file that is not an image gets the same 404 as a missing one."""
+        try:
+            return await self._source(identifier)
+        except NotAnImage:
+            raise no_image(identifier) from None
+
+    async def _source(self, identifier: str) -> Source:
         virtual = composite.parse(identifier)
         if virtual is not None:
             return await self._composite(virtual, identifier)
+        derived = computed.parse(identifier)
+        if derived is not None:
+            made = await self._computed(derived, identifier)
+            if made is not None:
+                return made
         if self.remote is not None:
             return await self._remote_source(self.remote, identifier)
         hit = self._stat_cached(identifier)
@@ -198,7 +286,7 @@ class ImageService:
             try:
                 st = os.stat(path)
             except OSError:
-                raise NotFound(f"no image with identifier {identifier!r}") from None
+                raise no_image(identifier) from None
             self._remember_path(identifier, path, name)
         else:
             path, st = hit

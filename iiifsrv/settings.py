@@ -10,6 +10,7 @@ The environment is passed in explicitly; nothing here reads a global later.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from iiifsrv.sources.storage import ImageRoot, parse_root
-from iiifsrv.tokens import parse_tokens
+from iiifsrv.tokens import check_strength, parse_tokens
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,54 @@ REGISTRY: tuple[Spec, ...] = (
         10 * 1024 * 1024,
         "Largest annotation request body in bytes (larger → 413).",
     ),
+    Spec(
+        "forwarded_allow_ips",
+        str,
+        "",
+        "Reverse proxies (comma-separated IPs or networks, * = any) whose X-Forwarded-Proto and "
+        "X-Forwarded-For are believed; empty = trust nobody.",
+    ),
+    Spec(
+        "header_timeout",
+        int,
+        10,
+        "Seconds a connection may take to send its request headers before it is closed "
+        "(0 = no limit).",
+    ),
+    Spec(
+        "max_connections_per_client",
+        int,
+        256,
+        "Open connections per client address (trusted proxies exempt); more are closed at once "
+        "(0 = no limit).",
+    ),
+    Spec(
+        "limit_concurrency",
+        int,
+        1000,
+        "Connections plus running requests per worker before new requests get 503 (0 = no limit).",
+    ),
+    Spec("backlog", int, 2048, "Pending connections the listening socket queues."),
+    Spec(
+        "session_secret",
+        str,
+        "",
+        "Key (32+ characters) signing the viewer sign-in cookie; empty = random at each start "
+        "(sessions end on restart). Set the same value on every replica.",
+    ),
+    Spec(
+        "session_max_age",
+        int,
+        8 * 3600,
+        "Seconds a viewer sign-in (session cookie) lasts.",
+    ),
+    Spec(
+        "auth_failures",
+        int,
+        10,
+        "Failed authentications per client address and minute before 429 (0 = no limit); "
+        "counted per worker process.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -170,6 +219,14 @@ class Settings:
     annotation_canvases: str = "known"
     database_url: str = ""
     annotation_max_bytes: int = 10 * 1024 * 1024
+    forwarded_allow_ips: str = ""
+    header_timeout: int = 10
+    max_connections_per_client: int = 256
+    limit_concurrency: int = 1000
+    backlog: int = 2048
+    session_secret: str = ""
+    session_max_age: int = 8 * 3600
+    auth_failures: int = 10
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -272,14 +329,29 @@ def load(
         raise SettingsError("setting 'resize_kernel' must be linear, cubic, mitchell or lanczos3")
     if values.get("annotation_canvases", "known") not in ("known", "any"):
         raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
+    for entry in str(values.get("forwarded_allow_ips", "")).split(","):
+        try:
+            if entry.strip() not in ("", "*"):
+                ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"setting 'forwarded_allow_ips': {entry.strip()!r} is not an IP address or network"
+            ) from None
     try:
         parse_root(str(values.get("images", "var/images")))
     except ValueError as exc:
         raise SettingsError(f"setting 'images' from {sources['images']}: {exc}") from None
     try:
-        parse_tokens(str(values.get("tokens", "")))
+        check_strength(parse_tokens(str(values.get("tokens", ""))))
     except ValueError as exc:
         raise SettingsError(f"setting 'tokens' from {sources['tokens']}: {exc}") from None
+    if 0 < len(str(values.get("session_secret", ""))) < 32:
+        raise SettingsError(
+            f"setting 'session_secret' from {sources['session_secret']}: use at least 32 random "
+            "characters, or leave it empty"
+        )
+    if values.get("session_max_age", 1) == 0:
+        raise SettingsError("setting 'session_max_age' must be at least 1 second")
     return Settings(**values, sources=sources)
 
 

@@ -184,3 +184,30 @@ def test_sample_object_hides_text_that_infrared_and_ultraviolet_reveal(tmp_path:
     for visible in ("B450", "G550", "R650"):
         assert contrast("IR940", ir_mask) > 4 * contrast(visible, ir_mask)
         assert contrast("UV365", uv_mask) > 4 * contrast(visible, uv_mask)
+
+
+def test_sample_featured_ratio_and_pca_show_both_hidden_layers(tmp_path: Path) -> None:
+    """The manifest's ratio (longest / shortest wavelength: IR940 / UV365) shows the infrared
+    text and the ultraviolet stamp at once, which no visible band shows."""
+    from iiifsrv.ingest import sample
+
+    sample.ensure(tmp_path / "img", tmp_path / "data", small=True)
+    _, ir_mask, uv_mask, _ = sample.bands(1)
+
+    def contrast(image: np.ndarray, mask: pyvips.Image) -> float:
+        m = mask.numpy() > 0.5
+        ys, xs = np.nonzero(m)
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        pixels, inside = image[box].astype(float), m[box]
+        return abs(pixels[inside].mean() - pixels[~inside].mean())
+
+    ratio = _png(tmp_path / "img", tmp_path / "data",
+                 "/iiif/3/palimpsest%2Fratio:IR940,UV365/full/max/0/default.png")  # fmt: skip
+    visible = _png(tmp_path / "img", tmp_path / "data",
+                   "/iiif/3/palimpsest%2FR650/full/max/0/default.png")  # fmt: skip
+    for mask in (ir_mask, uv_mask):
+        assert contrast(ratio, mask) > 100 and contrast(ratio, mask) > 3 * contrast(visible, mask)
+    pca = _png(tmp_path / "img", tmp_path / "data",
+               "/iiif/3/palimpsest%2Fpca/full/max/0/default.png")  # fmt: skip
+    assert pca.shape[2] == 3
+    assert max(contrast(pca[..., c], ir_mask) for c in range(3)) > 100

@@ -449,6 +449,7 @@ async def test_hooks_reach_built_and_registered_manifests(
     from iiifsrv.presentation.auth import User
     from iiifsrv.presentation.builder import Hooks
     from iiifsrv.presentation.service import Presentation
+    from iiifsrv.presentation.store import publish_json
 
     def page(base: str, canvas_id: str) -> dict[str, Any]:
         return {"id": f"{base}/annotations/pages?canvas={canvas_id}", "type": "AnnotationPage"}
@@ -462,8 +463,7 @@ async def test_hooks_reach_built_and_registered_manifests(
     hooked = Presentation(settings, Hooks(annotation_page_ref=page, search_services=search))
     hooked.register("http://h", User("alice"), _example(), None, replace=False)
     for name in ("plain", "example-map"):
-        body = hooked.manifest(name).decode().replace("https://iiifsrv.invalid", "http://h")
-        doc = json.loads(body)
+        doc = json.loads(publish_json(hooked.manifest(name), "http://h"))
         assert validate.errors(doc) == []
         ref = doc["items"][0]["annotations"][0]
         assert ref["id"].startswith("http://h/annotations/pages?canvas=") and "items" not in ref
@@ -496,23 +496,83 @@ async def test_host_header_cannot_inject_json(client: httpx.AsyncClient) -> None
     assert r.status_code == 200 and "injected" not in r.json()
 
 
+async def _container_of(client: httpx.AsyncClient, manifest: dict[str, Any]) -> str:
+    """The W3C container of a manifest's first canvas, as a client finds it: page → partOf."""
+    page = await _get(client, manifest["items"][0]["annotations"][0]["id"])
+    container: str = page["partOf"][0]["id"]
+    return container
+
+
 async def test_annotations_must_target_a_canvas_of_our_manifests(client: httpx.AsyncClient) -> None:
     """By default (annotation_canvases = "known") only canvases this server serves are annotated."""
-    from iiifsrv.annotations.urls import canvas_container_path
-
     manifest = await _get(client, "/iiif/manifests/palimpsest")
     canvas = manifest["items"][0]["id"]
+    container = await _container_of(client, manifest)
     doc = {
         "type": "Annotation",
         "motivation": "commenting",
         "body": {"type": "TextualBody", "value": "erased word"},
         "target": f"{canvas}#xywh=10,10,50,20",
     }
-    r = await client.post(canvas_container_path(canvas), json=doc, headers=auth())
+    r = await client.post(_path(container), json=doc, headers=auth())
     assert r.status_code == 201, r.text
     stranger = "http://testserver/iiif/manifests/palimpsest/canvas/99"
     doc["target"] = f"{stranger}#xywh=10,10,50,20"
-    r = await client.post(canvas_container_path(stranger), json=doc, headers=auth())
+    r = await client.post(_path(container), json=doc, headers=auth())
     assert r.status_code == 400 and "not known" in r.text
     mirador = {"annotation": {"canvas": stranger, "uuid": "u1", "data": json.dumps(doc)}}
     assert (await client.post("/annotot/key/tok-alice", json=mirador)).status_code == 400
+
+
+async def test_manifests_stored_by_the_previous_version_lead_to_their_annotations(
+    settings: Settings, catalogue: Catalogue
+) -> None:
+    """An upload stored with the previous hooks (containers named by the whole canvas URI under
+    the internal base) is served with host-independent references that lead to a container."""
+    from iiifsrv.annotations.urls import encode_uri
+    from iiifsrv.presentation.auth import User
+    from iiifsrv.presentation.builder import Hooks
+    from iiifsrv.presentation.service import Presentation
+
+    def old_page(base: str, canvas_id: str) -> dict[str, Any]:
+        return {
+            "id": f"{base}/annotations/canvas/{encode_uri(canvas_id)}/page",
+            "type": "AnnotationPage",
+        }
+
+    def old_search(base: str, manifest_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": f"{base}/annotations/search/2/{encode_uri(manifest_id)}",
+                "type": "SearchService2",
+            }
+        ]
+
+    text = json.dumps(_example()).replace(
+        "https://iiif.example.org/example-map", "http://h/iiif/manifests/mine"
+    )
+    old = Presentation(settings, Hooks(annotation_page_ref=old_page, search_services=old_search))
+    old.register("http://h", User("alice"), json.loads(text), None, replace=False)
+    assert b"aHR0cHM6Ly9paWlmc3J2LmludmFsaWQv" in old.manifest("mine")
+
+    app = create_app(settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        r = await client.get("/iiif/manifests/mine")
+        assert r.status_code == 200 and "iiifsrv.invalid" not in r.text
+        assert "aHR0cHM6Ly9paWlmc3J2" not in r.text
+        manifest = r.json()
+        canvas = manifest["items"][0]["id"]
+        assert canvas == "http://testserver/iiif/manifests/mine/canvas/1"
+        container = await _container_of(client, manifest)
+        doc = {"type": "Annotation", "body": {"type": "TextualBody", "value": "on the map"},
+               "target": canvas}  # fmt: skip
+        assert (await client.post(_path(container), json=doc, headers=auth())).status_code == 201
+        page = await _get(client, manifest["items"][0]["annotations"][0]["id"])
+        assert [a["target"] for a in page["items"]] == [canvas]
+        search = [s for s in manifest["service"] if s.get("type") == "SearchService2"]
+        assert len(search) == 1
+        hits = await _get(client, search[0]["id"] + "?q=map")
+        assert [a["target"] for a in hits["items"]] == [canvas]
+    await app.state.annotation_store.close()

@@ -89,6 +89,8 @@ def test_multispectral_shape_single_choice_string_target_service_first() -> None
     assert labels == [
         "True colour (R650, G550, B450)",
         "False colour (IR940, R650, UV365)",
+        "Principal components 1-3 (PCA)",
+        "Ratio IR940 / UV365",
         "940 nm infrared",
         "650 nm red",
         "365 nm ultraviolet",
@@ -104,7 +106,7 @@ def test_multispectral_shape_single_choice_string_target_service_first() -> None
             "profile": "http://iiif.io/api/image/2/level2.json",
         }
         assert item["thumbnail"][0]["id"].startswith(item["service"][0]["id"] + "/full/")
-    assert body["items"][2]["service"][0]["id"] == f"{BASE}/iiif/3/palimpsest%2FIR940"
+    assert body["items"][4]["service"][0]["id"] == f"{BASE}/iiif/3/palimpsest%2FIR940"
 
 
 def test_image_manifest_fields() -> None:

@@ -336,8 +336,7 @@ def test_live_server_serves_tiles_from_s3(s3_live_server: LiveServer, swift: Swi
     r = httpx.get(url, timeout=30)
     assert r.status_code == 200
     assert r.content == stored_tile(swift.large, 0, 1, 1)  # type: ignore[attr-defined]
-    health = httpx.get(f"{s3_live_server.url}/health", timeout=30).json()
-    assert health["status"] == "ok" and health["s3"]["gets"] >= 1
+    assert httpx.get(f"{s3_live_server.url}/health", timeout=30).json() == {"status": "ok"}
 
 
 @pytest.mark.parametrize("name", ["jp2-rgb-1000x700-tiled256", "j2k-rgb-1000x700-codestream"])
@@ -409,7 +408,7 @@ async def test_a_missing_bucket_is_a_503_with_a_message(
     async with serve(settings) as c:
         r = await c.get(f"/iiif/3/{TILED}/info.json")
         assert r.status_code == 503
-        assert r.text.strip() == "image storage: bucket 'no-such-bucket' does not exist"
+        assert r.text.strip() == "image storage: the bucket does not exist"
 
 
 async def test_an_object_replaced_in_the_bucket_is_served_new_after_the_interval(

@@ -71,5 +71,6 @@ def test_example_config_documents_every_setting() -> None:
 
 def test_malformed_token_entry_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="tokens"):
-        load(environ={"IIIFSRV_TOKENS": "good=alice,oops"})
-    assert load(environ={"IIIFSRV_TOKENS": "a=alice, b=bob:editor"}).tokens
+        load(environ={"IIIFSRV_TOKENS": "Zq8vN2kLx4Rw7TyPm3Hc=alice,oops"})
+    spec = "Zq8vN2kLx4Rw7TyPm3Hc=alice, Jd5sQ9fWb2Ge6UoXn8Kt=bob:editor"
+    assert load(environ={"IIIFSRV_TOKENS": spec}).tokens

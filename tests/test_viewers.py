@@ -3,6 +3,7 @@ tests are in test_viewers_e2e.py)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
@@ -77,7 +78,7 @@ async def test_mirador_page_loads_the_hashed_bundle(client: httpx.AsyncClient) -
     r = await client.get("/viewer/mirador", params={"manifest": manifest, "panel": "layers"})
     assert r.status_code == 200
     assert f'data-manifest="{manifest}"' in r.text and 'data-panel="layers"' in r.text
-    assert 'data-base="http://testserver"' in r.text and "id=token-form" in r.text
+    assert 'data-base="http://testserver"' in r.text and "id=sign-in" in r.text
     scripts = [p.split('"')[0] for p in r.text.split('<script type=module src="')[1:]]
     assert scripts and scripts[0].startswith("/static/build/assets/mirador-")
     js = await client.get(scripts[0])
@@ -95,7 +96,12 @@ async def test_uv_page_and_its_assets(client: httpx.AsyncClient) -> None:
     manifest = "http://testserver/iiif/manifests/plain"
     r = await client.get("/viewer/uv", params={"manifest": manifest})
     assert r.status_code == 200
-    assert '"manifest": "http://testserver/iiif/manifests/plain"' in r.text
+    assert 'data-manifest="http://testserver/iiif/manifests/plain"' in r.text
+    assert "id=sign-in" not in r.text and "token" not in r.text  # this page never writes
+    module = r.text.split('<script type=module src="')[1].split('"')[0]
+    assert module.startswith("/static/build/assets/uv-")
+    js = await client.get(module)
+    assert js.status_code == 200 and "shareManifestsEnabled" in js.text
     uv = await client.get("/static/build/uv/umd/UV.js")
     assert uv.status_code == 200 and uv.headers["content-type"].startswith("text/javascript")
     assert uv.headers["cache-control"] == "public, max-age=300"  # not hashed: short cache
@@ -161,3 +167,40 @@ def test_missing_build_is_a_503_with_the_fix(tmp_path: Path) -> None:
 )
 def test_long_caching_only_for_hashed_names(path: str, hashed: bool) -> None:
     assert viewers.is_hashed(path) is hashed
+
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
+INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
+
+
+@needs_build
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/viewer/mirador",
+        "/viewer/uv",
+        "/viewer/uv?manifest=http%3A%2F%2Fx%2Fm",
+        "/viewer/compare?manifest=http%3A%2F%2Fx%2Fa&manifest=http%3A%2F%2Fx%2Fb",
+    ],
+)
+async def test_every_html_page_has_the_strict_policy_and_no_inline_script(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    r = await client.get(path)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = {d.split()[0]: d.split()[1:] for d in r.headers["content-security-policy"].split("; ")}
+    assert csp["script-src"] == ["'self'"]
+    assert csp["object-src"] == ["'none'"] and csp["base-uri"] == ["'none'"]
+    assert csp["frame-ancestors"] == ["'none'"] and csp["form-action"] == ["'self'"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    assert not INLINE_SCRIPT.search(r.text), "an inline <script>"
+    assert not INLINE_HANDLER.search(r.text), "an inline event handler"
+
+
+async def test_static_files_are_not_sniffed(client: httpx.AsyncClient) -> None:
+    if not BUILT:
+        pytest.skip("viewers not built")
+    r = await client.get("/static/build/uv/uv.css")
+    assert r.headers["x-content-type-options"] == "nosniff"

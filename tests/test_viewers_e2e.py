@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 BUILD = ROOT / "iiifsrv" / "static" / "build"
-TOKEN = "e2e-s3cret"
+TOKEN = "e2e-s3cret-Zq8vN2kLx4Rw7TyPm"
 VIEWPORT = {"width": 1280, "height": 800}
 LOAD_TIMEOUT_MS = 30_000
 
@@ -188,10 +188,19 @@ def test_mirador_multispectral_layers_list_every_band_and_infrared_reveals_the_t
     assert revealed > 0.08 and revealed > 4 * _dark_fraction(_region(after, face_box)), revealed
 
 
-def _set_token_through_the_form(page: Page) -> None:
-    page.locator("#token-form input[name=token]").fill(TOKEN)
+def sign_in_through_the_form(page: Page, token: str = TOKEN) -> None:
+    """Types the token into the Mirador page's form; the page reloads signed in."""
+    page.locator("#sign-in input[name=token]").fill(token)
     with page.expect_navigation():
-        page.locator("#token-form button[type=submit]").click()
+        page.locator("#sign-in button[type=submit]").click()
+    page.locator("#session-state", has_text="Annotating as").wait_for()
+
+
+def readable_credentials(page: Page) -> dict[str, Any]:
+    """What page script can read: the cookies it sees and everything in web storage."""
+    script = "() => ({cookie: document.cookie, local: localStorage.length, "
+    script += "session: sessionStorage.length})"
+    return dict(page.evaluate(script))
 
 
 def test_mirador_annotation_editor_saves_to_the_store_and_shows_api_annotations(
@@ -219,8 +228,10 @@ def test_mirador_annotation_editor_saves_to_the_store_and_shows_api_annotations(
     annotations.get_by_text(api_text).wait_for()
     assert page.get_by_role("button", name="Create annotation").count() == 0
 
-    _set_token_through_the_form(page)
-    assert page.evaluate("localStorage.getItem('iiifsrv.token')") == TOKEN
+    sign_in_through_the_form(page)
+    assert page.locator("#session-state").inner_text() == "Annotating as alice"
+    # The session is an HttpOnly cookie: page script reads no credential at all.
+    assert readable_credentials(page) == {"cookie": "", "local": 0, "session": 0}
     page.get_by_role("button", name="Create annotation").first.click()
     page.locator("#multiple_body").click()
     page.get_by_role("button", name="Add a rectangle").click()
@@ -236,9 +247,13 @@ def test_mirador_annotation_editor_saves_to_the_store_and_shows_api_annotations(
     comment = "Hidden word under the paint: COBOL"
     page.locator(".ql-editor").click()
     page.keyboard.type(comment)
-    with page.expect_response(lambda r: "/annotot/key/" in r.url) as saved:
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and "/annotot" in r.url
+    ) as saved:
         page.get_by_role("button", name="Save").click()
     assert saved.value.status == 200, saved.value.text()
+    assert TOKEN not in saved.value.url, "the token travels in no URL"
+    assert saved.value.request.header_value("x-csrf-token")
 
     stored = httpx.get(canvas_page_url(server.url, canvas)).json()["items"]
     mine = [a for a in stored if comment in json.dumps(a)]
@@ -306,6 +321,35 @@ def test_landing_page_links_open_both_viewers(server: LiveServer, page: Page) ->
     page.locator(OSD_CANVAS).first.wait_for()
     manifest: dict[str, Any] = httpx.get(manifest_of(server, "large")).json()
     assert manifest["type"] == "Manifest"
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["landing", "mirador", "mirador-workspace", "mirador-layers", "uv", "uv-bands", "uv-empty"],
+)
+def test_pages_log_no_console_error_and_request_no_missing_asset(
+    server: LiveServer, page: Page, where: str
+) -> None:
+    urls = {
+        "landing": server.url + "/",
+        "mirador": viewer_url(server, "mirador", "large"),
+        "mirador-workspace": server.url + "/viewer/mirador",
+        "mirador-layers": viewer_url(server, "mirador", "palimpsest", panel="layers"),
+        "uv": viewer_url(server, "uv", "large"),
+        "uv-bands": viewer_url(server, "uv", "palimpsest"),
+        "uv-empty": server.url + "/viewer/uv",
+    }
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("requestfailed", lambda r: problems.append(f"failed {r.url}: {r.failure}"))
+    page.on(
+        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    page.goto(urls[where])
+    if where.startswith(("mirador", "uv")) and where not in ("mirador-workspace", "uv-empty"):
+        page.locator(OSD_CANVAS).first.wait_for()
+    page.wait_for_load_state("networkidle")
+    assert problems == []
 
 
 def copy_for_readme(name: str, target: Path, width: int = 900) -> None:

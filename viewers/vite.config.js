@@ -14,7 +14,7 @@ export default defineConfig({
     chunkSizeWarningLimit: 8000,
     sourcemap: false,
     rollupOptions: {
-      input: { mirador: 'src/mirador.js' },
+      input: { mirador: 'src/mirador.js', compare: 'src/compare.js', uv: 'src/uv.js' },
       onwarn(warning, warn) {
         // MUI's "use client" directives mean nothing outside React Server Components.
         if (warning.code === 'MODULE_LEVEL_DIRECTIVE') return;
@@ -22,5 +22,7 @@ export default defineConfig({
       },
     },
   },
+  // Our plugins (src/spectrum/*.jsx) use React's automatic JSX runtime.
+  esbuild: { jsx: 'automatic' },
   define: { 'process.env.NODE_ENV': JSON.stringify('production') },
 });

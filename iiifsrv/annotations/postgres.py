@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import psycopg
@@ -16,6 +17,10 @@ from psycopg_pool import AsyncConnectionPool
 from iiifsrv.annotations.model import Checked, Record
 from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, now
 from iiifsrv.errors import BadRequest, Unavailable
+
+log = logging.getLogger("iiifsrv.annotations")
+# What a client is told; the database's own message (hosts, ports, users) goes to the log.
+UNAVAILABLE = "annotation database unavailable"
 
 SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS iiifsrv_annotation_changes;
@@ -97,7 +102,8 @@ class PostgresStore:
                     await conn.execute(SCHEMA)
             except (psycopg.Error, Exception) as exc:
                 await pool.close()
-                raise Unavailable(f"annotation database unavailable: {exc}") from None
+                log.error("annotation database unavailable: %s", exc)
+                raise Unavailable(UNAVAILABLE) from None
             self._pool = pool
 
     async def close(self) -> None:
@@ -117,9 +123,11 @@ class PostgresStore:
                 cur = await conn.execute(sql, args)
                 return await cur.fetchone()
         except psycopg.DataError as exc:
-            raise BadRequest(f"value not storable: {str(exc).splitlines()[0]}") from None
+            log.warning("annotation value refused by the database: %s", exc)
+            raise BadRequest("a value in this annotation cannot be stored") from None
         except psycopg.OperationalError as exc:
-            raise Unavailable(f"annotation database unavailable: {exc}") from None
+            log.error("annotation database unavailable: %s", exc)
+            raise Unavailable(UNAVAILABLE) from None
 
     async def _all(self, sql: str, args: list[Any]) -> list[Record]:
         pool = await self._pool_ready()
@@ -128,9 +136,11 @@ class PostgresStore:
                 cur = await conn.execute(sql, args)
                 return [_record(r) for r in await cur.fetchall()]
         except psycopg.DataError as exc:
-            raise BadRequest(f"value not storable: {str(exc).splitlines()[0]}") from None
+            log.warning("annotation value refused by the database: %s", exc)
+            raise BadRequest("a value in this annotation cannot be stored") from None
         except psycopg.OperationalError as exc:
-            raise Unavailable(f"annotation database unavailable: {exc}") from None
+            log.error("annotation database unavailable: %s", exc)
+            raise Unavailable(UNAVAILABLE) from None
 
     async def create(self, key: str, checked: Checked, via: str, creator: str) -> Record:
         stamp = now()
@@ -229,3 +239,32 @@ class PostgresStore:
             f" AND {where} AND NOT deleted{extra} ORDER BY seq LIMIT %s",
             [_tsquery(words), *args, *([creator] if creator else []), limit],
         )
+
+    # ---- migration: canvas keys (see AnnotationService.ready) ------------------------------
+
+    async def absolute_uris(self) -> set[str]:
+        pool = await self._pool_ready()
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    f"SELECT canvas FROM {TABLE} WHERE canvas LIKE 'http%%'"
+                    f" UNION SELECT manifest FROM {TABLE} WHERE manifest LIKE 'http%%'"
+                )
+                return {str(r[0]) for r in await cur.fetchall()}
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"annotation database unavailable: {exc}") from None
+
+    async def rename(self, renames: dict[str, str]) -> int:
+        pool = await self._pool_ready()
+        count = 0
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                for old, new in renames.items():
+                    for column in ("canvas", "manifest"):
+                        cur = await conn.execute(
+                            f"UPDATE {TABLE} SET {column} = %s WHERE {column} = %s", (new, old)
+                        )
+                        count += cur.rowcount
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"annotation database unavailable: {exc}") from None
+        return count

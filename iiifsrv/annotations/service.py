@@ -1,11 +1,14 @@
-"""Annotation operations shared by every dialect: who may write, validate, create/replace/delete.
+"""Annotation operations shared by every dialect: who may write, validate, create/replace/delete,
+and the one place a canvas or manifest URI from a client becomes the key it is stored under.
 
 Imports the store interface, model, urls, conditional (ETags) and errors; no HTTP framework.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -13,7 +16,7 @@ from urllib.parse import urlsplit
 from iiifsrv.annotations import model
 from iiifsrv.annotations.model import Checked, Record
 from iiifsrv.annotations.store import KeyTaken, Store, VersionConflict, new_key
-from iiifsrv.annotations.urls import PREFIX, decode_uri
+from iiifsrv.annotations.urls import PREFIX, Urls, decode_uri
 from iiifsrv.conditional import if_match_fails, strong_etag
 from iiifsrv.errors import (
     BadRequest,
@@ -26,6 +29,11 @@ from iiifsrv.errors import (
 from iiifsrv.tokens import User, parse_tokens
 
 CanvasKnown = Callable[[str], Awaitable[bool]]
+# The key of a URI naming a canvas or manifest of this server's, under any host, port,
+# public_url or the stored-document base earlier versions leaked ("/iiif/manifests/…"), else None.
+Localise = Callable[[str], Awaitable[str | None]]
+
+log = logging.getLogger("iiifsrv.annotations")
 
 _SLUG = re.compile(r"[^A-Za-z0-9._~-]+")
 RESERVED_KEYS = frozenset({"page", "", ".", ".."})
@@ -48,20 +56,58 @@ def slug_key(slug: str | None) -> str:
 
 
 class AnnotationService:
-    def __init__(self, store: Store, canvas_known: CanvasKnown | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        canvas_known: CanvasKnown | None = None,
+        localise: Localise | None = None,
+    ) -> None:
         self.store = store
         self.canvas_known = canvas_known
+        self.localise = localise
+        self._migrated = False
+        self._migrating = asyncio.Lock()
 
-    async def check(self, doc: object) -> Checked:
+    async def key(self, uri: str, urls: Urls) -> str:
+        """The stored key of a canvas or manifest URI as a client gave it (W3C, Annotot, SAS and
+        search all come through here): the path of one of ours, else the absolute URI."""
+        key = urls.key(uri.split("#", 1)[0])
+        if key.startswith(("http://", "https://")) and self.localise is not None:
+            key = await self.localise(key) or key
+        return key
+
+    async def ready(self) -> None:
+        """Once per process: re-key annotations stored under absolute URIs of our own canvases
+        (as earlier versions stored them: the client's host, or the internal stored base)."""
+        if self._migrated or self.localise is None:
+            return
+        async with self._migrating:
+            if self._migrated:
+                return
+            renames: dict[str, str] = {}
+            for uri in await self.store.absolute_uris():
+                key = await self.localise(uri)
+                if key and key != uri:
+                    renames[uri] = key
+            if renames:
+                count = await self.store.rename(renames)
+                log.info("re-keyed %d annotation(s) to host-independent canvas ids", count)
+            self._migrated = True
+
+    async def check(self, doc: object, urls: Urls) -> Checked:
         checked = model.check(doc)
-        if self.canvas_known is not None and not await self.canvas_known(checked.canvas):
-            raise BadRequest(f"the target canvas {checked.canvas} is not known to this server")
+        canvas = await self.key(checked.canvas, urls)
+        manifest = await self.key(checked.manifest, urls) if checked.manifest else ""
+        checked = dataclasses.replace(checked, canvas=canvas, manifest=manifest)
+        if self.canvas_known is not None and not await self.canvas_known(urls.public(canvas)):
+            raise BadRequest(f"the target canvas {urls.public(canvas)} is not known to this server")
         return checked
 
     async def create(
         self,
         doc: object,
         user: User,
+        urls: Urls,
         *,
         slug: str | None = None,
         canvas: str | None = None,
@@ -69,9 +115,11 @@ class AnnotationService:
         via: str | None = None,
     ) -> Record:
         """Store a new annotation; a client-supplied id becomes ``via``."""
-        checked = await self.check(doc)
-        if canvas is not None and checked.canvas != canvas:
-            raise BadRequest(f"the target canvas is {checked.canvas}, not {canvas}")
+        checked = await self.check(doc, urls)
+        if canvas is not None and checked.canvas != await self.key(canvas, urls):
+            raise BadRequest(
+                f"the target canvas is {urls.public(checked.canvas)}, not {urls.public(canvas)}"
+            )
         if manifest and not checked.manifest:
             checked = dataclasses.replace(checked, manifest=manifest)
         assert isinstance(doc, dict)
@@ -106,13 +154,13 @@ class AnnotationService:
         return rec
 
     async def replace(
-        self, rec: Record, doc: object, user: User, if_match: str | None = None
+        self, rec: Record, doc: object, user: User, urls: Urls, if_match: str | None = None
     ) -> Record:
         """Replace the document; If-Match is checked, and the store refuses a lost update."""
         self.may_change(rec, user)
         if if_match_fails(etag(rec), if_match):
             raise PreconditionFailed("If-Match does not match the current ETag")
-        checked = await self.check(doc)
+        checked = await self.check(doc, urls)
         if checked.canvas != rec.canvas:
             raise BadRequest("an annotation cannot move to another canvas; delete and create it")
         if not checked.manifest and rec.manifest:
@@ -158,4 +206,13 @@ def key_from_iri(iri: str) -> str:
     return ""
 
 
-__all__ = ["AnnotationService", "CanvasKnown", "Gone", "User", "etag", "parse_tokens", "slug_key"]
+__all__ = [
+    "AnnotationService",
+    "CanvasKnown",
+    "Gone",
+    "Localise",
+    "User",
+    "etag",
+    "parse_tokens",
+    "slug_key",
+]

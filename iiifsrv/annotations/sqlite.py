@@ -292,3 +292,29 @@ class SqliteStore:
             return [_record(r) for r in rows.fetchall()]
 
         return await self._read(fn)
+
+    # ---- migration: canvas keys (see AnnotationService.ready) ------------------------------
+
+    async def absolute_uris(self) -> set[str]:
+        def fn(conn: sqlite3.Connection) -> set[str]:
+            rows = conn.execute(
+                "SELECT canvas FROM annotations WHERE canvas LIKE 'http%'"
+                " UNION SELECT manifest FROM annotations WHERE manifest LIKE 'http%'"
+            )
+            return {str(r[0]) for r in rows.fetchall()}
+
+        return await self._read(fn)
+
+    async def rename(self, renames: dict[str, str]) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            count = 0
+            for old, new in renames.items():
+                count += conn.execute(
+                    "UPDATE annotations SET canvas = ? WHERE canvas = ?", (new, old)
+                ).rowcount
+                count += conn.execute(
+                    "UPDATE annotations SET manifest = ? WHERE manifest = ?", (new, old)
+                ).rowcount
+            return count
+
+        return await self._write(fn)

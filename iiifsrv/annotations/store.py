@@ -79,6 +79,14 @@ class Store(Protocol):
         """Live annotations whose body text holds every word (a trailing "*" = prefix)."""
         ...
 
+    async def absolute_uris(self) -> set[str]:
+        """Every distinct canvas and manifest stored as an absolute http(s) URI (migration)."""
+        ...
+
+    async def rename(self, renames: dict[str, str]) -> int:
+        """Re-key canvases and manifests (old URI → new key) in one transaction; rows changed."""
+        ...
+
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,12 +1,17 @@
-"""Where annotation resources live: canvas/manifest ↔ container URL, viewer pages, search services.
+"""Where annotation resources live, and how a canvas is named: canvas/manifest ↔ container URL,
+viewer pages, search services, all minted from one request's base by ``Urls(base)``.
 
-PURE: standard library only. The manifest builder calls these to reference the store.
+A canvas of this server's own manifests is identified by its PATH below the base
+("/iiif/manifests/flat/canvas/1"), whatever host name, port or public_url a client used; a
+foreign canvas keeps its absolute URI. The container segment encodes that key, so it never
+carries a host. PURE: standard library only. The manifest builder calls these via its hooks.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 
 PREFIX = "/annotations"
 ANNOTOT_PREFIX = "/annotot"
@@ -35,32 +40,71 @@ def decode_uri(segment: str) -> str | None:
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+def local_form(uri: str, base: str) -> str:
+    """The key of a canvas or manifest URI: its path when it lies under ``base``, else the URI.
+
+    A key (a path) is returned as it is: idempotent."""
+    base = base.rstrip("/")
+    if base and uri.startswith(base + "/"):
+        return uri[len(base) :]
+    return uri
+
+
+def public_form(key: str, base: str) -> str:
+    """The URI a client sees for a key: the base joined to a path, a foreign URI unchanged."""
+    return base.rstrip("/") + key if key.startswith("/") else key
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Every annotation URL of one request, minted from its public base (no trailing "/")."""
+
+    base: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base", self.base.rstrip("/"))
+
+    def key(self, uri: str) -> str:
+        return local_form(uri, self.base)
+
+    def public(self, key: str) -> str:
+        return public_form(key, self.base)
+
+    def container(self, kind: str, uri: str) -> str:
+        """The W3C container of a canvas or a manifest (ends in "/")."""
+        return f"{self.base}{PREFIX}/{kind}/{encode_uri(self.key(uri))}/"
+
+    def annotation(self, canvas: str, key: str) -> str:
+        return self.container("canvas", canvas) + key
+
+    def page(self, canvas: str) -> str:
+        return self.container("canvas", canvas) + "page"
+
+    def search(self, manifest: str, version: int) -> str:
+        return f"{self.base}{PREFIX}/search/{version}/{encode_uri(self.key(manifest))}"
+
+
 def canvas_container_path(canvas_id: str) -> str:
-    """Path (from the server root) of the W3C container of a canvas; ends in "/"."""
-    return f"{PREFIX}/canvas/{encode_uri(canvas_id)}/"
-
-
-def manifest_container_path(manifest_id: str) -> str:
-    """Path of the W3C container of a manifest (all annotations on its canvases); ends in "/"."""
-    return f"{PREFIX}/manifest/{encode_uri(manifest_id)}/"
+    """Path (from the server root) of the container of a canvas given by its key; ends in "/"."""
+    return Urls("").container("canvas", canvas_id)
 
 
 def canvas_container_url(base_url: str, canvas_id: str) -> str:
-    return base_url.rstrip("/") + canvas_container_path(canvas_id)
+    return Urls(base_url).container("canvas", canvas_id)
 
 
 def manifest_container_url(base_url: str, manifest_id: str) -> str:
-    return base_url.rstrip("/") + manifest_container_path(manifest_id)
+    return Urls(base_url).container("manifest", manifest_id)
 
 
 def annotation_url(base_url: str, canvas_id: str, key: str) -> str:
     """The IRI of one annotation: inside its canvas's container."""
-    return canvas_container_url(base_url, canvas_id) + key
+    return Urls(base_url).annotation(canvas_id, key)
 
 
 def canvas_page_url(base_url: str, canvas_id: str) -> str:
     """Stable URL of the unpaged AnnotationPage of a canvas (what viewers read)."""
-    return canvas_container_url(base_url, canvas_id) + "page"
+    return Urls(base_url).page(canvas_id)
 
 
 def annotation_page_ref(base_url: str, canvas_id: str) -> dict[str, str]:
@@ -69,7 +113,7 @@ def annotation_page_ref(base_url: str, canvas_id: str) -> dict[str, str]:
 
 
 def search_url(base_url: str, manifest_id: str, version: int) -> str:
-    return f"{base_url.rstrip('/')}{PREFIX}/search/{version}/{encode_uri(manifest_id)}"
+    return Urls(base_url).search(manifest_id, version)
 
 
 def search_services(base_url: str, manifest_id: str) -> list[dict[str, object]]:

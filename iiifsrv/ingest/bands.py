@@ -78,7 +78,7 @@ def default_label(nm: float | None, name: str) -> str:
 
 
 def check_band_name(name: str) -> str:
-    if not _BAND_NAME.match(name) or name.startswith("composite"):
+    if not _BAND_NAME.match(name) or name.startswith("composite") or name.lower() == "pca":
         raise IngestError(
             f"invalid band name {name!r}: use letters, digits, '_', '-', '.' (e.g. IR940)"
         )

@@ -1,8 +1,8 @@
 """Run an ingest: turn sources into jobs, run them (in worker processes), record the catalogue.
 
 Blocking; imports the standard library, catalogue, ingest.{profiles,derive,bands},
-sources.composite (identifier syntax) and pyvips (in the jobs). One job per object; a job that
-fails reports one line and leaves every other output untouched.
+sources.{composite,describe}, imaging (fitting computed images) and pyvips (in the jobs). One job
+per object; a job that fails reports one line and leaves every other output untouched.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from typing import IO
 
 import pyvips
 
-from iiifsrv.catalogue import Band, Catalogue, CatalogueObject, now_iso
+from iiifsrv import imaging
+from iiifsrv.catalogue import Band, Catalogue, CatalogueObject, Transform, now_iso
+from iiifsrv.errors import IIIFError
 from iiifsrv.ingest import bands as bandsets
 from iiifsrv.ingest import derive
 from iiifsrv.ingest.profiles import Profile
 from iiifsrv.ingest.publish import S3Target
 from iiifsrv.sources import composite
+from iiifsrv.sources.describe import describe
 
 CATALOGUE_NAME = "catalogue.sqlite3"
 
@@ -57,6 +60,7 @@ class Outcome:
     message: str
     obj: CatalogueObject | None = None
     seconds: float = 0.0
+    transforms: tuple[tuple[str, Transform], ...] = ()  # computed images fitted at ingest
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -179,7 +183,26 @@ def _ingest_image(job: Job, opts: Options, digest: str) -> CatalogueObject:
     )
 
 
-def _ingest_bands(job: Job, opts: Options, digest: str) -> CatalogueObject:
+def fit_computed(obj: CatalogueObject, paths: dict[str, Path]) -> tuple[tuple[str, Transform], ...]:
+    """The PCA basis and the featured ratio's range, fitted on the written derivatives exactly as
+    the server would fit them on first use (same level, same code). Best effort: what cannot be
+    fitted now is fitted by the server on first request."""
+    try:
+        sources = {name: describe(str(path), os.stat(path)) for name, path in paths.items()}
+        names = tuple(b.name for b in obj.bands)
+        out = [("pca", imaging.fit_transform("pca", names, [sources[n] for n in names]))]
+        ratio = obj.featured_ratio()
+        if ratio is not None:
+            parts = [sources[n] for n in ratio]
+            out.append((f"ratio:{','.join(ratio)}", imaging.fit_transform("ratio", ratio, parts)))
+    except (pyvips.Error, IIIFError, ValueError, OSError):  # LinAlgError is a ValueError
+        return ()
+    return tuple(out)
+
+
+def _ingest_bands(
+    job: Job, opts: Options, digest: str
+) -> tuple[CatalogueObject, tuple[tuple[str, Transform], ...]]:
     assert job.bands is not None
     folder = opts.images / job.object_id
     prepared = []
@@ -203,9 +226,12 @@ def _ingest_bands(job: Job, opts: Options, digest: str) -> CatalogueObject:
     for band, _, _ in prepared:
         _check_not_source(folder / band.name, [band.path])
     derive.remove_stale_parts(folder)
+    written: dict[str, Path] = {}
     for band, image, encoding in prepared:
         try:
-            derive.write(image, folder / band.name, encoding, opts.profile.tile)
+            written[band.name] = derive.write(
+                image, folder / band.name, encoding, opts.profile.tile
+            )
         except derive.IngestError as exc:
             raise derive.IngestError(f"band {band.name}: {exc}") from None
     catalogued = tuple(
@@ -215,7 +241,7 @@ def _ingest_bands(job: Job, opts: Options, digest: str) -> CatalogueObject:
         catalogued, lambda names: composite.identifier(job.object_id, names)
     )
     set_ = job.bands
-    return CatalogueObject(
+    obj = CatalogueObject(
         id=job.object_id,
         label=opts.label or set_.label or job.object_id,
         kind="multispectral",
@@ -229,14 +255,18 @@ def _ingest_bands(job: Job, opts: Options, digest: str) -> CatalogueObject:
         composites=composites,
         content_hash=digest,
     )
+    return obj, fit_computed(obj, written)
 
 
 def execute(job: Job, opts: Options, previous: CatalogueObject | None) -> Outcome:
     """Ingest one object; never raises for a bad input (the outcome says what went wrong)."""
     t0 = time.perf_counter()
 
+    fitted: tuple[tuple[str, Transform], ...] = ()
+
     def done(status: str, message: str, obj: CatalogueObject | None = None) -> Outcome:
-        return Outcome(job.object_id, job.source, status, message, obj, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        return Outcome(job.object_id, job.source, status, message, obj, seconds, fitted)
 
     if job.error:
         return done("failed", job.error)
@@ -253,7 +283,7 @@ def execute(job: Job, opts: Options, previous: CatalogueObject | None) -> Outcom
         ):
             return done("skipped", "unchanged", previous)
         if job.bands is not None:
-            obj = _ingest_bands(job, opts, digest)
+            obj, fitted = _ingest_bands(job, opts, digest)
             what = f"multispectral, {len(obj.bands)} bands, {obj.width}x{obj.height}"
         else:
             obj = _ingest_image(job, opts, digest)
@@ -378,6 +408,8 @@ def run(
         if outcome.status == "ingested" and outcome.obj is not None:
             obj = replace(outcome.obj, updated=now_iso())
             catalogue.upsert(obj)
+            for key, transform in outcome.transforms:
+                catalogue.put_transform(obj.id, key, obj.version, transform)
             _remove_dropped_bands(previous.get(obj.id), obj, opts.images)
         progress.clear()
         mark = {"ingested": "ok", "skipped": "skipped", "failed": "FAILED"}[outcome.status]

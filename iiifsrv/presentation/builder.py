@@ -49,10 +49,10 @@ class Hooks:
 
     @property
     def signature(self) -> str:
-        """Changes when a hook is plugged in or removed, so stored manifests are rebuilt."""
-        return (
-            f"anno={self.annotation_page_ref is not None},search={self.search_services is not None}"
-        )
+        """Changes when a hook is plugged in or removed, or what hooks make changes (``ids``:
+        containers encode a canvas's path), so stored manifests are rebuilt."""
+        anno = self.annotation_page_ref is not None
+        return f"anno={anno},search={self.search_services is not None},ids=path"
 
 
 def lang(text: str, language: str = LANG) -> dict[str, list[str]]:
@@ -153,14 +153,46 @@ def band_label(name: str, wavelength_nm: float | None, label: str) -> str:
     return text
 
 
+# The spectral service of a multispectral object, declared on its canvas: the same entry as in
+# its images' info.json (web/spectra.py spectra_service; a test keeps the two equal).
+SPECTRA_PROFILE = "https://iiifsrv.example/api/spectra/1"
+SPECTRA_LABEL = "Spectral values at a point (?x=&y=[&radius=][&format=svg|png])"
+
+
+def spectra_service(base: str, object_id: str) -> p3.ServiceV3:
+    return p3.ServiceV3(
+        id=f"{base}/spectra/{quote(object_id, safe='')}",
+        type="Service",
+        profile=SPECTRA_PROFILE,
+        label=lang(SPECTRA_LABEL),
+    )
+
+
+def computed_images(obj: CatalogueObject) -> list[tuple[str, str]]:
+    """(identifier, label) of the computed images a manifest offers (README): the first
+    three principal components (with three bands or more) and the featured band ratio."""
+    out = []
+    if len(obj.bands) >= 3:
+        out.append((f"{obj.id}/pca", "Principal components 1-3 (PCA)"))
+    ratio = obj.featured_ratio()
+    if ratio is not None:
+        out.append((f"{obj.id}/ratio:{ratio[0]},{ratio[1]}", f"Ratio {ratio[0]} / {ratio[1]}"))
+    return out
+
+
 def multispectral_body(base: str, obj: CatalogueObject) -> p3.Choice:
-    """One Choice: the default composite first, the other composites, then every band."""
+    """One Choice: the default composite first, the other composites, the computed images (PCA,
+    the featured ratio), then every band."""
     composites = sorted(obj.composites, key=lambda c: c.image != obj.image)
     items = [
         image_body(base, c.image, obj.width, obj.height, c.label or c.name) for c in composites
     ]
     if not composites and obj.image:
         items.append(image_body(base, obj.image, obj.width, obj.height, obj.label))
+    items += [
+        image_body(base, identifier, obj.width, obj.height, label)
+        for identifier, label in computed_images(obj)
+    ]
     items += [
         image_body(
             base, b.image, obj.width, obj.height, band_label(b.name, b.wavelength_nm, b.label)
@@ -232,6 +264,7 @@ def canvas(base: str, obj: CatalogueObject, canvas_id: str) -> p3.Canvas:
         if obj.kind == "multispectral":
             body = multispectral_body(base, obj)
             thumb_image = obj.image or (obj.composites[0].image if obj.composites else "")
+            fields["service"] = [spectra_service(base, obj.id)]
         else:
             body = image_body(base, obj.image, obj.width, obj.height)
             thumb_image = obj.image

@@ -7,9 +7,9 @@ collections, activity and validation modules, settings and errors; never Starlet
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -26,10 +26,15 @@ from iiifsrv.errors import BadRequest, Conflict, Forbidden, IIIFError, NotFound
 from iiifsrv.presentation import activity, collections, validate
 from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import Hooks, build_manifest, manifest_url
-from iiifsrv.presentation.store import STORED_BASE, ManifestStore, Record, check_id
+from iiifsrv.presentation.store import STORED_BASE, ManifestStore, Record, check_id, neutral
 from iiifsrv.settings import Settings
 
 log = logging.getLogger("iiifsrv.presentation")
+
+MANIFESTS_PATH = "/iiif/manifests/"
+# Earlier versions referenced annotation containers whose segment encoded the whole canvas URI
+# under STORED_BASE; every such segment starts with this (base64url of 24 bytes: no padding).
+_LEGACY_SEGMENT = base64.urlsafe_b64encode(f"{STORED_BASE}/".encode()).decode()
 
 
 class Presentation:
@@ -53,9 +58,8 @@ class Presentation:
         self.activity_page_size = activity_page_size
         self._sync_lock = threading.Lock()
         self._seen: tuple[Any, ...] | None = None
-        self._canvases: tuple[int, set[str]] | None = None
-        self._poster_guard = threading.Lock()
-        self._poster_locks: dict[str, threading.Lock] = {}
+        self._canvases: tuple[int, set[str], set[str]] | None = None
+        self._upgrade_lock = threading.Lock()
 
     # Opened on first use, so creating the app has no side effects on the data directory.
     @property
@@ -189,28 +193,46 @@ class Presentation:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def canvas_known(self, uri: str) -> bool:
-        """Whether ``uri`` (fragment ignored) is a canvas of a manifest this server serves.
-
-        Canvas ids of built manifests live under the public URL, which depends on the request:
-        they are matched from their ``/iiif/manifests/…`` path on. The index is rebuilt when
-        the change stream moves (every manifest create, update and delete is an activity)."""
+    def _keys(self) -> tuple[set[str], set[str]]:
+        """(canvas keys, manifest keys) of every stored manifest: the path below the base for
+        ids of ours ("/iiif/manifests/…"), the absolute URI for foreign canvases of uploads.
+        Rebuilt when the change stream moves (every create, update and delete is an activity)."""
         self.sync()
         stamp = self.store.activity_count()
         if self._canvases is None or self._canvases[0] != stamp:
-            known: set[str] = set()
+            canvases: set[str] = set()
+            manifests: set[str] = set()
             for record in self.store.list():
+                manifests.add(manifest_url("", record.id))
                 body = self.store.read(record.id)
                 items = json.loads(body).get("items", []) if body else []
                 for item in items:
                     if isinstance(item, dict) and item.get("type") == "Canvas":
-                        canvas = str(item.get("id", ""))
-                        known.add(canvas.removeprefix(STORED_BASE))
-            self._canvases = (stamp, known)
-        canvas = uri.split("#", 1)[0]
-        path = urlsplit(canvas).path
-        local = path[path.find("/iiif/manifests/") :] if "/iiif/manifests/" in path else None
-        return canvas in self._canvases[1] or (local is not None and local in self._canvases[1])
+                        canvases.add(_key(str(item.get("id", ""))))
+            self._canvases = (stamp, canvases, manifests)
+        return self._canvases[1], self._canvases[2]
+
+    def local_key(self, uri: str) -> str | None:
+        """The key of a URI naming one of this server's canvases or manifests under any host,
+        port, public_url or root (matched from its ``/iiif/manifests/…`` path on), or under the
+        internal stored base; None for any other URI."""
+        uri = uri.split("#", 1)[0]
+        if uri.startswith(f"{STORED_BASE}/"):
+            return _key(uri)
+        path = urlsplit(uri).path
+        at = path.find(MANIFESTS_PATH)
+        if at < 0:
+            return None
+        canvases, manifests = self._keys()
+        local = path[at:]
+        return local if local in canvases or local in manifests else None
+
+    def canvas_known(self, key: str) -> bool:
+        """Whether ``key`` (a canvas key, or a URI of one; fragment ignored) is a canvas of a
+        manifest this server serves."""
+        key = key.split("#", 1)[0]
+        canvases, _ = self._keys()
+        return key in canvases or self.local_key(key) in canvases
 
     def manifest(self, manifest_id: str) -> bytes:
         """The stored document (ids under STORED_BASE) or NotFound."""
@@ -219,7 +241,41 @@ class Presentation:
         body = self.store.read(manifest_id)
         if body is None:
             raise NotFound(f"no manifest {manifest_id!r}")
+        if _LEGACY_SEGMENT.encode() in body:
+            body = self._upgrade(manifest_id, body)
         return body
+
+    def _upgrade(self, manifest_id: str, body: bytes) -> bytes:
+        """An uploaded manifest stored by an earlier version: its annotation references and
+        search services are made again (built ones are rebuilt by ``sync``: the hooks changed)."""
+        with self._upgrade_lock:
+            record = self.store.get(manifest_id)
+            body = self.store.read(manifest_id) or body
+            if record is None or record.origin != "upload" or _LEGACY_SEGMENT.encode() not in body:
+                return body
+            doc: dict[str, Any] = json.loads(body)
+            for item in doc.get("items", []):
+                if isinstance(item, dict) and _legacy(item.get("annotations")):
+                    del item["annotations"]
+            services = doc.get("service")
+            if isinstance(services, list):
+                doc["service"] = [s for s in services if not _legacy([s])]
+                if not doc["service"]:
+                    del doc["service"]
+            self._plug_hooks(doc)
+            self.store.put(
+                manifest_id,
+                doc,
+                origin=record.origin,
+                owner=record.owner,
+                objects=record.objects,
+                versions=record.versions,
+                label=record.label,
+                institution=record.institution,
+                project=record.project,
+            )
+            log.info("manifest %r: annotation references made host-independent", manifest_id)
+            return self.store.read(manifest_id) or body
 
     def collection(self, base: str, group: str, name: str, page: int) -> dict[str, Any]:
         self.sync()
@@ -267,7 +323,7 @@ class Presentation:
         old = self.store.get(manifest_id)
         self._may_write(user, old, replace)
         # Ids at this server's public base are stored base-neutral; others are kept as given.
-        text = json.dumps(doc, ensure_ascii=False).replace(f"{base}/", f"{STORED_BASE}/")
+        text = neutral(json.dumps(doc, ensure_ascii=False), base)
         stored: dict[str, Any] = json.loads(text)
         source_id = stored.get("id")
         stored["id"] = manifest_url(STORED_BASE, manifest_id)
@@ -362,26 +418,6 @@ class Presentation:
             raise Forbidden("only the owner of a manifest or an editor may delete it")
         self.store.delete(manifest_id)
 
-    # -- media -------------------------------------------------------------------------------
-
-    def poster(self, media_path: Path) -> Path:
-        """The cached poster frame of a video (made once per file version)."""
-        st = media_path.stat()
-        identity = f"{media_path}\x1f{st.st_mtime_ns}\x1f{st.st_size}".encode()
-        key = hashlib.blake2b(identity, digest_size=16).hexdigest()
-        target = self.data / "posters" / f"{key}.jpg"
-        if target.is_file():
-            return target
-        # One ffmpeg per video version, however many first requests arrive together.
-        with self._poster_guard:
-            lock = self._poster_locks.setdefault(key, threading.Lock())
-        with lock:
-            if not target.is_file():
-                info = media.probe(media_path)
-                at = min(1.0, info.duration / 2) if info.duration else 0.0
-                media.poster(media_path, target, at)
-        return target
-
 
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
@@ -399,6 +435,18 @@ class Invalid(BadRequest):
     def __init__(self, problems: list[dict[str, str]]) -> None:
         super().__init__(f"invalid Presentation 3 manifest: {len(problems)} error(s)")
         self.problems = problems
+
+
+def _key(canvas_id: str) -> str:
+    """A stored canvas id's key: its path when it is ours, else the id itself."""
+    return canvas_id[len(STORED_BASE) :] if canvas_id.startswith(f"{STORED_BASE}/") else canvas_id
+
+
+def _legacy(refs: Any) -> bool:
+    """Whether references name an annotation resource by the whole STORED_BASE canvas URI."""
+    return isinstance(refs, list) and any(
+        isinstance(r, dict) and _LEGACY_SEGMENT in str(r.get("id", r.get("@id", ""))) for r in refs
+    )
 
 
 def _first(value: Any) -> str:

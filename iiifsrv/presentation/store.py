@@ -29,9 +29,28 @@ from iiifsrv.errors import BadRequest, Unavailable
 
 log = logging.getLogger("iiifsrv.presentation.store")
 
-# Stored documents use this base in their ids; it is replaced by the public base when served,
-# so the files stay correct whatever the host name or public_url (RFC 2606 reserved domain).
+# Stored documents use this base in their ids; ``publish`` replaces it by the public base when
+# they are served (the one place it is replaced), so the files stay correct whatever the host
+# name or public_url (RFC 2606 reserved domain). Nothing else depends on it: the annotation
+# containers the documents reference encode a canvas's path, never this base.
 STORED_BASE = "https://iiifsrv.invalid"
+
+
+def publish(stored: str, base: str) -> str:
+    """A stored text (a document, or one URL from it) as served under ``base``."""
+    return stored.replace(STORED_BASE, base)
+
+
+def publish_json(body: bytes, base: str) -> bytes:
+    """A stored JSON document as served under ``base`` (escaped as a JSON string)."""
+    escaped = json.dumps(base, ensure_ascii=False)[1:-1]
+    return body.replace(STORED_BASE.encode(), escaped.encode("utf-8"))
+
+
+def neutral(text: str, base: str) -> str:
+    """The inverse, on the way in: ids under this request's base stored base-neutral."""
+    return text.replace(f"{base}/", f"{STORED_BASE}/")
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifests (

@@ -60,6 +60,10 @@ class LevelAccess:
     jpeg_header: bytes = b""  # JPEGTables without their EOI, to splice before a tile's data
 
 
+class NotAnImage(NotFound):
+    """The file is not an image: the caller answers exactly as for a missing identifier."""
+
+
 @dataclass(frozen=True)
 class Source:
     path: str
@@ -97,7 +101,7 @@ def describe(path: str, st: os.stat_result) -> Source:
         head = fh.read(16)
         kind = sniff(head)
         if kind is None:
-            raise NotFound("not an image file")
+            raise NotAnImage("no image with that identifier")
         if kind == "tiff":
             info, access = _describe_tiff(path)
             loader = "tiffload"
@@ -173,7 +177,8 @@ def _describe_tiff(path: str) -> tuple[SourceInfo, tuple[LevelAccess, ...]]:
             bands = first.samplesperpixel
             bits = first.bitspersample
     except (tifffile.TiffFileError, ValueError, IndexError, struct_error) as exc:
-        raise NotImplementedFeature(f"cannot read this TIFF: {exc}") from None
+        log.warning("cannot read the TIFF %s: %s", path, exc)
+        raise NotImplementedFeature("cannot read this TIFF file") from None
     # Keep only levels that really shrink (some files repeat a thumbnail or a mask).
     keep = [0] + [i for i in range(1, len(levels)) if levels[i].width < levels[i - 1].width]
     info = SourceInfo(
@@ -191,7 +196,8 @@ def _describe_jp2(fh: Any) -> tuple[SourceInfo, tuple[LevelAccess, ...]]:
     try:
         header = jp2.read_header(fh)
     except (ValueError, IndexError, OSError, struct_error) as exc:
-        raise NotImplementedFeature(f"cannot read this JPEG2000 file: {exc}") from None
+        log.warning("cannot read the JPEG2000 file %s: %s", getattr(fh, "name", "?"), exc)
+        raise NotImplementedFeature("cannot read this JPEG2000 file") from None
     tiled = header.tile_width < header.width or header.tile_height < header.height
     tw, th = (header.tile_width, header.tile_height) if tiled else (0, 0)
     levels = []
@@ -220,7 +226,8 @@ def _describe_flat(path: str, kind: str) -> tuple[SourceInfo, tuple[LevelAccess,
     try:
         image = pyvips.Image.new_from_file(path)
     except pyvips.Error as exc:
-        raise NotImplementedFeature(f"cannot read this {kind} file: {exc}") from None
+        log.warning("cannot read the %s file %s: %s", kind, path, exc)
+        raise NotImplementedFeature(f"cannot read this {kind} file") from None
     width, height = image.width, image.height
     levels = [Level(width, height)]
     access = [LevelAccess({})]

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 
 from cachetools import LRUCache
 
-from iiifsrv.errors import NotFound
 from iiifsrv.sources.remote import RemoteSource, describe_object
-from iiifsrv.sources.resolve import _RANK, EXTENSIONS, check_identifier
+from iiifsrv.sources.resolve import _RANK, EXTENSIONS, check_identifier, no_image
 from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, StorageUnavailable, Version
 
@@ -78,7 +77,7 @@ class RemoteImages:
             if best is None or rank < best[0]:
                 best = (rank, key, version)
         if best is None:
-            raise NotFound(f"no image with identifier {identifier!r}")
+            raise no_image(identifier)
         return best[1], best[2]
 
     def source(self, identifier: str) -> RemoteSource:
@@ -116,9 +115,11 @@ class RemoteImages:
         """Identifiers (without extension) of the images under the root, sorted."""
         out: set[str] = set()
         for key in self.storage.list_all(limit * 2):
+            if any(part.startswith(".") for part in key.split("/")):
+                continue  # hidden, as in a folder: never served
             folder, _, name = key.rpartition("/")
             stem, dot, ext = name.rpartition(".")
-            if dot and "." + ext.lower() in EXTENSIONS and not name.startswith("."):
+            if dot and "." + ext.lower() in EXTENSIONS:
                 out.add(f"{folder}/{stem}" if folder else stem)
         return sorted(out)[:limit]
 

@@ -16,6 +16,7 @@ Blocking I/O and CPU; imports pyvips, numpy, tifffile, iiifsrv.errors, iiif.mode
 from __future__ import annotations
 
 import io
+import logging
 import math
 import threading
 import time
@@ -29,18 +30,21 @@ import numpy as np
 import pyvips
 import tifffile
 
-from iiifsrv.errors import NotFound, NotImplementedFeature
+from iiifsrv.errors import NotImplementedFeature
 from iiifsrv.iiif.model import Level, SourceInfo
 from iiifsrv.sources import jp2
 from iiifsrv.sources.describe import (
     JPEG_COMPRESSION,
     LevelAccess,
+    NotAnImage,
     Source,
     _describe_jp2,
     _describe_tiff,
     sniff,
 )
 from iiifsrv.sources.storage import Storage, Version
+
+log = logging.getLogger("iiifsrv.sources")
 
 BLOCK = 64 * 1024  # header reads: IFDs of a pyramid are ~16 B per tile, scattered in the file
 COALESCE_GAP = 16 * 1024  # tiles closer than this are fetched in one ranged read
@@ -151,11 +155,11 @@ def describe_object(
 ) -> RemoteSource:
     """Describe the object ``key`` at ``version`` with as few ranged reads as it takes."""
     if version.size <= 0:
-        raise NotFound("not an image file")
+        raise NotAnImage("not an image file")
     fh = RangedFile(storage, key, version.size, version.tag)
     kind = sniff(fh.read(16))
     if kind is None:
-        raise NotFound("not an image file")
+        raise NotAnImage("not an image file")
     tiles: tuple[TileLevel, ...] = ()
     fh.seek(0)  # tifffile takes the current position as the start of the file
     if kind == "tiff":
@@ -226,7 +230,8 @@ def _tile_levels(fh: RangedFile, info: SourceInfo) -> tuple[TileLevel, ...]:
                     )
                 )
     except (tifffile.TiffFileError, ValueError, IndexError, StopIteration, struct_error) as exc:
-        raise NotImplementedFeature(f"cannot read this TIFF: {exc}") from None
+        log.warning("cannot read the TIFF structure of %s: %s", fh.key, exc)
+        raise NotImplementedFeature("cannot read this TIFF file") from None
     return tuple(out)
 
 
@@ -258,7 +263,8 @@ def _describe_flat(
     try:
         image = pyvips.Image.new_from_buffer(data, "")
     except pyvips.Error as exc:
-        raise NotImplementedFeature(f"cannot read this {kind} file: {exc}") from None
+        log.warning("cannot read the %s object %s: %s", kind, key, exc)
+        raise NotImplementedFeature(f"cannot read this {kind} file") from None
     width, height = image.width, image.height
     levels = [Level(width, height)]
     access = [LevelAccess({})]
@@ -487,7 +493,8 @@ def _decode_tile(level: TileLevel, index: int, data: bytes) -> Any:
     except Exception as exc:  # decoders raise many kinds (imagecodecs, zlib, ValueError)
         from iiifsrv.imaging import RenderError
 
-        raise RenderError(f"cannot decode a stored tile: {exc}") from None
+        log.warning("cannot decode tile %d: %s", index, exc)
+        raise RenderError("cannot decode a stored tile") from None
     array = np.ascontiguousarray(np.asarray(array).reshape(array.shape[-3:]))
     image = pyvips.Image.new_from_array(array)
     return image.copy(interpretation=level.interpretation)

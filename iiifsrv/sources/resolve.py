@@ -29,19 +29,26 @@ EXTENSIONS = (
 _RANK = {ext: i for i, ext in enumerate(EXTENSIONS)}
 
 
+def no_image(identifier: str) -> NotFound:
+    """The one answer for an identifier that names no image, whatever the reason (missing, not
+    an image, outside the root, hidden): a client learns nothing about what exists."""
+    return NotFound(f"no image with identifier {identifier!r}")
+
+
 def check_identifier(identifier: str) -> list[str]:
-    """Reject identifiers that could name anything outside the root; return its segments."""
+    """Reject identifiers that could name anything outside the root or hidden in it (a segment
+    starting with "."); return its segments."""
     if not identifier:
         raise BadRequest("empty identifier")
     if "\x00" in identifier or any(ord(c) < 32 for c in identifier):
         raise BadRequest("identifier contains control characters")
     if identifier.startswith(("/", "\\")) or "\\" in identifier:
-        raise NotFound("no image with that identifier")
+        raise no_image(identifier)
     if len(identifier) > 1024:
         raise BadRequest("identifier too long")
     segments = identifier.split("/")
-    if any(s in ("", ".", "..") for s in segments):
-        raise NotFound("no image with that identifier")
+    if any(not s or s.startswith(".") for s in segments):
+        raise no_image(identifier)
     return segments
 
 
@@ -68,15 +75,15 @@ class Resolver:
         candidate = os.path.join(self.root_real, *segments)
         if os.path.isfile(candidate):
             if not _inside(self.root_real, candidate):
-                raise NotFound("no image with that identifier")
+                raise no_image(identifier)
             return os.path.realpath(candidate), candidate
         folder, stem = os.path.split(candidate)
         found = self._by_stem(folder).get(stem)
         if found is None:
-            raise NotFound(f"no image with identifier {identifier!r}")
+            raise no_image(identifier)
         path = os.path.join(folder, found)
         if not _inside(self.root_real, path):
-            raise NotFound("no image with that identifier")
+            raise no_image(identifier)
         return os.path.realpath(path), path
 
     def _by_stem(self, folder: str) -> dict[str, str]:

@@ -39,7 +39,7 @@ class ObjectChanged(StorageUnavailable):
     def __init__(self, key: str) -> None:
         self.key = key
         super().__init__(
-            f"the stored image {key!r} changed while it was read; retry",
+            "the stored image changed while it was read; retry",
             headers={"Retry-After": "1"},
         )
 
@@ -151,11 +151,11 @@ class S3Storage:
                     self.counters.failures += 1
                     raise self._unavailable(what, code) from None
                 if status == 404 or code in ("NoSuchKey", "NotFound"):
-                    raise NotFound("no image with that identifier") from None
+                    raise NotFound("no such object") from None
                 if status == 412:
                     raise ObjectChanged(key) from None
                 if status == 416 or code == "InvalidRange":
-                    raise NotFound(f"range outside the stored object {key!r}") from None
+                    raise NotFound("range outside the stored object") from None
                 retry = status >= 500 or status in (408, 429) or code in ("SlowDown",)
                 if not retry:
                     self.counters.failures += 1
@@ -173,13 +173,14 @@ class S3Storage:
             time.sleep(delay)
 
     def _unavailable(self, what: str, reason: str) -> IIIFError:
+        """A one-line 503 for the client; the detail (where, what, why) goes to the log."""
         if reason in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
-            message = f"image storage {self.where} refused the credentials ({reason})"
+            message = "image storage refused the credentials"
         elif reason == "NoSuchBucket":
-            message = f"image storage: bucket {self.bucket!r} does not exist"
+            message = "image storage: the bucket does not exist"
         else:
-            message = f"image storage {self.where} unavailable ({what}: {reason})"
-        log.warning("%s", message)
+            message = "image storage unavailable"
+        log.warning("%s: %s %s (%s)", message, what, self.where, reason)
         return StorageUnavailable(message, headers={"Retry-After": "5"})
 
     # -- the Storage interface -------------------------------------------------------------

@@ -14,9 +14,10 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from iiifsrv.annotations.model import PRESENTATION3_CONTEXT, annotot_view, from_oa, to_oa
+from iiifsrv.annotations.identity import present
+from iiifsrv.annotations.model import PRESENTATION3_CONTEXT, Record, annotot_view, from_oa, to_oa
 from iiifsrv.annotations.store import Scope as Selection
-from iiifsrv.annotations.urls import ANNOTOT_PREFIX, SAS_PREFIX
+from iiifsrv.annotations.urls import ANNOTOT_PREFIX, SAS_PREFIX, Urls
 from iiifsrv.errors import BadRequest, MethodNotAllowed, NotFound
 from iiifsrv.web.annotation_http import (
     Context,
@@ -62,13 +63,20 @@ class _Dialect:
         async def handle(req: Request) -> None:
             if req.method == "OPTIONS":
                 return await preflight(send, ALLOW)
+            await self.service.ready()
             token, parts = _split_token(req.rest)
+            if token is not None:  # a path token is checked first: 401 whatever the resource
+                authenticate(req, self.ctx, token)
             await self.dispatch(req, send, token, parts)
 
         await guarded(scope, send, handle, req)
 
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
         raise NotImplementedError
+
+    async def canvas(self, req: Request, urls: Urls) -> Selection:
+        """The canvas a ``uri`` parameter names, keyed as the W3C containers key it."""
+        return Selection("canvas", await self.service.key(_canvas_param(req), urls))
 
 
 class AnnototAPI(_Dialect):
@@ -91,7 +99,11 @@ class AnnototAPI(_Dialect):
 
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
         head = req.method == "HEAD"
-        base = req.base(self.ctx)
+        urls = Urls(req.base(self.ctx))
+
+        def view(rec: Record) -> dict[str, Any]:
+            return annotot_view(present(rec, urls), urls.base)
+
         store = self.service.store
         if not parts or parts == [""]:
             if req.method == "POST":
@@ -100,35 +112,33 @@ class AnnototAPI(_Dialect):
                 if canvas is not None and not isinstance(canvas, str):
                     raise BadRequest("annotation.canvas must be a string")
                 via = uuid if isinstance(uuid, str) and uuid else None
-                rec = await self.service.create(data, user, canvas=canvas, via=via)
-                return await send_json(send, 200, annotot_view(rec, base))
+                rec = await self.service.create(data, user, urls, canvas=canvas, via=via)
+                return await send_json(send, 200, view(rec))
             if req.method in ("GET", "HEAD"):
-                records = await store.select(Selection("canvas", _canvas_param(req)))
-                return await send_json(send, 200, [annotot_view(r, base) for r in records],
-                                       head=head)  # fmt: skip
+                records = await store.select(await self.canvas(req, urls))
+                return await send_json(send, 200, [view(r) for r in records], head=head)
             raise MethodNotAllowed("POST or GET ?uri=", headers={"Allow": ALLOW})
         if len(parts) != 1:
             raise NotFound("no such Annotot resource")
         if parts[0] == "pages" and req.method in ("GET", "HEAD"):
-            canvas = _canvas_param(req)
-            records = await store.select(Selection("canvas", canvas))
+            records = await store.select(await self.canvas(req, urls))
             page = {
                 "@context": PRESENTATION3_CONTEXT,
                 "id": req.url(self.ctx),
                 "type": "AnnotationPage",
-                "items": [annotot_view(r, base) for r in records],
+                "items": [view(r) for r in records],
             }
             return await send_json(send, 200, page, {"Cache-Control": "no-cache"}, head=head)
         ident = segment(parts[0])
         if req.method in ("GET", "HEAD"):
             rec = await self.service.resolve(ident)
-            return await send_json(send, 200, annotot_view(rec, base), head=head)
+            return await send_json(send, 200, view(rec), head=head)
         if req.method in ("PATCH", "PUT"):
             user = authenticate(req, self.ctx, token)
             data, _canvas, _uuid = self._data(await read_json(req, self.ctx.max_bytes))
             rec = await self.service.resolve(ident)
-            rec = await self.service.replace(rec, data, user, req.header("if-match"))
-            return await send_json(send, 200, annotot_view(rec, base))
+            rec = await self.service.replace(rec, data, user, urls, req.header("if-match"))
+            return await send_json(send, 200, view(rec))
         if req.method == "DELETE":
             user = authenticate(req, self.ctx, token)
             rec = await self.service.resolve(ident)
@@ -143,18 +153,22 @@ class SasAPI(_Dialect):
     prefix = SAS_PREFIX
 
     async def dispatch(self, req: Request, send: Send, token: str | None, parts: list[str]) -> None:
-        base = req.base(self.ctx)
+        urls = Urls(req.base(self.ctx))
+
+        def view(rec: Record) -> dict[str, Any]:
+            return to_oa(present(rec, urls), urls.base)
+
         action = parts[0] if len(parts) == 1 else ""
         if action == "search" and req.method in ("GET", "HEAD"):
-            records = await self.service.store.select(Selection("canvas", _canvas_param(req)))
-            return await send_json(send, 200, [to_oa(r, base) for r in records],
+            records = await self.service.store.select(await self.canvas(req, urls))
+            return await send_json(send, 200, [view(r) for r in records],
                                    {"Cache-Control": "no-cache"},
                                    head=req.method == "HEAD")  # fmt: skip
         if action == "create" and req.method == "POST":
             user = authenticate(req, self.ctx, token)
             v2 = await read_json(req, self.ctx.max_bytes)
-            rec = await self.service.create(from_oa(v2), user)
-            return await send_json(send, 201, to_oa(rec, base))
+            rec = await self.service.create(from_oa(v2), user, urls)
+            return await send_json(send, 201, view(rec))
         if action == "update" and req.method in ("POST", "PUT"):
             user = authenticate(req, self.ctx, token)
             v2 = await read_json(req, self.ctx.max_bytes)
@@ -162,8 +176,8 @@ class SasAPI(_Dialect):
             if not isinstance(ident, str):
                 raise BadRequest('an update needs the annotation\'s "@id"')
             rec = await self.service.resolve(ident)
-            rec = await self.service.replace(rec, from_oa(v2), user, req.header("if-match"))
-            return await send_json(send, 200, to_oa(rec, base))
+            rec = await self.service.replace(rec, from_oa(v2), user, urls, req.header("if-match"))
+            return await send_json(send, 200, view(rec))
         if action == "destroy" and req.method == "DELETE":
             user = authenticate(req, self.ctx, token)
             ident = req.query.get("uri", "")

@@ -1,7 +1,7 @@
 """HTTP plumbing shared by the annotation endpoints: context, body limits, tokens, JSON replies.
 
 HTTP layer: raw ASGI (paths are read undecoded); imports annotations.service, conditional,
-errors and web.respond.
+errors, web.credentials (the one authenticator) and web.respond.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from starlette.types import Receive, Scope, Send
 
 from iiifsrv.annotations.service import AnnotationService, User
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
-from iiifsrv.errors import BadRequest, IIIFError, PayloadTooLarge, Unauthorized
+from iiifsrv.errors import BadRequest, IIIFError, PayloadTooLarge
 from iiifsrv.jsonbody import parse_json
 from iiifsrv.settings import Settings
-from iiifsrv.tokens import find_user
+from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.respond import base_url, error_response, header, send_response
 
 log = logging.getLogger("iiifsrv.annotations")
@@ -35,7 +35,7 @@ JSON_TYPE = "application/json"
 class Context:
     settings: Settings
     service: AnnotationService
-    users: dict[str, User]
+    credentials: Credentials
     page_size: int
     max_bytes: int
 
@@ -115,18 +115,9 @@ async def read_json(req: Request, limit: int) -> Any:
 
 
 def authenticate(req: Request, ctx: Context, path_token: str | None = None) -> User:
-    """The writer: a bearer token (or a token in the endpoint path) from the tokens setting."""
-    token = path_token
-    auth = req.header("authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        token = auth[7:].strip()
-    challenge = {"WWW-Authenticate": 'Bearer realm="iiifsrv annotations"'}
-    if not token:
-        raise Unauthorized("writing needs a bearer token", headers=challenge)
-    user = find_user(ctx.users, token)
-    if user is None:
-        raise Unauthorized("unknown token", headers=challenge)
-    return user
+    """The writer: a bearer token, a token in the endpoint path, or the viewer's session cookie
+    (see web/credentials.py)."""
+    return ctx.credentials.authenticate(req.scope, path_token)
 
 
 def dumps(obj: Any) -> bytes:

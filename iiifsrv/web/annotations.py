@@ -14,19 +14,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv.annotations import search
+from iiifsrv.annotations.identity import present
 from iiifsrv.annotations.model import ANNO_CONTEXT, PRESENTATION3_CONTEXT, Record, w3c
-from iiifsrv.annotations.service import AnnotationService, CanvasKnown, etag, parse_tokens
+from iiifsrv.annotations.service import AnnotationService, CanvasKnown, Localise, etag
 from iiifsrv.annotations.store import Scope as Selection
 from iiifsrv.annotations.store import Store, open_store
 from iiifsrv.annotations.urls import (
     ANNOTOT_PREFIX,
     PREFIX,
     SAS_PREFIX,
-    annotation_url,
-    canvas_container_url,
+    Urls,
     decode_uri,
-    manifest_container_url,
-    search_url,
 )
 from iiifsrv.conditional import not_modified, strong_etag
 from iiifsrv.errors import BadRequest, MethodNotAllowed, NotFound
@@ -46,6 +44,7 @@ from iiifsrv.web.annotation_http import (
     send_empty,
     send_json,
 )
+from iiifsrv.web.credentials import Credentials
 
 LDP_CONTAINER_LINK = (
     '<http://www.w3.org/ns/ldp#BasicContainer>; rel="type", '
@@ -85,14 +84,19 @@ class ProtocolAPI:
         req = parse_request(scope, receive, PREFIX)
 
         async def handle(req: Request) -> None:
+            await self.service.ready()
             await self.dispatch(req, send)
 
         await guarded(scope, send, handle, req)
 
+    def _urls(self, req: Request) -> Urls:
+        return Urls(req.base(self.ctx))
+
     async def dispatch(self, req: Request, send: Send) -> None:
         parts = req.rest.lstrip("/").split("/")
         if len(parts) == 3 and parts[0] in ("canvas", "manifest"):
-            uri = _decoded(parts[1])
+            # Containers made by any version name the same canvas: a key, or a URI re-keyed.
+            uri = await self.service.key(_decoded(parts[1]), self._urls(req))
             selection = Selection(parts[0], uri)  # type: ignore[arg-type]
             if parts[2] == "":
                 return await self.container(req, send, selection)
@@ -103,16 +107,14 @@ class ProtocolAPI:
         if len(parts) in (3, 4) and parts[0] == "search" and parts[1] in ("1", "2"):
             if len(parts) == 4 and parts[3] != "autocomplete":
                 raise NotFound("no such search resource")
-            return await self.search(req, send, int(parts[1]), _decoded(parts[2]), len(parts) == 4)
+            manifest = await self.service.key(_decoded(parts[2]), self._urls(req))
+            return await self.search(req, send, int(parts[1]), manifest, len(parts) == 4)
         raise NotFound("no such annotation resource")
 
     # ---- containers ----------------------------------------------------------------------
 
     def _container_url(self, req: Request, selection: Selection) -> str:
-        base = req.base(self.ctx)
-        if selection.kind == "canvas":
-            return canvas_container_url(base, selection.uri)
-        return manifest_container_url(base, selection.uri)
+        return self._urls(req).container(selection.kind, selection.uri)
 
     async def container(self, req: Request, send: Send, selection: Selection) -> None:
         if req.method == "OPTIONS":
@@ -135,7 +137,7 @@ class ProtocolAPI:
             "@context": [ANNO_CONTEXT, LDP_CONTEXT],
             "id": ident,
             "type": ["BasicContainer", "AnnotationCollection"],
-            "label": f"Annotations on {selection.uri}",
+            "label": f"Annotations on {self._urls(req).public(selection.uri)}",
             "total": total,
         }
         if total:
@@ -174,11 +176,12 @@ class ProtocolAPI:
     ) -> dict[str, Any]:
         size = self.ctx.page_size
         records = await self.ctx.service.store.select(selection, n * size, size)
-        base = req.base(self.ctx)
-        items: list[Any] = [
-            annotation_url(base, r.canvas, r.key) if iris else w3c(r, base, context=False)
-            for r in records
-        ]
+        urls = self._urls(req)
+        items: list[Any]
+        if iris:
+            items = [urls.annotation(r.canvas, r.key) for r in records]
+        else:
+            items = [w3c(present(r, urls), urls.base, context=False) for r in records]
         page: dict[str, Any] = {
             "@context": ANNO_CONTEXT,
             "id": self._page_url(container, n, iris),
@@ -227,6 +230,7 @@ class ProtocolAPI:
         rec = await self.service.create(
             doc,
             user,
+            self._urls(req),
             slug=req.header("slug"),
             canvas=selection.uri if selection.kind == "canvas" else None,
             manifest=selection.uri if selection.kind == "manifest" else None,
@@ -238,8 +242,8 @@ class ProtocolAPI:
     async def _send_annotation(
         self, req: Request, send: Send, rec: Record, status: int = 200
     ) -> None:
-        base = req.base(self.ctx)
-        body = w3c(rec, base)
+        urls = self._urls(req)
+        body = w3c(present(rec, urls), urls.base)
         tag = etag(rec)
         headers = {
             "Link": LDP_RESOURCE_LINK,
@@ -268,7 +272,8 @@ class ProtocolAPI:
             raise NotFound("no such annotation in this container")
         if req.method == "PUT":
             doc = await read_json(req, self.ctx.max_bytes)
-            rec = await self.service.replace(rec, doc, user, req.header("if-match"))
+            rec = await self.service.replace(rec, doc, user, self._urls(req),
+                                             req.header("if-match"))  # fmt: skip
         elif req.method == "DELETE":
             await self.service.remove(rec, user, req.header("if-match"))
             return await send_empty(send, 204)
@@ -286,13 +291,16 @@ class ProtocolAPI:
         headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "no-cache"}
         if _not_modified(req, tag):
             return await send_empty(send, 304, headers)
-        base = req.base(self.ctx)
+        urls = self._urls(req)
         records = await self.ctx.service.store.select(selection)
+        container = self._container_url(req, selection)
         page = {
             "@context": PRESENTATION3_CONTEXT,
-            "id": self._container_url(req, selection) + "page",
+            "id": container + "page",
             "type": "AnnotationPage",
-            "items": [w3c(r, base, context=False) for r in records],
+            # The container this page shows: where a client POSTs a new annotation.
+            "partOf": [{"id": container, "type": "AnnotationCollection"}],
+            "items": [w3c(present(r, urls), urls.base, context=False) for r in records],
         }
         await send_json(send, 200, page, headers, content_type=IIIF3_TYPE,
                         head=req.method == "HEAD")  # fmt: skip
@@ -312,7 +320,8 @@ class ProtocolAPI:
         selection = Selection("manifest", manifest)
         store = self.ctx.service.store
         creator = req.query.get("user", "")
-        service_url = search_url(req.base(self.ctx), manifest, version)
+        urls = self._urls(req)
+        service_url = urls.search(manifest, version)
         url = req.url(self.ctx)
         body: dict[str, Any]
         if autocomplete:
@@ -336,7 +345,8 @@ class ProtocolAPI:
                 records = [r for r in records if not creator or r.creator == creator]
             records = search.filter_motivation(records, req.query.get("motivation", ""))
             build = search.search2 if version == 2 else search.search1
-            body = build(url, req.base(self.ctx), records, words, ignored)
+            shown = [present(r, urls) for r in records]
+            body = build(url, urls.base, shown, words, ignored)
         await send_json(send, 200, body, {"Cache-Control": "no-cache"},
                         content_type=JSON_TYPE if version == 1 else "application/ld+json",
                         head=req.method == "HEAD")  # fmt: skip
@@ -347,16 +357,19 @@ def routes(
     *,
     store: Store | None = None,
     canvas_known: CanvasKnown | None = None,
+    localise: Localise | None = None,
     page_size: int = 100,
+    credentials: Credentials | None = None,
 ) -> list[BaseRoute]:
     """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
 
     ``canvas_known(uri)`` decides whether a target canvas exists; None accepts any http(s) URI.
+    ``localise(uri)`` keys a URI of this server's canvases given under another host or base.
     """
     ctx = Context(
         settings=settings,
-        service=AnnotationService(store or open_store(settings), canvas_known),
-        users=parse_tokens(settings.tokens),
+        service=AnnotationService(store or open_store(settings), canvas_known, localise),
+        credentials=credentials or Credentials(settings),
         page_size=page_size,
         max_bytes=settings.annotation_max_bytes,
     )

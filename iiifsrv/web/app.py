@@ -16,12 +16,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from iiifsrv import __version__, imaging
+from iiifsrv import imaging
 from iiifsrv.annotations import annotation_page_ref, search_services
 from iiifsrv.annotations.store import open_store
-from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
+from iiifsrv.caches.memory import ByteLRU
+from iiifsrv.conditional import CORS_HEADERS, NOSNIFF, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
 from iiifsrv.presentation.builder import Hooks
 from iiifsrv.presentation.service import Presentation
@@ -31,7 +32,9 @@ from iiifsrv.web import media as media_routes
 from iiifsrv.web import objects, spectra
 from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.annotations import routes as annotation_routes
-from iiifsrv.web.image_api import ImageAPI
+from iiifsrv.web.credentials import Credentials
+from iiifsrv.web.image_api import Hot, ImageAPI
+from iiifsrv.web.respond import BASE_KEY, error_response, request_base
 from iiifsrv.web.viewers import routes as viewer_routes
 
 
@@ -45,24 +48,45 @@ def _error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(message + "\n", status_code=status, headers={**CORS_HEADERS, **extra})
 
 
-class Front:
-    """The ASGI entry: Image API requests go straight to their handler (no middleware or
-    routing on the hot path); everything else to the Starlette app. ``state`` is the app's."""
+_NOSNIFF = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in NOSNIFF.items()]
 
-    def __init__(self, app: Starlette, image_apis: dict[str, ImageAPI]) -> None:
+
+class Front:
+    """The ASGI entry: computes the request's base URL once (several Host headers → 400);
+    Image API requests go straight to their handler (no middleware or routing on the hot
+    path); everything else to the Starlette app, with nosniff added where a response lacks
+    it. ``state`` is the app's."""
+
+    def __init__(self, app: Starlette, image_apis: dict[str, ImageAPI], public_url: str) -> None:
         self.app = app
         self.state = app.state
         self.image_apis = image_apis
+        self.public_url = public_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if path.startswith("/iiif/") and len(path) > 8 and path[7] == "/":
-                api = self.image_apis.get(path[:7])
-                if api is not None:
-                    await api(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope[BASE_KEY] = request_base(scope, self.public_url)
+        except IIIFError as exc:
+            await error_response(send, exc, head=scope["method"] == "HEAD")
+            return
+        path: str = scope["path"]
+        if path.startswith("/iiif/") and len(path) > 8 and path[7] == "/":
+            api = self.image_apis.get(path[:7])
+            if api is not None:
+                await api(scope, receive, send)  # its constant headers include nosniff
+                return
+
+        async def send_nosniff(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    message = {**message, "headers": headers + _NOSNIFF}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
 
 
 def create_app(settings: Settings) -> Front:
@@ -71,12 +95,7 @@ def create_app(settings: Settings) -> Front:
 
     async def health(request: Request) -> Response:
         problem = await service.root_problem()  # an S3 root: probed at most every 2 s
-        body: dict[str, object] = {"status": "unavailable" if problem else "ok"}
-        body["version"] = __version__
-        if problem:
-            body["images"] = problem
-        if service.remote is not None:
-            body["s3"] = service.remote.storage.counters.snapshot()
+        body = {"status": "unavailable", "images": problem} if problem else {"status": "ok"}
         return JSONResponse(body, status_code=503 if problem else 200, headers=CORS_HEADERS)
 
     async def fallback(request: Request) -> Response:
@@ -85,9 +104,10 @@ def create_app(settings: Settings) -> Front:
             return Response(status_code=204, headers=PREFLIGHT_HEADERS)
         return PlainTextResponse("not found\n", status_code=404, headers=CORS_HEADERS)
 
+    hot: ByteLRU[Hot] = ByteLRU(settings.cache_bytes, settings.cache_max_item)
     image_apis = {
-        "/iiif/3": ImageAPI(service, 3, "/iiif/3"),
-        "/iiif/2": ImageAPI(service, 2, "/iiif/2"),
+        "/iiif/3": ImageAPI(service, 3, "/iiif/3", hot),
+        "/iiif/2": ImageAPI(service, 2, "/iiif/2", hot),
     }
     routes = [
         Route("/health", health, methods=["GET", "HEAD"]),
@@ -107,16 +127,25 @@ def create_app(settings: Settings) -> Front:
     async def canvas_known(uri: str) -> bool:
         return await anyio.to_thread.run_sync(presentation.canvas_known, uri)
 
+    async def localise(uri: str) -> str | None:
+        return await anyio.to_thread.run_sync(presentation.local_key, uri)
+
     # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
     #    must be canvases of this server's manifests unless annotation_canvases = "any" --
     annotation_store = open_store(settings)
+    # -- one authenticator for every write (Bearer, path token, session cookie) and the
+    #    viewer sign-in at /session --
+    credentials = Credentials(settings)
+    routes += credentials.routes()
     routes += annotation_routes(
         settings,
         store=annotation_store,
         canvas_known=canvas_known if settings.annotation_canvases == "known" else None,
+        localise=localise,
+        credentials=credentials,
     )
-    routes += presentation_routes.routes(presentation)
-    routes += media_routes.routes(presentation)
+    routes += presentation_routes.routes(presentation, credentials)
+    routes += media_routes.routes(settings)
     # -- viewers: the landing page (/), Mirador and Universal Viewer pages, static assets --
     routes += viewer_routes(presentation, service)
     # -- everything else: CORS preflight or 404 (keep last) --
@@ -142,9 +171,15 @@ def create_app(settings: Settings) -> Front:
     app.state.settings = settings
     app.state.presentation = presentation
     app.state.annotation_store = annotation_store
-    return Front(app, image_apis)
+    return Front(app, image_apis, settings.public_url)
 
 
 def app_from_env() -> Front:
     """Factory for uvicorn workers: settings come from IIIFSRV_* set by ``iiifsrv serve``."""
-    return create_app(load(environ=os.environ))
+    from iiifsrv.web import connections
+
+    settings = load(environ=os.environ)
+    connections.configure(
+        settings.header_timeout, settings.max_connections_per_client, settings.forwarded_allow_ips
+    )
+    return create_app(settings)

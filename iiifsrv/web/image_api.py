@@ -27,7 +27,7 @@ from iiifsrv.iiif import info as infojson
 from iiifsrv.iiif.parse import parse_image_request
 from iiifsrv.service import ImageService, Located
 from iiifsrv.sources.describe import Source
-from iiifsrv.web.respond import base_url, error_response, header, send_response
+from iiifsrv.web.respond import BASE_KEY, error_response, header, request_base, send_response
 from iiifsrv.web.spectra import spectra_service
 
 log = logging.getLogger("iiifsrv.web")
@@ -61,27 +61,48 @@ class Hot:
 
 
 def _request_headers(scope: Scope) -> dict[bytes, bytes]:
-    wanted = (b"host", b"accept", b"if-none-match", b"if-modified-since")
+    wanted = (b"accept", b"if-none-match", b"if-modified-since")
     return {k: v for k, v in scope.get("headers", ()) if k in wanted}
+
+
+HotKey = tuple[bytes | None, str, bytes | None]
+
+
+def _hot_key(scope: Scope, base: str, req: dict[bytes, bytes]) -> HotKey:
+    """A cached body holds ids built from ``base``: the key is exactly that string."""
+    return (scope.get("raw_path"), base, req.get(b"accept"))
 
 
 class ImageAPI:
     """ASGI app serving one Image API version under ``prefix`` (e.g. "/iiif/3")."""
 
-    def __init__(self, service: ImageService, version: int, prefix: str) -> None:
+    def __init__(
+        self, service: ImageService, version: int, prefix: str, hot: ByteLRU[Hot] | None = None
+    ) -> None:
         self.service = service
         self.version = version
         self.prefix = prefix
         self.settings = service.settings
-        # Keyed by (raw path, Host, Accept): a hit costs one lstat, no parsing or planning.
-        self.hot: ByteLRU[Hot] = ByteLRU(self.settings.cache_bytes, self.settings.cache_max_item)
+        # Keyed by (raw path, base URL, Accept): a hit costs one lstat, no parsing or planning.
+        # One cache serves /iiif/2 and /iiif/3 (the raw path tells them apart).
+        self.hot: ByteLRU[Hot] = (
+            hot
+            if hot is not None
+            else ByteLRU(self.settings.cache_bytes, self.settings.cache_max_item)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
+        base = scope.get(BASE_KEY)
+        if base is None:  # not through Front (e.g. mounted directly)
+            try:
+                base = scope[BASE_KEY] = request_base(scope, self.settings.public_url)
+            except IIIFError as exc:
+                await error_response(send, exc, head=method == "HEAD")
+                return
         if method == "GET" or method == "HEAD":
             req = _request_headers(scope)
-            key = (scope.get("raw_path"), req.get(b"host"), req.get(b"accept"))
-            hot = self.hot.get(key)
+            hot = self.hot.get(_hot_key(scope, base, req))
             if hot is not None and hot.fresh():
                 conditional = b"if-none-match" in req or b"if-modified-since" in req
                 if conditional and not_modified(
@@ -107,14 +128,14 @@ class ImageAPI:
                 raise MethodNotAllowed(
                     "only GET, HEAD and OPTIONS", headers={"Allow": "GET, HEAD, OPTIONS"}
                 )
-            await self._dispatch(scope, send, head=method == "HEAD")
+            await self._dispatch(scope, send, base, head=method == "HEAD")
         except IIIFError as exc:
             await error_response(send, exc, head=method == "HEAD")
         except Exception:
             log.exception("unexpected error for %s", scope.get("path"))
             await error_response(send, IIIFError("internal error"), head=method == "HEAD")
 
-    async def _dispatch(self, scope: Scope, send: Send, head: bool) -> None:
+    async def _dispatch(self, scope: Scope, send: Send, base: str, head: bool) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()
         path = raw.decode("latin-1")
         if not path.startswith(self.prefix):
@@ -125,28 +146,28 @@ class ImageAPI:
             raise NotFound("no identifier given: use /iiif/{version}/{identifier}/info.json")
         if segments[-1] == "info.json":
             identifier = _decode("/".join(segments[:-1]), "identifier")
-            await self._info(scope, send, identifier, head)
+            await self._info(scope, send, base, identifier, head)
         elif len(segments) >= 5:
             identifier = _decode("/".join(segments[:-4]), "identifier")
             region, size, rotation, qf = (_decode(s, "parameter") for s in segments[-4:])
-            await self._image(scope, send, identifier, (region, size, rotation, qf), head)
+            await self._image(scope, send, base, identifier, (region, size, rotation, qf), head)
         else:
             identifier = _decode("/".join(segments), "identifier")
             if segments[-1] == "":
                 identifier = identifier.rstrip("/")
             await self.service.source(identifier)  # 404 for unknown identifiers
-            location = f"{self._image_id(scope, '/'.join(s for s in segments if s))}/info.json"
+            location = f"{self._image_id(base, '/'.join(s for s in segments if s))}/info.json"
             await send_response(send, 303, {"Location": location, **CORS_HEADERS}, b"")
 
-    def _image_id(self, scope: Scope, encoded_identifier: str) -> str:
-        return f"{base_url(scope, self.settings.public_url)}{self.prefix}/{encoded_identifier}"
+    def _image_id(self, base: str, encoded_identifier: str) -> str:
+        return f"{base}{self.prefix}/{encoded_identifier}"
 
-    async def _info(self, scope: Scope, send: Send, identifier: str, head: bool) -> None:
+    async def _info(self, scope: Scope, send: Send, base: str, identifier: str, head: bool) -> None:
         source = await self.service.source(identifier)
         raw = scope.get("raw_path") or scope["path"].encode()
         encoded = raw.decode("latin-1")[len(self.prefix) :].strip("/")
         encoded = encoded[: -len("/info.json")]
-        image_id = self._image_id(scope, encoded)
+        image_id = self._image_id(base, encoded)
         accept = header(scope, b"accept") or ""
         if "application/ld+json" in accept or (self.version >= 3 and not _wants_json(accept)):
             ctype = f'application/ld+json;profile="{CONTEXT[self.version]}"'
@@ -171,16 +192,16 @@ class ImageAPI:
         build = infojson.info_v3 if self.version >= 3 else infojson.info_v2
         services = None
         if spectral:  # bands and composites of a multispectral object link the spectral service
-            base = base_url(scope, self.settings.public_url)
             services = [spectra_service(base, spectral, self.version)]
         doc: dict[str, Any] = build(image_id, source.info, self.service.limits, services=services)
         body = json.dumps(doc, separators=(",", ":")).encode()
-        self._remember(scope, identifier, source, etag, headers, body)
+        self._remember(scope, base, identifier, source, etag, headers, body)
         await send_response(send, 200, headers, b"" if head else body, length=len(body))
 
     def _remember(
         self,
         scope: Scope,
+        base: str,
         identifier: str,
         source: Source,
         etag: str,
@@ -194,8 +215,7 @@ class ImageAPI:
         located = self.service.located(identifier)
         if located is None or located.real != source.path:
             return
-        req = _request_headers(scope)
-        key = (scope.get("raw_path"), req.get(b"host"), req.get(b"accept"))
+        key = _hot_key(scope, base, _request_headers(scope))
         raw = [_shared_header(k, v) for k, v in headers.items()]
         raw.append((b"content-length", str(len(body)).encode()))
         entry = Hot(
@@ -210,12 +230,13 @@ class ImageAPI:
         # What the entry really costs in Python: the body, the per-entry header values (the
         # constant ones are shared), the key, and the objects around them.
         own = sum(len(v) + 90 for k, v in raw if k in _PER_ENTRY)
-        self.hot.put(key, entry, len(body) + own + len(key[0] or b"") + 700)
+        self.hot.put(key, entry, len(body) + own + len(key[0] or b"") + len(base) + 700)
 
     async def _image(
         self,
         scope: Scope,
         send: Send,
+        base: str,
         identifier: str,
         params: tuple[str, str, str, str],
         head: bool,
@@ -224,7 +245,7 @@ class ImageAPI:
         planned = await self.service.plan(identifier, request)
         raw = scope.get("raw_path") or scope["path"].encode()
         encoded = "/".join(raw.decode("latin-1")[len(self.prefix) :].strip("/").split("/")[:-4])
-        canonical = f"{self._image_id(scope, encoded)}/{planned.plan.canonical}"
+        canonical = f"{self._image_id(base, encoded)}/{planned.plan.canonical}"
         headers = {
             "ETag": planned.etag,
             "Last-Modified": http_date(planned.last_modified),
@@ -250,7 +271,7 @@ class ImageAPI:
             headers["Server-Timing"] = ", ".join(stages)
         body = result.body
         if not self.settings.debug:
-            self._remember(scope, identifier, planned.source, planned.etag, headers, body)
+            self._remember(scope, base, identifier, planned.source, planned.etag, headers, body)
         await send_response(send, 200, headers, b"" if head else body, length=len(body))
 
 

@@ -1,8 +1,8 @@
 """Audio and video delivery under /media/{path}: byte ranges (206, 416), ETag/304, CORS, and a
 poster frame for video at /media/{path}/poster.jpg.
 
-HTTP layer: imports Starlette, anyio, conditional, errors, media, sources.resolve and the
-presentation service (for the poster cache).
+HTTP layer: imports Starlette, anyio, conditional, errors, media, settings and
+sources.resolve.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from iiifsrv.conditional import (
     strong_etag,
 )
 from iiifsrv.errors import NotFound, RangeNotSatisfiable
-from iiifsrv.media import is_media, media_type
-from iiifsrv.presentation.service import Presentation
+from iiifsrv.media import Posters, is_media, media_type
+from iiifsrv.settings import Settings
 from iiifsrv.sources.resolve import check_identifier
 
 CHUNK = 256 * 1024
@@ -69,8 +69,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _resolve(root: Path, path: str) -> Path:
-    """A media file under the image root (A/V extensions only) or NotFound."""
-    check_identifier(path)
+    """A media file under the image root (A/V extensions only) or NotFound (one message)."""
+    try:
+        check_identifier(path)
+    except NotFound:
+        raise NotFound(f"no media file {path!r}") from None
     root_real = os.path.realpath(root)
     real = os.path.realpath(os.path.join(root_real, *path.split("/")))
     if not real.startswith(root_real + os.sep) or not is_media(real) or not os.path.isfile(real):
@@ -90,9 +93,9 @@ async def _chunks(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
             yield data
 
 
-def routes(presentation: Presentation) -> list[BaseRoute]:
-    settings = presentation.settings
+def routes(settings: Settings) -> list[BaseRoute]:
     root = settings.images_path
+    posters = Posters(settings.data_path / "posters")
 
     async def media(request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -146,7 +149,7 @@ def routes(presentation: Presentation) -> list[BaseRoute]:
         file = await anyio.to_thread.run_sync(_resolve, root, path)
         if not media_type(file.name).startswith("video/"):
             raise NotFound("only video files have a poster image")
-        image = await anyio.to_thread.run_sync(presentation.poster, file)
+        image = await anyio.to_thread.run_sync(posters.get, file)
         headers = {"Cache-Control": settings.cache_control, **CORS_HEADERS}
         return FileResponse(image, media_type="image/jpeg", headers=headers)
 

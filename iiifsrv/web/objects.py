@@ -6,6 +6,7 @@ Each object carries links to the IIIF info.json of its image, bands and composit
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,9 @@ def _info(base: str, image: str) -> str:
 
 def document(obj: CatalogueObject, base: str) -> dict[str, Any]:
     doc = obj.to_json()
+    # The master's location on disk is not public: its file name only.
+    if doc.get("source"):
+        doc["source"] = os.path.basename(str(doc["source"]).rstrip("/"))
     doc["info"] = _info(base, obj.image)
     for item in doc["bands"] + doc["composites"]:
         item["info"] = _info(base, item["image"])

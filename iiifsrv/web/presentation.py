@@ -22,11 +22,12 @@ from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS, not_modified, s
 from iiifsrv.errors import BadRequest, PayloadTooLarge
 from iiifsrv.jsonbody import parse_json
 from iiifsrv.presentation.activity import DISCOVERY_CONTEXT
-from iiifsrv.presentation.auth import User, authenticate, parse_tokens
+from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import CONTEXT, manifest_url
 from iiifsrv.presentation.collections import GROUPS
 from iiifsrv.presentation.service import Invalid, Presentation
-from iiifsrv.presentation.store import STORED_BASE
+from iiifsrv.presentation.store import publish_json
+from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.respond import base_url
 
 PRESENTATION_TYPE = f'application/ld+json;profile="{CONTEXT}"'
@@ -74,12 +75,6 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _public(body: bytes, base: str) -> bytes:
-    # The base goes into JSON strings: escape it as JSON (base_url already refuses odd hosts).
-    escaped = json.dumps(base, ensure_ascii=False)[1:-1]
-    return body.replace(STORED_BASE.encode(), escaped.encode("utf-8"))
-
-
 async def _read_json(request: Request) -> Any:
     chunks: list[bytes] = []
     size = 0
@@ -91,17 +86,17 @@ async def _read_json(request: Request) -> Any:
     return parse_json(b"".join(chunks))
 
 
-def routes(presentation: Presentation) -> list[BaseRoute]:
+def routes(presentation: Presentation, credentials: Credentials | None = None) -> list[BaseRoute]:
     """The Presentation routes; ids use settings.public_url or the request's host."""
     settings = presentation.settings
-    users = parse_tokens(settings.tokens)
+    credentials = credentials or Credentials(settings)
     render = JSONLD()
 
     def base(request: Request) -> str:
         return base_url(request.scope, settings.public_url)
 
     def user_of(request: Request) -> User:
-        return authenticate(users, request.headers.get("authorization"))
+        return credentials.authenticate(request.scope)
 
     async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
@@ -112,10 +107,10 @@ def routes(presentation: Presentation) -> list[BaseRoute]:
     async def get_manifest(request: Request) -> Response:
         manifest_id = request.path_params["manifest_id"]
         body = await run(presentation.manifest, manifest_id)
-        return render.respond(request, _public(body, base(request)), PRESENTATION_TYPE)
+        return render.respond(request, publish_json(body, base(request)), PRESENTATION_TYPE)
 
     async def written(request: Request, manifest_id: str, created: bool) -> Response:
-        body = _public(await run(presentation.manifest, manifest_id), base(request))
+        body = publish_json(await run(presentation.manifest, manifest_id), base(request))
         headers = {
             "Content-Type": PRESENTATION_TYPE,
             "Location": manifest_url(base(request), manifest_id),

@@ -10,7 +10,7 @@ import re
 from starlette.types import Scope, Send
 
 from iiifsrv.conditional import CORS_HEADERS
-from iiifsrv.errors import IIIFError
+from iiifsrv.errors import BadRequest, IIIFError
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -27,20 +27,41 @@ _HOST = re.compile(
 )
 
 
-def base_url(scope: Scope, public_url: str) -> str:
-    """The public base URL: the configured one, else the request's scheme, Host and root path.
+# Where Front keeps the request's base URL, computed once (see request_base).
+BASE_KEY = "iiifsrv.base"
 
-    A Host header that is not a plain host[:port] is not reflected: the server's own address
-    is used instead (set public_url in production)."""
+
+def request_base(scope: Scope, public_url: str) -> str:
+    """The public base URL of this request, from one validated source.
+
+    ``public_url`` when set (the Host header is then never reflected). Otherwise the one Host
+    header (several → 400; one that is not a plain host[:port] → the server's own address),
+    the scheme of the connection (uvicorn sets it from X-Forwarded-Proto only for the proxies
+    in ``forwarded_allow_ips``) and the root path. Every id in a body and every cache key of
+    such a body uses this one string."""
     if public_url:
         return public_url
-    host = header(scope, b"host")
+    host: str | None = None
+    for key, value in scope.get("headers", ()):
+        if key == b"host":
+            if host is not None:
+                raise BadRequest("several Host headers")
+            host = value.decode("latin-1")
     if not host or not _HOST.match(host):
         server = scope.get("server") or ("localhost", 80)
         host = f"{server[0]}:{server[1]}"
+    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
     # Under a Starlette Mount, root_path includes the mount; app_root_path is the app's own.
     root = scope.get("app_root_path", scope.get("root_path", ""))
-    return f"{scope.get('scheme', 'http')}://{host}{root}"
+    return f"{scheme}://{host}{root}"
+
+
+def base_url(scope: Scope, public_url: str) -> str:
+    """The base URL Front computed for this request (or computes it now, outside Front)."""
+    base = scope.get(BASE_KEY)
+    if base is None:
+        base = scope[BASE_KEY] = request_base(scope, public_url)
+    return str(base)
 
 
 async def send_response(

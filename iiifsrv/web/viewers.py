@@ -1,8 +1,9 @@
 """The human pages: the landing page (manifests with thumbnails and viewer links, then the images
 without a manifest), the Mirador and Universal Viewer pages, and the static viewer assets.
 
-HTTP layer: imports Starlette, conditional, errors, web.respond, presentation (blocking, called in
-threads) and service. The viewers themselves are built by npm into iiifsrv/static/build/.
+HTTP layer: imports Starlette, conditional, errors, web.respond, web.page_security (every HTML
+page carries its CSP), presentation (blocking, called in threads) and service. The viewers
+themselves are built by npm into iiifsrv/static/build/; no page has inline script.
 """
 
 from __future__ import annotations
@@ -18,22 +19,23 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from iiifsrv import __version__
 from iiifsrv.conditional import CORS_HEADERS, not_modified
 from iiifsrv.errors import BadRequest, NotFound, Unavailable
 from iiifsrv.presentation.builder import manifest_url
 from iiifsrv.presentation.service import Presentation
-from iiifsrv.presentation.store import STORED_BASE
+from iiifsrv.presentation.store import publish
 from iiifsrv.service import ImageService
+from iiifsrv.web.page_security import HTML_HEADERS, html_response
 from iiifsrv.web.respond import base_url
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 BUILD = STATIC / "build"
 VITE_MANIFEST = BUILD / ".vite" / "manifest.json"
 MIRADOR_ENTRY = "src/mirador.js"
+UV_ENTRY = "src/uv.js"
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=300"
 LANDING_LIMIT = 500
@@ -189,7 +191,7 @@ def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
     items = []
     for e in entries:
         manifest = manifest_url(base, e.id)
-        thumb = e.thumbnail.replace(STORED_BASE, base)
+        thumb = publish(e.thumbnail, base)
         img = f'<img loading=lazy alt="" src="{html.escape(thumb)}">' if thumb else ""
         kind = e.kind + (f", {e.bands} bands" if e.bands else "")
         items.append(
@@ -220,16 +222,18 @@ def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
         + f'<p><a href="{base}/iiif/collection">IIIF collection</a> · '
         f'<a href="{base}/viewer/mirador">Mirador workspace</a></p>'
         f"<h2>Images under the image root ({len(images)})</h2><ul>{''.join(rows)}</ul>"
-        f"<p><small>iiifsrv {__version__}</small></p>"
+        "<p><small>iiifsrv</small></p>"
     )
     return _page("iiifsrv", body, LANDING_CSS)
 
 
-TOKEN_FORM = (
-    "<form id=token-form><span id=token-state></span>"
+# Sign-in for annotating: the token goes once to POST /session, which sets an HttpOnly cookie;
+# page script never keeps it (see viewers/src/session.js).
+SIGN_IN_FORM = (
+    "<form id=sign-in><span id=session-state></span>"
     '<input name=token type=password placeholder="annotation token" autocomplete=off size=14>'
-    "<button type=submit>Use token</button>"
-    "<button type=button id=token-forget hidden>Forget token</button></form>"
+    "<button type=submit>Sign in</button>"
+    "<button type=button id=sign-out hidden>Sign out</button></form>"
 )
 
 
@@ -246,7 +250,7 @@ def _header(base: str, manifest: str, other: str, extra: str = "") -> str:
 def render_mirador(base: str, manifest: str, panel: str, script: str, styles: list[str]) -> str:
     head = "".join(f'<link rel=stylesheet href="{html.escape(s)}">' for s in styles) + VIEWER_CSS
     body = (
-        _header(base, manifest, "uv", TOKEN_FORM)
+        _header(base, manifest, "uv", SIGN_IN_FORM)
         + f'<div id=mirador data-manifest="{html.escape(manifest)}" data-base="{html.escape(base)}"'
         f' data-panel="{html.escape(panel)}"></div>'
         f'<script type=module src="{html.escape(script)}"></script>'
@@ -254,24 +258,67 @@ def render_mirador(base: str, manifest: str, panel: str, script: str, styles: li
     return _page("Mirador · iiifsrv", body, head)
 
 
-def render_uv(base: str, manifest: str) -> str:
+def render_uv(base: str, manifest: str, script: str) -> str:
+    """Universal Viewer, started by a static module (src/uv.js) from data-manifest; no token
+    form: this page shows other servers' manifests and never writes."""
     head = '<link rel=stylesheet href="/static/build/uv/uv.css">' + VIEWER_CSS
-    data = json.dumps({"manifest": manifest, "embedded": True})
-    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    if not manifest:  # Universal Viewer has no workspace to open manifests in
+        body = _header(base, "", "mirador") + (
+            "<p class=empty>Universal Viewer shows one manifest: open "
+            "<code>/viewer/uv?manifest=</code><i>manifest URL</i>, or choose one on the "
+            f'<a href="{base}/">start page</a>.</p>'
+        )
+        return _page("Universal Viewer · iiifsrv", body, head)
     body = (
         _header(base, manifest, "mirador")
-        + "<div id=uv class=uv></div>"
+        + f'<div id=uv class=uv data-manifest="{html.escape(manifest)}"></div>'
         + '<script src="/static/build/uv/umd/UV.js"></script>'
-        + f'<script>window.uv = UV.init("uv", {data});</script>'
+        + f'<script type=module src="{html.escape(script)}"></script>'
     )
     return _page("Universal Viewer · iiifsrv", body, head)
+
+
+COMPARE_ENTRY = "src/compare.js"
+COMPARE_MIN, COMPARE_MAX = 2, 4
+
+
+def check_compare_params(values: list[str]) -> list[str]:
+    """The ``manifest`` parameters of the compare page: 2 to 4 absolute http(s) URLs."""
+    if not COMPARE_MIN <= len(values) <= COMPARE_MAX:
+        raise BadRequest(
+            f"compare takes {COMPARE_MIN} to {COMPARE_MAX} manifest parameters, not {len(values)}"
+        )
+    checked = [check_manifest_param(v) for v in values]
+    if not all(checked):
+        raise BadRequest("manifest must be an absolute http(s) URL")
+    return checked
+
+
+def render_compare(base: str, manifests: list[str], script: str, styles: list[str]) -> str:
+    """Mirador with one window per manifest; compare.js keeps their views in step."""
+    head = "".join(f'<link rel=stylesheet href="{html.escape(s)}">' for s in styles) + VIEWER_CSS
+    links = " ".join(
+        f'<a href="{base}/viewer/mirador?manifest={quote(m, safe="")}">{i}: open alone</a>'
+        for i, m in enumerate(manifests, 1)
+    )
+    sync = (
+        '<form id=sync-form><label title="Keep zoom and pan in step between the windows">'
+        "<input type=checkbox id=sync checked> Sync</label></form>"
+    )
+    body = (
+        f'<header><a href="{base}/">iiifsrv</a> <strong>Compare</strong> {links}{sync}</header>'
+        f'<div id=mirador data-manifests="{html.escape(json.dumps(manifests))}"'
+        f' data-base="{html.escape(base)}"></div>'
+        f'<script type=module src="{html.escape(script)}"></script>'
+    )
+    return _page("Compare · iiifsrv", body, head)
 
 
 PANELS = {"", "info", "attribution", "canvas", "annotations", "search", "layers"}
 
 
 def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]:
-    """``/``, ``/viewer/mirador``, ``/viewer/uv`` and ``/static/{path}``."""
+    """``/``, ``/viewer/mirador``, ``/viewer/uv``, ``/viewer/compare`` and ``/static/{path}``."""
     settings = presentation.settings
     assets = Assets()
 
@@ -281,7 +328,7 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
     async def landing(request: Request) -> Response:
         entries = await anyio.to_thread.run_sync(landing_entries, presentation)
         images = await anyio.to_thread.run_sync(lambda: service.list_images(limit=500))
-        return HTMLResponse(render_landing(base(request), entries, images), headers=CORS_HEADERS)
+        return html_response(render_landing(base(request), entries, images), CORS_HEADERS)
 
     async def mirador(request: Request) -> Response:
         manifest = check_manifest_param(request.query_params.get("manifest"))
@@ -290,15 +337,22 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
             raise BadRequest(f"panel must be one of {', '.join(sorted(PANELS - {''}))}")
         script, styles = assets.entry(MIRADOR_ENTRY)
         page = render_mirador(base(request), manifest, panel, script, styles)
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+        return html_response(page, {"Cache-Control": "no-cache"})
 
     async def uv(request: Request) -> Response:
         manifest = check_manifest_param(request.query_params.get("manifest"))
         if not (BUILD / "uv" / "umd" / "UV.js").is_file():
             raise Unavailable(NOT_BUILT)
-        return HTMLResponse(
-            render_uv(base(request), manifest), headers={"Cache-Control": "no-cache"}
+        script, _styles = assets.entry(UV_ENTRY)
+        return html_response(
+            render_uv(base(request), manifest, script), {"Cache-Control": "no-cache"}
         )
+
+    async def compare(request: Request) -> Response:
+        manifests = check_compare_params(request.query_params.getlist("manifest"))
+        script, styles = assets.entry(COMPARE_ENTRY)
+        page = render_compare(base(request), manifests, script, styles)
+        return html_response(page, {"Cache-Control": "no-cache"})
 
     root = STATIC.resolve()
 
@@ -317,8 +371,11 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
             "Cache-Control": IMMUTABLE if is_hashed(rel) else SHORT,
             "ETag": etag,
             "Content-Type": content_type(rel),
+            "X-Content-Type-Options": "nosniff",
             **CORS_HEADERS,
         }
+        if headers["Content-Type"].startswith("text/html"):
+            headers.update(HTML_HEADERS)
         if not_modified(etag, 0, request.headers.get("if-none-match"), None):
             return Response(status_code=304, headers=headers)
         return FileResponse(
@@ -329,5 +386,6 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
         Route("/", landing, methods=["GET", "HEAD"]),
         Route("/viewer/mirador", mirador, methods=["GET", "HEAD"]),
         Route("/viewer/uv", uv, methods=["GET", "HEAD"]),
+        Route("/viewer/compare", compare, methods=["GET", "HEAD"]),
         Route("/static/{path:path}", static, methods=["GET", "HEAD"]),
     ]

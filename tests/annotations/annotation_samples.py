@@ -42,6 +42,9 @@ def anno(
 
 
 def container(canvas: str = CANVAS) -> str:
+    """A container path for these synthetic canvases (no manifest to follow), naming the canvas
+    by its whole URI: valid whatever base the server has, since the server keys what a segment
+    decodes to exactly as it keys a target. tests/test_client_journey.py follows the links."""
     return canvas_container_path(canvas)
 
 

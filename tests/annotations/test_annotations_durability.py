@@ -16,7 +16,9 @@ import httpx
 
 from iiifsrv.settings import Settings, to_environ
 from tests.annotations.annotation_samples import anno, container, path
-from tests.annotations.conftest import ALICE
+
+STRONG = "durability-alice-7Gq2xZ9wLk4Pv8Rt"
+ALICE = {"Authorization": f"Bearer {STRONG}"}
 
 WRITERS = 8
 KILL_AFTER = 60
@@ -65,7 +67,9 @@ async def test_acknowledged_writes_survive_sigkill(
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    settings = backend_settings.__class__(**{**backend_settings.as_dict(), "public_url": base})
+    # A worker loads its settings through load(), which refuses weak tokens.
+    strong = {"tokens": f"{STRONG}=alice", "public_url": base}
+    settings = backend_settings.__class__(**{**backend_settings.as_dict(), **strong})
     log = tmp_path / "uvicorn.log"
     proc = start(settings, port, log)
     acknowledged: list[str] = []

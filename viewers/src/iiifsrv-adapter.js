@@ -3,8 +3,9 @@
 // all(), get(id), create(annotation), update(annotation), delete(id); the last three return
 // the canvas's whole AnnotationPage after the write, like the editor's LocalStorageAdapter.
 //
-// Reads use the public endpoint (<base>/annotot/pages?uri=<canvas>); writes go to
-// <base>/annotot/key/<token> because the editor's fetches carry no Authorization header.
+// Reads use the public endpoint (<base>/annotot/pages?uri=<canvas>); writes go to <base>/annotot
+// with the HttpOnly session cookie of the page's sign-in (credentials: 'same-origin') and the
+// session's CSRF value in X-CSRF-Token. The token itself never reaches page script or a URL.
 
 /**
  * What the editor produces, made a valid W3C annotation for the store: it leaves out
@@ -36,14 +37,13 @@ export default class IiifsrvAdapter {
   /**
    * @param {string} canvasId the canvas this adapter stores annotations for
    * @param {string} base the server's base URL, e.g. "https://iiif.example.org"
-   * @param {string|null} token a write token from iiifsrv's `tokens` setting, or null (read-only)
-   * @param {string} user the name shown as creator in the editor (the server records its own)
+   * @param {{user: string|null, csrf?: string}} session GET /session (user null: read-only)
    */
-  constructor(canvasId, base, token, user) {
+  constructor(canvasId, base, session) {
     this.canvasId = canvasId;
     this.base = base.replace(/\/+$/, '');
-    this.token = token || null;
-    this.user = user || 'iiifsrv user';
+    this.session = session && session.user ? session : null;
+    this.user = this.session ? this.session.user : 'anonymous';
     this.annotationPageId = `${this.base}/annotot/pages?uri=${encodeURIComponent(canvasId)}`;
   }
 
@@ -53,15 +53,16 @@ export default class IiifsrvAdapter {
   }
 
   get writeEndpoint() {
-    if (!this.token) throw new Error('iiifsrv: no annotation token set; annotations are read-only');
-    return `${this.base}/annotot/key/${encodeURIComponent(this.token)}`;
+    if (!this.session) throw new Error('iiifsrv: not signed in; annotations are read-only');
+    return `${this.base}/annotot`;
   }
 
   async request(url, options = {}) {
-    const response = await fetch(url, {
-      ...options,
-      headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
-    });
+    const headers = { Accept: 'application/json', 'Content-Type': 'application/json' };
+    if (this.session && options.method && options.method !== 'GET') {
+      headers['X-CSRF-Token'] = this.session.csrf;
+    }
+    const response = await fetch(url, { ...options, credentials: 'same-origin', headers });
     if (!response.ok) {
       const message = (await response.text()).trim();
       throw new Error(`iiifsrv: ${options.method || 'GET'} ${response.status} ${message}`);

@@ -1,16 +1,15 @@
 // The Mirador 4 page of iiifsrv: Mirador with the annotation editor plugin, wired to iiifsrv's
 // annotation store. Configuration comes from the page: <div id="mirador" data-manifest=…
-// data-base=… data-panel=…>, and the write token from localStorage (see the token form).
+// data-base=… data-panel=…>; writing needs a signed-in session (see session.js).
 import Mirador from 'mirador';
 import annotationPlugins from 'mirador-annotation-editor';
 import 'mirador-annotation-editor/dist/index.css';
 import IiifsrvAdapter from './iiifsrv-adapter.js';
-import { setupTokenForm, storedToken } from './token.js';
+import { fetchSession, setupSignInForm } from './session.js';
+import spectrumPlugins from './spectrum-plugin.js';
 
 const root = document.getElementById('mirador');
 const { manifest, base, panel } = root.dataset;
-const token = storedToken();
-setupTokenForm(token);
 
 // The manifests reference each canvas's W3C annotation page, and the editor loads the same
 // annotations through its adapter: keep one source (the adapter's, which the editor can edit),
@@ -28,12 +27,12 @@ const windows = manifest
   ? [{ manifestId: manifest, sideBarOpen: Boolean(panel), ...(panel ? { sideBarPanel: panel } : {}) }]
   : [];
 
-const config = {
+const config = (session) => ({
   id: 'mirador',
   annotation: {
-    adapter: (canvasId) => new IiifsrvAdapter(canvasId, base, token, token ? 'me' : 'anonymous'),
+    adapter: (canvasId) => new IiifsrvAdapter(canvasId, base, session),
     exportLocalStorageAnnotations: false,
-    readonly: !token,
+    readonly: !session.user,
   },
   annotations: { htmlSanitizationRuleSet: 'iiif' },
   requests: { postprocessors: [dropDuplicatePages] },
@@ -44,6 +43,9 @@ const config = {
   workspace: { type: 'mosaic' },
   workspaceControlPanel: { enabled: !manifest },
   windows,
-};
+});
 
-window.miradorInstance = Mirador.viewer(config, [...annotationPlugins]);
+fetchSession(base).then((session) => {
+  setupSignInForm(base, session);
+  window.miradorInstance = Mirador.viewer(config(session), [...annotationPlugins, ...spectrumPlugins]);
+});
