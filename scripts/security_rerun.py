@@ -68,7 +68,7 @@ report(
 # 5. slowloris: 300 partial connections from 127.0.0.2, then /health from 127.0.0.1
 socks = []
 refused = 0
-for i in range(300):
+for _ in range(300):
     try:
         s = socket.create_connection((host, port), source_address=("127.0.0.2", 0), timeout=2)
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
