@@ -109,21 +109,30 @@ def object_image(obj: CatalogueObject, resolver: Resolver) -> str | None:
     return None
 
 
+def fingerprint_object(obj: CatalogueObject, resolver: Resolver) -> Fingerprint | None:
+    """The hashes of the object's image file, None when it has none (A/V, not on disk)."""
+    path = object_image(obj, resolver)
+    if path is None:
+        return None
+    try:
+        return fingerprint_file(path)
+    except pyvips.Error:
+        return None
+
+
+def keep(catalogue: Catalogue, obj: CatalogueObject, found: Fingerprint) -> ImageHash:
+    stored = ImageHash(obj.id, obj.version, found.phash, found.dhash)
+    catalogue.put_hash(stored)
+    return stored
+
+
 def hash_object(catalogue: Catalogue, obj: CatalogueObject, resolver: Resolver) -> ImageHash | None:
     """The object's stored hash for its current version, computed and stored when missing."""
     known = catalogue.get_hash(obj.id)
     if known is not None and known.version == obj.version:
         return known
-    path = object_image(obj, resolver)
-    if path is None:
-        return None
-    try:
-        found = fingerprint_file(path)
-    except pyvips.Error:
-        return None
-    stored = ImageHash(obj.id, obj.version, found.phash, found.dhash)
-    catalogue.put_hash(stored)
-    return stored
+    found = fingerprint_object(obj, resolver)
+    return keep(catalogue, obj, found) if found is not None else None
 
 
 @dataclass(frozen=True)

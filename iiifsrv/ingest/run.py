@@ -403,6 +403,11 @@ def run(
     progress = Progress(len(planned), err)
     results: list[Outcome] = []
     for outcome in _outcomes(planned, opts, previous, jobs):
+        # The perceptual hash for "similar images", from the derivative's thumbnail (before an
+        # S3 upload removes the staged file).
+        found = None
+        if outcome.status == "ingested" and outcome.obj is not None:
+            found = similarity.fingerprint_object(outcome.obj, resolver)
         if target is not None and outcome.status == "ingested" and outcome.obj is not None:
             try:  # uploaded and verified before the catalogue records it
                 target.publish(outcome.obj, opts.images)
@@ -414,8 +419,8 @@ def run(
             for key, transform in outcome.transforms:
                 catalogue.put_transform(obj.id, key, obj.version, transform)
             _remove_dropped_bands(previous.get(obj.id), obj, opts.images)
-            # The perceptual hash for "similar images" (a thumbnail of the derivative).
-            similarity.hash_object(catalogue, obj, resolver)
+            if found is not None:
+                similarity.keep(catalogue, obj, found)
         progress.clear()
         mark = {"ingested": "ok", "skipped": "skipped", "failed": "FAILED"}[outcome.status]
         line = f"{mark:<8} {outcome.object_id}: {outcome.message}"
