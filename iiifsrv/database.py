@@ -38,7 +38,12 @@ class Database:
         with self._lock:
             if self._pool is None:
                 pool: ConnectionPool[Connection] = ConnectionPool(
-                    self.url, min_size=1, max_size=self._max_size, open=False, timeout=10
+                    self.url,
+                    min_size=1,
+                    max_size=self._max_size,
+                    open=False,
+                    timeout=10,
+                    kwargs={"autocommit": True},
                 )
                 try:
                     pool.open(wait=True, timeout=10)
@@ -56,7 +61,6 @@ class Database:
         pool = self._pool or self._open()
         try:
             with pool.connection() as conn:
-                conn.autocommit = True
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.error("%s: %s", UNAVAILABLE, exc)

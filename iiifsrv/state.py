@@ -29,6 +29,12 @@ class State:
 
 def open_state(settings: Settings) -> State:
     """The state backends for ``settings``; nothing is opened until first used."""
+    if settings.database_url:
+        from iiifsrv.catalogue.postgres import PostgresCatalogue
+        from iiifsrv.presentation.pgstore import PostgresManifestStore
+
+        database = Database(settings.database_url)
+        return State(PostgresCatalogue(database), PostgresManifestStore(database), database)
     data = settings.data_path
     return State(SqliteCatalogue(data / "catalogue.sqlite3"), FileManifestStore(data))
 

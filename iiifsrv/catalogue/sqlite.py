@@ -151,6 +151,14 @@ class SqliteCatalogue:
             db.execute("ROLLBACK")
             raise
 
+    def rows(self) -> builtins.list[tuple[str, str, str, str, str]]:
+        """Every object row as stored (id, kind, label, doc, updated), by id: migration."""
+        db = self._connect(create=False)
+        if db is None:
+            return []
+        rows = db.execute("SELECT id, kind, label, doc, updated FROM objects ORDER BY id")
+        return [tuple(r) for r in rows.fetchall()]
+
     def transform_rows(self) -> builtins.list[tuple[str, str, str, str, str]]:
         """Every transform row as stored (object_id, spec, version, doc, updated): migration."""
         db = self._connect(create=False)

@@ -18,7 +18,15 @@ from urllib.parse import quote, unquote, urlsplit
 
 from iiifsrv import media
 from iiifsrv.catalogue import CatalogueObject, CatalogueStore, SqliteCatalogue
-from iiifsrv.errors import BadRequest, Conflict, Forbidden, IIIFError, NotFound
+from iiifsrv.conditional import strong_etag
+from iiifsrv.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    IIIFError,
+    NotFound,
+    PreconditionFailed,
+)
 from iiifsrv.presentation import activity, collections, validate
 from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import Hooks, build_manifest, manifest_url
@@ -29,8 +37,10 @@ from iiifsrv.presentation.store import (
     ManifestStore,
     Record,
     canvas_key,
+    changed_meanwhile,
     check_id,
     neutral,
+    publish_json,
 )
 from iiifsrv.settings import Settings
 from iiifsrv.tokens import parse_tokens
@@ -351,12 +361,23 @@ class Presentation:
     # -- registration ------------------------------------------------------------------------
 
     def register(
-        self, base: str, user: User, doc: Any, manifest_id: str | None, *, replace: bool
+        self,
+        base: str,
+        user: User,
+        doc: Any,
+        manifest_id: str | None,
+        *,
+        replace: bool,
+        if_match: str | None = None,
     ) -> tuple[Record, bool]:
-        """Store a manifest from a client (a Manifest, or {"build": {...}}). ``replace`` is PUT."""
+        """Store a manifest from a client (a Manifest, or {"build": {...}}). ``replace`` is PUT;
+        ``if_match`` (its If-Match header) makes it conditional on the ETag the client read.
+        A concurrent write between this request's read and its write is a 409."""
         self.sync()
         if isinstance(doc, dict) and "build" in doc:
-            return self._register_build(user, doc["build"], manifest_id, replace=replace)
+            return self._register_build(
+                base, user, doc["build"], manifest_id, replace=replace, if_match=if_match
+            )
         if not isinstance(doc, dict):
             raise BadRequest('the body must be a JSON object: a Manifest or {"build": ...}')
         # Too many canvases: refused before any further work on the document.
@@ -367,7 +388,7 @@ class Presentation:
             manifest_id = _id_from(doc)
         check_id(manifest_id)
         self._check_free(user, manifest_id)
-        old = self.store.get(manifest_id)
+        old = self._current(base, manifest_id, if_match)
         self._may_write(user, old, replace)
         # Ids at this server's public base are stored base-neutral; others are kept as given.
         text = neutral(json.dumps(doc, ensure_ascii=False), base)
@@ -407,7 +428,14 @@ class Presentation:
                 doc["service"] = [*doc.get("service", []), *extra]
 
     def _register_build(
-        self, user: User, request: Any, manifest_id: str | None, *, replace: bool
+        self,
+        base: str,
+        user: User,
+        request: Any,
+        manifest_id: str | None,
+        *,
+        replace: bool,
+        if_match: str | None,
     ) -> tuple[Record, bool]:
         if not isinstance(request, dict):
             raise BadRequest('"build" must be an object: {"objects": [ids], "id", "label"}')
@@ -428,7 +456,7 @@ class Presentation:
                 raise BadRequest(f"no catalogue object {object_id!r}")
             objects.append(obj)
         self._check_free(user, manifest_id)
-        old = self.store.get(manifest_id)
+        old = self._current(base, manifest_id, if_match)
         self._may_write(user, old, replace)
         try:
             doc = self._build(manifest_id, objects, label)
@@ -456,10 +484,35 @@ class Presentation:
         if not user.editor and old.owner != user.name:
             raise Forbidden("only the owner of a manifest or an editor may change it")
 
-    def remove(self, user: User, manifest_id: str) -> None:
+    def _current(self, base: str, manifest_id: str, if_match: str | None) -> Record | None:
+        """The stored record a write replaces. With If-Match, only when one of its tags is the
+        ETag of the manifest as served under ``base`` ("*": any stored one), else 412."""
+        old = self.store.get(manifest_id)
+        if if_match is None:
+            return old
+        tags = {t.strip() for t in if_match.split(",") if t.strip()}
+        if old is None:
+            raise PreconditionFailed(f"no manifest {manifest_id!r}: If-Match cannot match")
+        if "*" in tags:
+            return old
+        body = self.store.read(manifest_id)
+        again = self.store.get(manifest_id)
+        if body is None or again is None or again.version != old.version:
+            raise changed_meanwhile(manifest_id)
+        etag = strong_etag(publish_json(body, base))
+        if etag not in tags and f'{etag[:-1]}-gzip"' not in tags:
+            raise PreconditionFailed(
+                f"manifest {manifest_id!r} changed since it was read: If-Match does not match"
+            )
+        return old
+
+    def remove(
+        self, user: User, manifest_id: str, base: str = "", if_match: str | None = None
+    ) -> None:
+        """Delete an uploaded or built manifest (conditional on If-Match when given)."""
         check_id(manifest_id)
         self.sync()
-        old = self.store.get(manifest_id)
+        old = self._current(base, manifest_id, if_match)
         if old is None:
             raise NotFound(f"no manifest {manifest_id!r}")
         if old.origin == "catalogue":
