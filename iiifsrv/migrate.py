@@ -1,5 +1,6 @@
 """``iiifsrv migrate``: copy a data directory's catalogue (objects, fitted transforms), manifests
-(records and stored bytes) and Change Discovery log from SQLite and files into PostgreSQL.
+(records and stored bytes), Change Discovery log and annotations from SQLite and files into
+PostgreSQL.
 
 Blocking; imports catalogue, presentation store backends and database (a tool one floor above
 them, like iiifsrv.state). Idempotent: rows already present and equal are left alone, the
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iiifsrv.annotations import postgres as annotations_pg
 from iiifsrv.catalogue.postgres import PostgresCatalogue
 from iiifsrv.catalogue.sqlite import SqliteCatalogue
 from iiifsrv.database import Database
@@ -62,6 +65,7 @@ def migrate(data: Path, database_url: str) -> list[Outcome]:
             _objects(SqliteCatalogue(data / "catalogue.sqlite3"), catalogue),
             _transforms(SqliteCatalogue(data / "catalogue.sqlite3"), catalogue),
             *_manifests(data, manifests),
+            _annotations(data / "annotations.sqlite3", database),
         ]
     finally:
         database.close()
@@ -153,3 +157,65 @@ def _manifests(data: Path, target: PostgresManifestStore) -> list[Outcome]:
 def _plain(items: Iterable[Activity]) -> Iterable[Row]:
     """An activity without its number (PostgreSQL numbers its own)."""
     return [(a.type, a.manifest_id, a.end_time) for a in items]
+
+
+# The annotation columns both backends share; ``changed`` is renumbered, ``seq`` keeps the order.
+_ANNOTATION_COLUMNS = (
+    "key, canvas, manifest, via, creator, doc, body_text, created, modified, version, deleted, "
+    "region"
+)
+
+
+def _annotation_row(row: Iterable[object]) -> tuple[str, ...]:
+    values = list(row)
+    values[10] = bool(values[10])  # deleted: an integer in SQLite, a boolean in PostgreSQL
+    return tuple(str(v) for v in values)
+
+
+def _annotations(path: Path, database: Database) -> Outcome:
+    """Every annotation row (deleted ones too: their keys stay taken), in the order written."""
+    out = Outcome("annotations")
+    if not path.is_file():
+        return out
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute(f"SELECT {_ANNOTATION_COLUMNS} FROM annotations ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    database.ensure("annotations", annotations_pg.SCHEMA)
+    table = annotations_pg.TABLE
+    with database.connection() as conn:
+        have = {
+            r[0]: _annotation_row(r)
+            for r in conn.execute(f"SELECT {_ANNOTATION_COLUMNS} FROM {table}").fetchall()
+        }
+        with conn.transaction():
+            for row in rows:
+                plain = _annotation_row(row)
+                if have.get(plain[0]) == plain:
+                    out.unchanged += 1
+                    continue
+                values = list(row)
+                values[10] = bool(values[10])
+                conn.execute(
+                    f"INSERT INTO {table} ({_ANNOTATION_COLUMNS}, changed) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    "nextval('iiifsrv_annotation_changes')) ON CONFLICT (key) DO UPDATE SET "
+                    "canvas = excluded.canvas, manifest = excluded.manifest, via = excluded.via, "
+                    "creator = excluded.creator, doc = excluded.doc, "
+                    "body_text = excluded.body_text, created = excluded.created, "
+                    "modified = excluded.modified, version = excluded.version, "
+                    "deleted = excluded.deleted, region = excluded.region, "
+                    "changed = excluded.changed",
+                    values,
+                )
+                out.copied += 1
+        after = {
+            r[0]: _annotation_row(r)
+            for r in conn.execute(f"SELECT {_ANNOTATION_COLUMNS} FROM {table}").fetchall()
+        }
+    out.source = len(rows)
+    out.checksum = _checksum(_annotation_row(r) for r in rows)
+    if _checksum(after.get(str(r[0]), ()) for r in rows) != out.checksum:
+        out.problems.append("annotations differ after the copy")
+    return out
