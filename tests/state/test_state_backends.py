@@ -16,7 +16,8 @@ from iiifsrv.errors import Conflict
 from iiifsrv.presentation.store import NEW
 from iiifsrv.settings import Settings
 from iiifsrv.state import open_state
-from tests.state.conftest import ALICE, BOB, EDITOR, manifest
+from iiifsrv.web.app import create_app
+from tests.state.conftest import ALICE, BASE, BOB, EDITOR, TOKENS, manifest, pg_url
 
 
 def _path(url: str) -> str:
@@ -247,15 +248,18 @@ async def test_catalogue_object_becomes_a_manifest_on_every_replica(
     assert [a["type"] for a in stream["orderedItems"]] == ["Create", "Update"]
 
 
-async def test_postgres_replicas_keep_nothing_on_local_disk(
-    backend: str, state_settings: Settings, client: httpx.AsyncClient
-) -> None:
-    if backend != "postgres":
-        pytest.skip("the embedded backend keeps its state in the data directory by design")
-    created = await client.post("/iiif/manifests", json=manifest("nowhere"), headers=ALICE)
-    assert created.status_code == 201
-    assert (await client.get("/iiif/manifests/nowhere")).status_code == 200
-    assert (await client.get("/iiif/collection")).status_code == 200
-    data = Path(state_settings.data)
-    left = sorted(str(p.relative_to(data)) for p in data.rglob("*")) if data.exists() else []
-    assert [p for p in left if "manifests" in p or "catalogue" in p or "presentation" in p] == []
+async def test_postgres_replicas_keep_nothing_on_local_disk(tmp_path: Path, pg_schema: str) -> None:
+    (tmp_path / "images").mkdir()
+    settings = Settings(images=str(tmp_path / "images"), data=str(tmp_path / "data"),
+                        tokens=TOKENS, database_url=pg_url(pg_schema), public_url=BASE)  # fmt: skip
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+        created = await c.post("/iiif/manifests", json=manifest("nowhere"), headers=ALICE)
+        assert created.status_code == 201
+        assert (await c.get("/iiif/manifests/nowhere")).status_code == 200
+        assert (await c.get("/iiif/collection")).status_code == 200
+        assert (await c.get("/iiif/activity")).json()["totalItems"] == 1
+    await app.state.annotation_store.close()
+    app.state.state.close()
+    data = tmp_path / "data"
+    assert not data.exists() or sorted(p.name for p in data.rglob("*")) == []
