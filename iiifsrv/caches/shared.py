@@ -162,7 +162,7 @@ class SharedCache:
         token = os.urandom(16).hex().encode()
         won = await self._call("lease", lambda: self.backend.add(lease, token, self.lease_ms))
         if won is True:
-            return await self._make_leased(key, lease, token, make), "made"
+            return await self._make_leased(key, lease, token, make)
         if isinstance(won, _Failed):
             return await self._make(key, make), "made"
         self.stats.waits += 1
@@ -183,7 +183,7 @@ class SharedCache:
                     "lease", lambda: self.backend.add(lease, token, self.lease_ms)
                 )
                 if won is True:
-                    return await self._make_leased(key, lease, token, make), "made"
+                    return await self._make_leased(key, lease, token, make)
                 if isinstance(won, _Failed):
                     break
         return await self._make(key, make), "made"
@@ -195,10 +195,16 @@ class SharedCache:
 
     async def _make_leased(
         self, key: str, lease: str, token: bytes, make: Callable[[], Awaitable[bytes]]
-    ) -> bytes:
-        self.stats.leases += 1
+    ) -> tuple[bytes, How]:
         try:
-            return await self._make(key, make)
+            # Another replica may have stored it and let go of the lease between our look-up
+            # and our lease: look once more, or it would be made twice.
+            values = await self._call("get", lambda: self.backend.get_many([key]))
+            if not isinstance(values, _Failed) and values[0] is not None:
+                self.stats.hits += 1
+                return values[0], "shared"
+            self.stats.leases += 1
+            return await self._make(key, make), "made"
         finally:
             await self._call("release", lambda: self.backend.delete_if(lease, token))
 
