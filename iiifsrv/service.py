@@ -31,7 +31,10 @@ from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
 from iiifsrv.sources import composite, computed
 from iiifsrv.sources.describe import NotAnImage, Source, describe
+from iiifsrv.sources.objects import RemoteImages, open_s3
 from iiifsrv.sources.resolve import Resolver, check_identifier, no_image
+from iiifsrv.sources.s3 import ObjectChanged
+from iiifsrv.sources.storage import StorageUnavailable
 
 log = logging.getLogger("iiifsrv.service")
 
@@ -103,6 +106,9 @@ class ImageService:
         self._catalogue: Catalogue | None = None
         self._transforms: LRUCache[tuple[str, str, str], Transform] = LRUCache(maxsize=512)
         self._fitting: dict[tuple[str, str, str], asyncio.Future[Transform]] = {}
+        root = settings.image_root
+        # An S3 root (sources/objects.py): identifiers map to keys, read by ranged GETs.
+        self.remote: RemoteImages | None = open_s3(root, settings) if root.kind == "s3" else None
         # Behind the in-process caches: one cache shared by every replica (None = not set).
         self.shared: SharedCache | None = open_shared(
             settings.cache_url,
@@ -120,12 +126,10 @@ class ImageService:
             await self.shared.close()
 
     def shared_version(self, path: str, identity: str) -> str:
-        """The source version in shared-cache keys: where the file is under the image root
-        and its identity (inode, mtime, size; for composites every part's)."""
-        try:
-            where = os.path.relpath(path, self.settings.images_path)
-        except ValueError:
-            where = path
+        """The source version in shared-cache keys: where the file is (under the image root,
+        or its s3:// URL) and its identity (a file's inode, mtime and size; an object's key and
+        ETag; for composites and computed images every part's)."""
+        where = path if "://" in path else os.path.relpath(path, self.settings.images_path)
         return f"{where}|{identity}"
 
     # -- catalogue (multispectral objects) -------------------------------------------------
@@ -298,6 +302,8 @@ class ImageService:
             made = await self._computed(derived, identifier)
             if made is not None:
                 return made
+        if self.remote is not None:
+            return await self._remote_source(self.remote, identifier)
         hit = self._stat_cached(identifier)
         if hit is None:
             check_identifier(identifier)
@@ -346,6 +352,50 @@ class ImageService:
         await self.shared.put(key, described.encode(made))
         return made
 
+    async def _remote_source(self, remote: RemoteImages, identifier: str) -> Source:
+        """From the S3 root: trusted for s3_revalidate seconds, then listed (and described)
+        again; concurrent look-ups of one identifier share one."""
+        known: Source | None = remote.fresh(identifier)
+        if known is None:
+            check_identifier(identifier)
+            pending = self._describing.get("s3:" + identifier)
+            if pending is not None:
+                known = await asyncio.shield(pending)
+            else:
+                future: asyncio.Future[Source] = asyncio.get_running_loop().create_future()
+                self._describing["s3:" + identifier] = future
+                try:
+                    known = await anyio.to_thread.run_sync(remote.source, identifier)
+                    future.set_result(known)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                    future.exception()
+                    raise
+                finally:
+                    del self._describing["s3:" + identifier]
+        assert known is not None
+        self._check_source_size(known)
+        return known
+
+    def list_images(self, limit: int = 10000) -> list[str]:
+        """Identifiers of the images under the root, sorted (blocking; the landing page).
+        An unreachable object store lists nothing (its requests say why)."""
+        if self.remote is None:
+            return self.resolver.list_images(limit)
+        try:
+            return self.remote.list_images(limit)
+        except StorageUnavailable:
+            return []
+
+    async def root_problem(self) -> str:
+        """Empty when the image root can be read, else why not (one line)."""
+        if self.remote is not None:
+            return await anyio.to_thread.run_sync(self.remote.health)
+        path = self.settings.images_path
+        if os.path.isdir(path) and os.access(path, os.R_OK):
+            return ""
+        return "the image folder cannot be read"
+
     # -- images ----------------------------------------------------------------------------
 
     async def plan(self, identifier: str, request: ImageRequest) -> Planned:
@@ -361,7 +411,14 @@ class ImageService:
         if cached is not None:
             return ImageResult(cached, media_type(p.format), cached=True)
         if p.raw_tile is not None:
-            body = imaging.read_raw_tile(source, p.raw_tile)
+            if source.storage is None:  # a local file: one pread
+                body = imaging.read_raw_tile(source, p.raw_tile)
+            else:  # one ranged GET, off the event loop
+                try:
+                    body = await anyio.to_thread.run_sync(imaging.read_raw_tile, source, p.raw_tile)
+                except ObjectChanged as exc:
+                    self._note_changed(exc)
+                    raise
             self.responses.put(key, body, len(body))
             return ImageResult(
                 body, "image/jpeg", passthrough=True, timings={"raw": time.perf_counter() - t0}
@@ -395,6 +452,7 @@ class ImageService:
                     timings["shared"] = time.perf_counter() - t0
             future.set_result(body)
         except BaseException as exc:
+            self._note_changed(exc)
             future.set_exception(exc)
             future.exception()
             raise
@@ -404,6 +462,11 @@ class ImageService:
         return ImageResult(
             body, media_type(p.format), cached="render" not in timings, timings=timings
         )
+
+    def _note_changed(self, exc: BaseException) -> None:
+        """An object replaced in the store while it was read is listed again next time."""
+        if isinstance(exc, ObjectChanged) and self.remote is not None:
+            self.remote.changed(exc.key)
 
 
 def shared_namespace(settings: Settings) -> str:
