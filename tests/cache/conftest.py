@@ -40,7 +40,7 @@ class PrivateRedis:
         exe = shutil.which("redis-server")
         assert exe, "redis-server is not installed"
         cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-        cmd += ["no", "--dir", str(self.workdir)]
+        cmd += ["no", "--dir", str(self.workdir), "--enable-debug-command", "local"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + 10

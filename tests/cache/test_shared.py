@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 import redis
+import redis.asyncio
 
 from iiifsrv.caches.shared import Breaker, SharedCache, open_shared
 from tests.cache.conftest import PrivateRedis
@@ -242,3 +243,24 @@ def test_unknown_scheme_is_refused() -> None:
         open_shared("", namespace="n", ttl_s=1, max_item=1, timeout_ms=1, lease_ms=1, backoff_s=1)
         is None
     )
+
+
+async def test_a_timed_out_call_never_leaves_its_reply_for_the_next(
+    private_redis: PrivateRedis,
+) -> None:
+    """A call abandoned at its timeout must not leave its answer on a pooled connection,
+    where the next call would read it as its own (another key's bytes)."""
+    cache = _shared(private_redis.url, timeout_ms=100)
+    one, two = cache.key("img", "one"), cache.key("img", "two")
+    await cache.put(one, b"bytes of one")
+    await cache.put(two, b"bytes of two")
+    blocker = redis.asyncio.Redis.from_url(private_redis.url)
+    stall = asyncio.create_task(blocker.execute_command("DEBUG", "SLEEP", "0.5"))
+    await asyncio.sleep(0.05)  # the server is now asleep: the next call times out
+    assert await cache.get(one) is None
+    assert cache.stats.errors == 1
+    await stall
+    await blocker.aclose()
+    assert await cache.get(two) == b"bytes of two"
+    assert await cache.get(one) == b"bytes of one"
+    await cache.close()
