@@ -165,6 +165,7 @@ def create_app(settings: Settings) -> Front:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await annotation_store.close()
+        await service.close()
 
     app = Starlette(
         routes=routes,
