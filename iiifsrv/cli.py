@@ -57,7 +57,7 @@ def log_settings(settings: Settings) -> None:
             value = f"<{len(value.split(','))} token(s)>"
         if spec.name == "session_secret":
             value = "<set>" if settings.sources.get(spec.name, "default") != "default" else ""
-        if spec.name == "database_url" and value and "@" in value:
+        if spec.name in ("database_url", "cache_url") and value and "@" in value:
             value = value.split("://")[0] + "://…@" + value.split("@", 1)[1]
         log.info("setting %s = %r (%s)", spec.name, value, settings.sources.get(spec.name, "?"))
 

@@ -171,6 +171,7 @@ def create_app(settings: Settings) -> Front:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await annotation_store.close()
+        await service.close()
         await anyio.to_thread.run_sync(state.close)
 
     app = Starlette(
