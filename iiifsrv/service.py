@@ -22,10 +22,10 @@ from iiifsrv import imaging
 from iiifsrv.caches import described
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.caches.shared import KEY_VERSION, SharedCache, open_shared
-from iiifsrv.catalogue import Catalogue, CatalogueObject, Transform
+from iiifsrv.catalogue import CatalogueObject, CatalogueStore, SqliteCatalogue, Transform
 from iiifsrv.conditional import strong_etag
 from iiifsrv.encoders import media_type
-from iiifsrv.errors import NotFound, NotImplementedFeature
+from iiifsrv.errors import NotFound, NotImplementedFeature, Unavailable
 from iiifsrv.iiif.model import ImageRequest, Limits
 from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
@@ -89,8 +89,13 @@ class ImageResult:
 
 
 class ImageService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalogue: CatalogueStore | None = None) -> None:
         self.settings = settings
+        # The app's one catalogue (iiifsrv.state); by default the embedded one in the data
+        # directory, opened on first use.
+        self._catalogue: CatalogueStore = catalogue or SqliteCatalogue(
+            settings.data_path / "catalogue.sqlite3"
+        )
         self.resolver = Resolver(settings.images_path)
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
@@ -103,7 +108,6 @@ class ImageService:
         self._sources: LRUCache[str, Source] = LRUCache(maxsize=512)
         self._describing: dict[str, asyncio.Future[Source]] = {}
         self._rendering: dict[tuple[str, str], asyncio.Future[bytes]] = {}
-        self._catalogue: Catalogue | None = None
         self._transforms: LRUCache[tuple[str, str, str], Transform] = LRUCache(maxsize=512)
         self._fitting: dict[tuple[str, str, str], asyncio.Future[Transform]] = {}
         root = settings.image_root
@@ -134,18 +138,12 @@ class ImageService:
 
     # -- catalogue (multispectral objects) -------------------------------------------------
 
-    def catalogue(self) -> Catalogue | None:
-        """The catalogue in the data directory, or None if nothing was ingested (blocking)."""
-        if self._catalogue is None:
-            path = self.settings.data_path / "catalogue.sqlite3"
-            if not path.is_file():
-                return None
-            self._catalogue = Catalogue(path)
+    def catalogue(self) -> CatalogueStore:
+        """The app's catalogue (its reads find nothing when nothing was ingested; blocking)."""
         return self._catalogue
 
     def _lookup(self, object_id: str) -> CatalogueObject | None:
-        catalogue = self.catalogue()
-        return catalogue.get(object_id) if catalogue is not None else None
+        return self._catalogue.get(object_id)
 
     async def catalogue_object(self, object_id: str) -> CatalogueObject | None:
         """The catalogue's entry for ``object_id`` (None when absent or there is no catalogue)."""
@@ -233,16 +231,13 @@ class ImageService:
             del self._fitting[cache_key]
 
     def _stored_transform(self, obj: CatalogueObject, key: str) -> Transform | None:
-        catalogue = self.catalogue()
-        return catalogue.get_transform(obj.id, key, obj.version) if catalogue else None
+        return self._catalogue.get_transform(obj.id, key, obj.version)
 
     def _store_transform(self, obj: CatalogueObject, key: str, transform: Transform) -> None:
-        catalogue = self.catalogue()
-        if catalogue is None:
-            return
         try:
-            catalogue.put_transform(obj.id, key, obj.version, transform)
-        except sqlite3.Error as exc:  # a read-only catalogue: the transform lives in memory
+            self._catalogue.put_transform(obj.id, key, obj.version, transform)
+        except (sqlite3.Error, Unavailable) as exc:
+            # A read-only or unreachable catalogue: the transform lives in memory.
             log.warning("cannot keep the %s transform of %s in the catalogue: %s", key, obj.id, exc)
 
     # -- sources ---------------------------------------------------------------------------

@@ -156,7 +156,11 @@ REGISTRY: tuple[Spec, ...] = (
         'Annotation targets: "known" = canvases of this server\'s manifests; "any" = any URI.',
     ),
     Spec(
-        "database_url", str, "", "PostgreSQL URL for the annotation store; empty = SQLite in data."
+        "database_url",
+        str,
+        "",
+        "PostgreSQL URL for all state (catalogue, manifests, change log, annotations), shared by "
+        "every replica; empty = SQLite and files in data.",
     ),
     Spec(
         "annotation_max_bytes",
