@@ -1,7 +1,8 @@
 """Visual similarity: 64-bit perceptual hashes (pHash, dHash) of an image's normalised grey
 thumbnail, their Hamming distance, and the ranking of near-duplicates across the catalogue.
 
-Blocking (pyvips decodes a thumbnail); imports pyvips, numpy, catalogue and sources.resolve.
+Blocking (pyvips decodes a thumbnail); imports pyvips, numpy, catalogue (objects and the hash
+table) and sources.resolve.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import pyvips
 
-from iiifsrv.catalogue import Catalogue, CatalogueObject, ImageHash
+from iiifsrv.catalogue import CatalogueObject, CatalogueStore
+from iiifsrv.catalogue.hashes import Hashes, ImageHash, PostgresHashes, SqliteHashes
+from iiifsrv.catalogue.postgres import PostgresCatalogue
+from iiifsrv.catalogue.sqlite import SqliteCatalogue
 from iiifsrv.errors import IIIFError
 from iiifsrv.sources.resolve import Resolver
 
@@ -97,6 +101,15 @@ def fingerprint_file(path: str | Path) -> Fingerprint:
     return fingerprint(thumb)
 
 
+def hashes_for(catalogue: CatalogueStore) -> Hashes | None:
+    """The hash table beside ``catalogue`` (None for a backend without one)."""
+    if isinstance(catalogue, SqliteCatalogue):
+        return SqliteHashes(catalogue.path)
+    if isinstance(catalogue, PostgresCatalogue):
+        return PostgresHashes(catalogue.database)
+    return None
+
+
 def object_image(obj: CatalogueObject, resolver: Resolver) -> str | None:
     """The file that stands for an object: its image, else its first band; None for A/V."""
     for identifier in (obj.image, *(band.image for band in obj.bands)):
@@ -120,19 +133,19 @@ def fingerprint_object(obj: CatalogueObject, resolver: Resolver) -> Fingerprint 
         return None
 
 
-def keep(catalogue: Catalogue, obj: CatalogueObject, found: Fingerprint) -> ImageHash:
+def keep(hashes: Hashes, obj: CatalogueObject, found: Fingerprint) -> ImageHash:
     stored = ImageHash(obj.id, obj.version, found.phash, found.dhash)
-    catalogue.put_hash(stored)
+    hashes.put(stored)
     return stored
 
 
-def hash_object(catalogue: Catalogue, obj: CatalogueObject, resolver: Resolver) -> ImageHash | None:
+def hash_object(hashes: Hashes, obj: CatalogueObject, resolver: Resolver) -> ImageHash | None:
     """The object's stored hash for its current version, computed and stored when missing."""
-    known = catalogue.get_hash(obj.id)
+    known = hashes.get(obj.id)
     if known is not None and known.version == obj.version:
         return known
     found = fingerprint_object(obj, resolver)
-    return keep(catalogue, obj, found) if found is not None else None
+    return keep(hashes, obj, found) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -142,7 +155,11 @@ class Match:
 
 
 def similar(
-    catalogue: Catalogue, object_id: str, resolver: Resolver, threshold: int = DEFAULT_THRESHOLD
+    catalogue: CatalogueStore,
+    stored: Hashes,
+    object_id: str,
+    resolver: Resolver,
+    threshold: int = DEFAULT_THRESHOLD,
 ) -> tuple[ImageHash | None, list[Match]]:
     """Every other object within ``threshold`` of ``object_id``, nearest first (objects ingested
     before hashes existed are hashed now, once)."""
@@ -150,11 +167,11 @@ def similar(
     target = objects.get(object_id)
     if target is None:
         return None, []
-    hashes = {h.object_id: h for h in catalogue.hashes()}
+    hashes = {h.object_id: h for h in stored.all()}
     for obj in objects.values():
         known = hashes.get(obj.id)
         if known is None or known.version != obj.version:
-            fresh = hash_object(catalogue, obj, resolver)
+            fresh = hash_object(stored, obj, resolver)
             if fresh is not None:
                 hashes[obj.id] = fresh
             else:

@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from iiifsrv import similarity
-from iiifsrv.catalogue import CatalogueObject, ImageHash
+from iiifsrv.catalogue import CatalogueObject
+from iiifsrv.catalogue.hashes import ImageHash
 from iiifsrv.conditional import CORS_HEADERS
 from iiifsrv.errors import BadRequest, NotFound
 from iiifsrv.service import ImageService
@@ -77,9 +78,11 @@ def routes(service: ImageService) -> list[BaseRoute]:
         object_id: str, threshold: int
     ) -> tuple[ImageHash | None, list[similarity.Match], dict[str, CatalogueObject]]:
         catalogue = service.catalogue()
-        if catalogue is None:
+        stored = similarity.hashes_for(catalogue)
+        if stored is None:
             return None, [], {}
-        mine, matches = similarity.similar(catalogue, object_id, service.resolver, threshold)
+        resolver = service.resolver
+        mine, matches = similarity.similar(catalogue, stored, object_id, resolver, threshold)
         objects = {m.object_id: catalogue.get(m.object_id) for m in matches}
         return mine, matches, {k: v for k, v in objects.items() if v is not None}
 

@@ -26,6 +26,7 @@ import pytest
 from iiifsrv.annotations.service import AnnotationService
 from iiifsrv.annotations.sqlite import SqliteStore
 from iiifsrv.annotations.urls import Urls
+from iiifsrv.migrate import migrate
 from iiifsrv.semantic import encoder
 from iiifsrv.semantic.engine import Semantic
 from iiifsrv.semantic.index import VectorIndex
@@ -83,6 +84,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def server(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[Way, Any]]:
     images, data = make_tree(tmp_path)
+    if database_url:  # the catalogue lives in PostgreSQL then: move it there
+        assert all(o.problems == [] for o in migrate(data, database_url))
     settings = Settings(
         images=str(images), data=str(data), tokens=f"{TOKEN}=alice", database_url=database_url
     )

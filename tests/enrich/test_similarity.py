@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import sqlite3
 from importlib.util import find_spec
 from pathlib import Path
@@ -16,10 +17,14 @@ import pytest
 import pyvips
 
 from iiifsrv import similarity
-from iiifsrv.catalogue import MASK64
+from iiifsrv.catalogue.hashes import MASK64
+from iiifsrv.migrate import migrate
 from iiifsrv.settings import Settings
 from iiifsrv.web.app import create_app
 from tests.ingest_support import run_cli, smooth
+from tests.test_client_journey import database_url
+
+__all__ = ["database_url"]  # the fixture: SQLite and a fresh PostgreSQL schema
 
 SAMPLE_DATA = Path(find_spec("matplotlib").origin).parent / "mpl-data" / "sample_data"  # type: ignore[arg-type, union-attr]
 VARIANTS = ("hopper-downscaled", "hopper-q50", "hopper-crop5-centre", "hopper-crop5-corner")
@@ -165,3 +170,35 @@ def test_threshold_and_bad_requests(collection: tuple[Path, Path]) -> None:
     assert bad.status_code == 400 and "threshold" in bad.text
     assert big.status_code == 400
     assert unknown.status_code == 404 and "nothing-here" in unknown.text
+
+
+def test_the_catalogue_in_postgresql_gets_its_hashes_too(
+    collection: tuple[Path, Path], database_url: str, tmp_path: Path
+) -> None:
+    """With the catalogue moved to PostgreSQL (iiifsrv migrate), hashes are computed on the
+    first request and kept there."""
+    images, data = collection
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    if database_url:
+        assert all(o.problems == [] for o in migrate(copy, database_url))
+
+    async def go() -> list[httpx.Response]:
+        settings = Settings(images=str(images), data=str(copy), database_url=database_url)
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            out = [await client.get("/objects/hopper/similar") for _ in range(2)]
+        await app.state.annotation_store.close()
+        return out
+
+    first, again = asyncio.run(go())
+    assert first.status_code == 200
+    assert {i["id"] for i in first.json()["similar"]} == set(VARIANTS)
+    assert again.json() == first.json()
+    if database_url:
+        import psycopg
+
+        with psycopg.connect(database_url) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM iiifsrv_image_hashes").fetchone()
+        assert count == 1 + len(VARIANTS) + len(UNRELATED)
