@@ -241,3 +241,27 @@ def read_in_chromium(
     finally:
         tab.context.close()
     assert not errors, f"uncaught errors in the pages ({host}): {errors}"
+
+
+def test_the_two_mirador_modes_link_to_each_other_and_a_bad_mode_is_a_400(
+    server: LiveServer,
+) -> None:
+    manifest = discover(server.url).manifest["id"]
+    editor = httpx.get(f"{server.url}/viewer/mirador", params={"manifest": manifest})
+    assert editor.status_code == 200
+    assert 'data-editor="on"' in editor.text and "id=sign-in" in editor.text
+    reader_link = re.search(r'<a class=reader href="([^"]+)"', editor.text)
+    assert reader_link is not None
+    reader = httpx.get(reader_link.group(1).replace("&amp;", "&"))
+    assert reader.status_code == 200
+    assert 'data-editor="off"' in reader.text and "sign-in" not in reader.text
+    assert (
+        "<script>" not in reader.text
+        and "script-src 'self'" in reader.headers["content-security-policy"]
+    )
+    back = re.search(r'<a class=editor href="([^"]+)"', reader.text)
+    assert back is not None
+    assert httpx.get(back.group(1).replace("&amp;", "&")).text == editor.text
+    bad = httpx.get(f"{server.url}/viewer/mirador", params={"manifest": manifest, "editor": "x"})
+    assert bad.status_code == 400
+    assert "editor must be on or off" in bad.text and "\n" not in bad.text.strip()
