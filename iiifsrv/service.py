@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import anyio
 from cachetools import LRUCache
 
-from iiifsrv import imaging
+from iiifsrv import imaging, telemetry
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.catalogue import Catalogue, CatalogueObject, Transform
 from iiifsrv.conditional import strong_etag
@@ -31,6 +31,13 @@ from iiifsrv.sources.describe import NotAnImage, Source, describe
 from iiifsrv.sources.resolve import Resolver, check_identifier, no_image
 
 log = logging.getLogger("iiifsrv.service")
+
+# Label children bound once (the service counts what only it knows: see telemetry.py).
+_SOURCE_HIT = telemetry.CACHE.labels("source", "hit")
+_SOURCE_MISS = telemetry.CACHE.labels("source", "miss")
+_READ_DESCRIBE = telemetry.SOURCE_READS.labels("describe")
+_READ_RAW = telemetry.SOURCE_READS.labels("raw_tile")
+_READ_RENDER = telemetry.SOURCE_READS.labels("render")
 
 
 @dataclass(frozen=True)
@@ -284,13 +291,16 @@ class ImageService:
             path, st = hit
         known = self._sources.get(path)
         if known and known.mtime_ns == st.st_mtime_ns and known.size == st.st_size:
+            _SOURCE_HIT.inc()
             return known
+        _SOURCE_MISS.inc()
         pending = self._describing.get(path)
         if pending is not None:
             return await asyncio.shield(pending)
         future: asyncio.Future[Source] = asyncio.get_running_loop().create_future()
         self._describing[path] = future
         try:
+            _READ_DESCRIBE.inc()
             described = await anyio.to_thread.run_sync(describe, path, st)
             self._check_source_size(described)
             self._sources[path] = described
@@ -319,6 +329,8 @@ class ImageService:
             return ImageResult(cached, media_type(p.format), cached=True)
         if p.raw_tile is not None:
             body = imaging.read_raw_tile(source, p.raw_tile)
+            _READ_RAW.inc()
+            telemetry.PASSTHROUGH.inc()
             self.responses.put(key, body, len(body))
             return ImageResult(
                 body, "image/jpeg", passthrough=True, timings={"raw": time.perf_counter() - t0}
@@ -330,6 +342,7 @@ class ImageService:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._rendering[key] = future
         try:
+            _READ_RENDER.inc()
             body = await anyio.to_thread.run_sync(
                 imaging.render, source, p, self.render_options, self.levels, limiter=self.limiter
             )
@@ -341,4 +354,7 @@ class ImageService:
         finally:
             del self._rendering[key]
         self.responses.put(key, body, len(body))
-        return ImageResult(body, media_type(p.format), timings={"render": time.perf_counter() - t0})
+        elapsed = time.perf_counter() - t0
+        telemetry.RENDERS.labels(p.format).inc()
+        telemetry.RENDER_SECONDS.observe(elapsed)
+        return ImageResult(body, media_type(p.format), timings={"render": elapsed})

@@ -1,0 +1,167 @@
+"""Request accounting and ``GET /metrics``: what Front records for every response (route class,
+status, latency, bytes), the per-worker sampler (cache tiers, pools, memory) and the endpoint.
+
+HTTP layer; imports Starlette, telemetry, edge, access_log and lifecycle. Per request: one
+monotonic clock pair, a small ``Exchange`` wrapping ``send``, three increments on label children
+looked up once per (route, status); cache hits and misses are the caches' own integer counters,
+turned into Prometheus counters by the sampler (every few seconds and at each scrape), so the
+hot replay path counts nothing extra.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message, Send
+
+from iiifsrv import telemetry
+from iiifsrv.lifecycle import DRAIN
+from iiifsrv.web.edge import correct
+
+log = logging.getLogger("iiifsrv.metrics")
+
+SAMPLE_SECONDS = 5.0
+
+_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("/iiif/manifests", "presentation"),
+    ("/iiif/collection", "presentation"),
+    ("/iiif/activity", "presentation"),
+    ("/annotations", "annotations"),
+    ("/annotot", "annotations"),
+    ("/sas", "annotations"),
+    ("/media", "media"),
+    ("/objects", "objects"),
+    ("/spectra", "objects"),
+    ("/viewer", "viewer"),
+    ("/static", "viewer"),
+    ("/session", "session"),
+    ("/health", "health"),
+    ("/metrics", "metrics"),
+)
+
+
+def route_class(path: str) -> str:
+    """A small fixed set of labels (never the path itself, whose values are unbounded)."""
+    if path.startswith("/iiif/3/") or path.startswith("/iiif/2/"):
+        return "image_info" if path.endswith("/info.json") else "image"
+    for prefix, name in _PREFIXES:
+        if path.startswith(prefix):
+            return name
+    return "viewer" if path == "/" else "other"
+
+
+class Exchange:
+    """Wraps ``send`` for one request: remembers status and body bytes, and corrects the
+    Cache-Control of errors and credentialed responses (web/edge.py)."""
+
+    __slots__ = ("send", "status", "sent", "credentials", "check")
+
+    def __init__(self, send: Send, credentials: bool, check: bool) -> None:
+        self.send = send
+        self.status = 0
+        self.sent = 0
+        self.credentials = credentials
+        self.check = check  # routes that may set cookies: look at every response
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            self.sent += len(message.get("body", b""))
+        elif kind == "http.response.start":
+            status = self.status = message["status"]
+            if status >= 400 or self.credentials or self.check:
+                message = correct(message, self.credentials)
+        await self.send(message)
+
+
+class Recorder:
+    """The per-process label children, looked up once per (route, status)."""
+
+    def __init__(self) -> None:
+        self._by_status: dict[tuple[str, int], Any] = {}
+        self._by_route: dict[str, tuple[Any, Any]] = {}
+
+    def record(self, route: str, status: int, seconds: float, sent: int) -> None:
+        child = self._by_status.get((route, status))
+        if child is None:
+            child = self._by_status[(route, status)] = telemetry.REQUESTS.labels(route, str(status))
+        child.inc()
+        pair = self._by_route.get(route)
+        if pair is None:
+            pair = self._by_route[route] = (
+                telemetry.LATENCY.labels(route),
+                telemetry.BYTES_SENT.labels(route),
+            )
+        pair[0].observe(seconds)
+        if sent:
+            pair[1].inc(sent)
+
+
+class Counted(Protocol):
+    """A cache with integer hit/miss counters and a size in bytes (caches/memory.ByteLRU)."""
+
+    hits: int
+    misses: int
+
+    @property
+    def currsize(self) -> int: ...
+
+
+class Sampler:
+    """Turns the caches' own counters into Prometheus counters (by difference), and reads the
+    gauges: cache bytes, connection pools, this worker's resident memory."""
+
+    def __init__(
+        self,
+        tiers: dict[str, Counted],
+        pools: Iterable[tuple[str, Callable[[], dict[str, int] | None]]] = (),
+    ) -> None:
+        self.tiers = tiers
+        self.pools = list(pools)
+        self._seen: dict[str, tuple[int, int]] = {name: (0, 0) for name in tiers}
+
+    def sample(self) -> None:
+        for name, cache in self.tiers.items():
+            hits, misses = cache.hits, cache.misses
+            seen_hits, seen_misses = self._seen[name]
+            if hits > seen_hits:
+                telemetry.CACHE.labels(name, "hit").inc(hits - seen_hits)
+            if misses > seen_misses:
+                telemetry.CACHE.labels(name, "miss").inc(misses - seen_misses)
+            self._seen[name] = (hits, misses)
+            telemetry.CACHE_BYTES.labels(name).set(cache.currsize)
+        for store, stats in self.pools:
+            values = stats()
+            if values:
+                for state, value in values.items():
+                    telemetry.DB_POOL.labels(store, state).set(value)
+        telemetry.RSS.set(telemetry.resident_bytes())
+        telemetry.DRAINING.set(1 if DRAIN.draining else 0)
+
+    async def run(self) -> None:
+        """Sample every few seconds until cancelled (the app's lifespan)."""
+        while True:
+            try:
+                self.sample()
+            except Exception:  # a metric must never stop a worker
+                log.exception("metrics sampling failed")
+            await anyio.sleep(SAMPLE_SECONDS)
+
+
+def routes(sampler: Sampler) -> list[Route]:
+    async def metrics(request: Request) -> Response:
+        sampler.sample()
+        body = generate_latest(telemetry.registry())
+        return Response(
+            body,
+            headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+        )
+
+    return [Route("/metrics", metrics, methods=["GET", "HEAD"])]
