@@ -82,26 +82,23 @@ class Exchange:
 
 
 class Recorder:
-    """The per-process label children, looked up once per (route, status)."""
+    """The per-process label children of each (route, status), looked up once."""
 
     def __init__(self) -> None:
-        self._by_status: dict[tuple[str, int], Any] = {}
-        self._by_route: dict[str, tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
 
     def record(self, route: str, status: int, seconds: float, sent: int) -> None:
-        child = self._by_status.get((route, status))
-        if child is None:
-            child = self._by_status[(route, status)] = telemetry.REQUESTS.labels(route, str(status))
-        child.inc()
-        pair = self._by_route.get(route)
-        if pair is None:
-            pair = self._by_route[route] = (
+        children = self._children.get((route, status))
+        if children is None:
+            children = self._children[(route, status)] = (
+                telemetry.REQUESTS.labels(route, str(status)),
                 telemetry.LATENCY.labels(route),
                 telemetry.BYTES_SENT.labels(route),
             )
-        pair[0].observe(seconds)
+        children[0].inc()
+        children[1].observe(seconds)
         if sent:
-            pair[1].inc(sent)
+            children[2].inc(sent)
 
 
 class Counted(Protocol):
