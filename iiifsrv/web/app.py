@@ -122,14 +122,14 @@ def create_app(settings: Settings) -> Front:
     service = ImageService(settings)
 
     async def health(request: Request) -> Response:
-        """200 when the image root is readable; 503 while draining after SIGTERM (so a load
-        balancer takes this replica out before it stops accepting) or when it is not."""
+        """200 when the images can be read; 503 while draining after SIGTERM (so a load
+        balancer takes this replica out before it stops accepting) or when they cannot."""
         headers = {**CORS_HEADERS, "Cache-Control": "no-store"}
         if DRAIN.draining:
             return JSONResponse({"status": "draining"}, status_code=503, headers=headers)
-        ok = os.path.isdir(settings.images_path) and os.access(settings.images_path, os.R_OK)
-        body = {"status": "ok" if ok else "unavailable"}
-        return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
+        problem = await service.root_problem()  # an S3 root: probed at most every 2 s
+        body = {"status": "unavailable", "images": problem} if problem else {"status": "ok"}
+        return JSONResponse(body, status_code=503 if problem else 200, headers=headers)
 
     async def fallback(request: Request) -> Response:
         """CORS preflight for any path; a plain 404 for anything else no route serves."""
