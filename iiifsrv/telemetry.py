@@ -58,6 +58,17 @@ SOURCE_READS = Counter(
     "Reads of source files: describe (structure), raw_tile (passthrough), render.",
     ["op"],
 )
+S3_REQUESTS = Counter(
+    "iiifsrv_s3_requests",
+    "Requests to the S3 image store by operation (get = one ranged GET, head, list).",
+    ["op"],
+)
+S3_GET_BYTES = Counter("iiifsrv_s3_get_bytes", "Bytes received by ranged GETs from S3.")
+S3_FAILURES = Counter(
+    "iiifsrv_s3_failures",
+    "S3 requests that failed for good (after retries), and retries.",
+    ["kind"],
+)
 DB_POOL = Gauge(
     "iiifsrv_db_pool_connections",
     "PostgreSQL connection pool: size, idle (available) and waiting requests, per store.",

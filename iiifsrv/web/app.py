@@ -131,6 +131,12 @@ def create_app(settings: Settings) -> Front:
         body = {"status": "unavailable", "images": problem} if problem else {"status": "ok"}
         return JSONResponse(body, status_code=503 if problem else 200, headers=headers)
 
+    async def live(request: Request) -> Response:
+        """200 while the worker answers at all (also while draining): a liveness probe that a
+        storage outage or a rolling restart does not turn into a restart loop."""
+        headers = {**CORS_HEADERS, "Cache-Control": "no-store"}
+        return JSONResponse({"status": "alive"}, headers=headers)
+
     async def fallback(request: Request) -> Response:
         """CORS preflight for any path; a plain 404 for anything else no route serves."""
         if request.method == "OPTIONS":
@@ -144,6 +150,7 @@ def create_app(settings: Settings) -> Front:
     }
     routes = [
         Route("/health", health, methods=["GET", "HEAD"]),
+        Route("/health/live", live, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=image_apis["/iiif/3"]),
         Mount("/iiif/2", app=image_apis["/iiif/2"]),
         # -- ingest: catalogue JSON and the spectral service --
@@ -187,6 +194,7 @@ def create_app(settings: Settings) -> Front:
     sampler = metrics_routes.Sampler(
         {"hot": hot, "response": service.responses},
         pools=[("annotations", _pool_stats(annotation_store))],
+        s3=service.remote.storage.counters.snapshot if service.remote is not None else None,
     )
     if settings.metrics:
         routes += metrics_routes.routes(sampler)

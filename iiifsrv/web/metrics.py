@@ -119,10 +119,13 @@ class Sampler:
         self,
         tiers: dict[str, Counted],
         pools: Iterable[tuple[str, Callable[[], dict[str, int] | None]]] = (),
+        s3: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.tiers = tiers
         self.pools = list(pools)
+        self.s3 = s3
         self._seen: dict[str, tuple[int, int]] = {name: (0, 0) for name in tiers}
+        self._s3_seen: dict[str, int] = {}
 
     def sample(self) -> None:
         for name, cache in self.tiers.items():
@@ -139,8 +142,27 @@ class Sampler:
             if values:
                 for state, value in values.items():
                     telemetry.DB_POOL.labels(store, state).set(value)
+        if self.s3 is not None:
+            self._sample_s3(self.s3())
         telemetry.RSS.set(telemetry.resident_bytes())
         telemetry.DRAINING.set(1 if DRAIN.draining else 0)
+
+    def _sample_s3(self, now: dict[str, int]) -> None:
+        """The S3 store's own counters (sources/s3.py Counters.snapshot), by difference."""
+        targets = {
+            "gets": telemetry.S3_REQUESTS.labels("get"),
+            "heads": telemetry.S3_REQUESTS.labels("head"),
+            "lists": telemetry.S3_REQUESTS.labels("list"),
+            "get_bytes": telemetry.S3_GET_BYTES,
+            "failures": telemetry.S3_FAILURES.labels("failure"),
+            "retries": telemetry.S3_FAILURES.labels("retry"),
+        }
+        for name, target in targets.items():
+            current = now.get(name, 0)
+            seen = self._s3_seen.get(name, 0)
+            if current > seen:
+                target.inc(current - seen)
+            self._s3_seen[name] = current
 
     async def run(self) -> None:
         """Sample every few seconds until cancelled (the app's lifespan)."""

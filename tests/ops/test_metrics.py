@@ -152,3 +152,32 @@ def test_no_access_log_by_default(tmp_path: Path, image_root: Path) -> None:
         stop_server(server)
     assert not [ln for ln in server.log.read_text().splitlines() if ln.startswith("{")]
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
+
+
+def test_s3_counters_become_prometheus_counters() -> None:
+    """The S3 store counts its own requests (sources/s3.py); the sampler exports the
+    differences, so each request is counted once however often it samples."""
+    from prometheus_client import REGISTRY
+
+    from iiifsrv.sources.s3 import Counters
+    from iiifsrv.web.metrics import Sampler
+
+    def now(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    counters = Counters()
+    sampler = Sampler({}, s3=counters.snapshot)
+    gets, got, heads = (
+        now("iiifsrv_s3_requests_total", op="get"),
+        now("iiifsrv_s3_get_bytes_total"),
+        now("iiifsrv_s3_requests_total", op="head"),
+    )
+    counters.gets, counters.get_bytes, counters.heads = 3, 3000, 1
+    sampler.sample()
+    sampler.sample()
+    counters.gets += 1
+    counters.get_bytes += 500
+    sampler.sample()
+    assert now("iiifsrv_s3_requests_total", op="get") - gets == 4
+    assert now("iiifsrv_s3_get_bytes_total") - got == 3500
+    assert now("iiifsrv_s3_requests_total", op="head") - heads == 1

@@ -101,6 +101,8 @@ def test_sigterm_drains_then_finishes_in_flight_and_exits_0(
         assert _wait(draining, drain), "no 503 from /health during the drain"
         health = httpx.get(f"{server.url}/health", timeout=2)
         assert health.headers["cache-control"] == "no-store"
+        live = httpx.get(f"{server.url}/health/live", timeout=2)  # liveness: still alive
+        assert live.status_code == 200 and live.json() == {"status": "alive"}
         # 2. then it stops accepting (a single worker closes the socket; under a supervisor
         #    the workers stop accepting from the socket it keeps), the request still in flight
         if workers == "1":
