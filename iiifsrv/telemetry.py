@@ -37,7 +37,7 @@ BYTES_SENT = Counter(
 CACHE = Counter(
     "iiifsrv_cache_requests",
     "Cache look-ups per tier (hot = per-URL responses, response = encoded images, "
-    "source = image descriptions) and result (hit, miss).",
+    "source = image descriptions, shared = the shared cache) and result (hit, miss).",
     ["tier", "result"],
 )
 CACHE_BYTES = Gauge(
@@ -68,6 +68,12 @@ S3_FAILURES = Counter(
     "iiifsrv_s3_failures",
     "S3 requests that failed for good (after retries), and retries.",
     ["kind"],
+)
+SHARED_EVENTS = Counter(
+    "iiifsrv_shared_cache_events",
+    "Shared cache (Redis): put, too_large (not stored), error, skipped (breaker open), lease "
+    "(rendered for all replicas), wait (waited for another replica's render).",
+    ["event"],
 )
 DB_POOL = Gauge(
     "iiifsrv_db_pool_connections",

@@ -7,6 +7,7 @@ settings, errors; reads no environment except in ``app_from_env`` (the worker en
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,7 @@ from iiifsrv.presentation.builder import Hooks
 from iiifsrv.presentation.service import Presentation
 from iiifsrv.service import ImageService
 from iiifsrv.settings import Settings, load
+from iiifsrv.state import open_state
 from iiifsrv.web import media as media_routes
 from iiifsrv.web import metrics as metrics_routes
 from iiifsrv.web import objects, spectra
@@ -119,7 +121,10 @@ class Front:
 
 def create_app(settings: Settings) -> Front:
     imaging.configure(settings.vips_cache_mb)
-    service = ImageService(settings)
+    # -- state: one catalogue and one manifest store (SQLite and files, or PostgreSQL through
+    #    one pool), opened on first use and shared by every service below --
+    state = open_state(settings)
+    service = ImageService(settings, state.catalogue)
 
     async def health(request: Request) -> Response:
         """200 when the images can be read; 503 while draining after SIGTERM (so a load
@@ -162,6 +167,8 @@ def create_app(settings: Settings) -> Front:
     presentation = Presentation(
         settings,
         Hooks(annotation_page_ref=annotation_page_ref, search_services=search_services),
+        catalogue=state.catalogue,
+        store=state.manifests,
     )
 
     async def canvas_known(uri: str) -> bool:
@@ -191,10 +198,18 @@ def create_app(settings: Settings) -> Front:
     routes += presentation_routes.routes(presentation, credentials)
     routes += media_routes.routes(settings)
     # -- Prometheus metrics of every worker (multiprocess mode under several workers) --
+    tiers: dict[str, metrics_routes.Counted] = {"hot": hot, "response": service.responses}
+    shared = service.shared
+    if shared is not None:  # Redis: hits include waiting for another replica's render
+        tiers["shared"] = shared.stats
     sampler = metrics_routes.Sampler(
-        {"hot": hot, "response": service.responses},
-        pools=[("annotations", _pool_stats(annotation_store))],
+        tiers,
+        pools=[
+            ("annotations", _pool_stats(annotation_store)),
+            ("state", _pool_stats(state.database)),
+        ],
         s3=service.remote.storage.counters.snapshot if service.remote is not None else None,
+        shared=(lambda: dataclasses.asdict(shared.stats)) if shared is not None else None,
     )
     if settings.metrics:
         routes += metrics_routes.routes(sampler)
@@ -222,6 +237,8 @@ def create_app(settings: Settings) -> Front:
             restore()
             telemetry.worker_exit(os.getpid())
             await annotation_store.close()
+            await service.close()
+            await anyio.to_thread.run_sync(state.close)
 
     app = Starlette(
         routes=routes,
@@ -232,6 +249,7 @@ def create_app(settings: Settings) -> Front:
     app.state.settings = settings
     app.state.presentation = presentation
     app.state.annotation_store = annotation_store
+    app.state.state = state
     return Front(app, image_apis, settings.public_url, settings.access_log == "json")
 
 

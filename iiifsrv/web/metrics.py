@@ -102,13 +102,11 @@ class Recorder:
 
 
 class Counted(Protocol):
-    """A cache with integer hit/miss counters and a size in bytes (caches/memory.ByteLRU)."""
+    """A cache's own integer hit/miss counters (caches/memory.ByteLRU, and the shared cache's
+    SharedStats); a ``currsize`` in bytes, where it has one, becomes iiifsrv_cache_bytes."""
 
     hits: int
     misses: int
-
-    @property
-    def currsize(self) -> int: ...
 
 
 class Sampler:
@@ -120,12 +118,30 @@ class Sampler:
         tiers: dict[str, Counted],
         pools: Iterable[tuple[str, Callable[[], dict[str, int] | None]]] = (),
         s3: Callable[[], dict[str, int]] | None = None,
+        shared: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.tiers = tiers
         self.pools = list(pools)
-        self.s3 = s3
         self._seen: dict[str, tuple[int, int]] = {name: (0, 0) for name in tiers}
-        self._s3_seen: dict[str, int] = {}
+        # Other components' own counters, exported by difference: (read them, metric per name)
+        self._deltas: list[tuple[Callable[[], dict[str, int]], dict[str, Any]]] = []
+        if s3 is not None:
+            s3_targets = {
+                "gets": telemetry.S3_REQUESTS.labels("get"),
+                "heads": telemetry.S3_REQUESTS.labels("head"),
+                "lists": telemetry.S3_REQUESTS.labels("list"),
+                "get_bytes": telemetry.S3_GET_BYTES,
+                "failures": telemetry.S3_FAILURES.labels("failure"),
+                "retries": telemetry.S3_FAILURES.labels("retry"),
+            }
+            self._deltas.append((s3, s3_targets))
+        if shared is not None:
+            events = ("puts", "too_large", "errors", "skipped", "leases", "waits")
+            shared_targets = {
+                name: telemetry.SHARED_EVENTS.labels(name.removesuffix("s")) for name in events
+            }
+            self._deltas.append((shared, shared_targets))
+        self._delta_seen: dict[tuple[int, str], int] = {}
 
     def sample(self) -> None:
         for name, cache in self.tiers.items():
@@ -136,33 +152,23 @@ class Sampler:
             if misses > seen_misses:
                 telemetry.CACHE.labels(name, "miss").inc(misses - seen_misses)
             self._seen[name] = (hits, misses)
-            telemetry.CACHE_BYTES.labels(name).set(cache.currsize)
+            size = getattr(cache, "currsize", None)
+            if size is not None:
+                telemetry.CACHE_BYTES.labels(name).set(size)
         for store, stats in self.pools:
             values = stats()
             if values:
                 for state, value in values.items():
                     telemetry.DB_POOL.labels(store, state).set(value)
-        if self.s3 is not None:
-            self._sample_s3(self.s3())
+        for index, (read, targets) in enumerate(self._deltas):
+            now = read()
+            for name, target in targets.items():
+                current, seen = now.get(name, 0), self._delta_seen.get((index, name), 0)
+                if current > seen:
+                    target.inc(current - seen)
+                self._delta_seen[(index, name)] = current
         telemetry.RSS.set(telemetry.resident_bytes())
         telemetry.DRAINING.set(1 if DRAIN.draining else 0)
-
-    def _sample_s3(self, now: dict[str, int]) -> None:
-        """The S3 store's own counters (sources/s3.py Counters.snapshot), by difference."""
-        targets = {
-            "gets": telemetry.S3_REQUESTS.labels("get"),
-            "heads": telemetry.S3_REQUESTS.labels("head"),
-            "lists": telemetry.S3_REQUESTS.labels("list"),
-            "get_bytes": telemetry.S3_GET_BYTES,
-            "failures": telemetry.S3_FAILURES.labels("failure"),
-            "retries": telemetry.S3_FAILURES.labels("retry"),
-        }
-        for name, target in targets.items():
-            current = now.get(name, 0)
-            seen = self._s3_seen.get(name, 0)
-            if current > seen:
-                target.inc(current - seen)
-            self._s3_seen[name] = current
 
     async def run(self) -> None:
         """Sample every few seconds until cancelled (the app's lifespan)."""

@@ -88,6 +88,7 @@ def test_compose_settings_exist_and_load() -> None:
     settings = load(environ={**env, **STRONG})
     assert settings.images == "s3://images" and settings.database_url.startswith("postgresql://")
     assert settings.access_log == "json" and settings.workers == 2
+    assert settings.cache_url == "redis://redis:6379/0"  # the redis service
     grace = int(_compose()["services"]["iiifsrv"]["stop_grace_period"].rstrip("s"))
     assert grace > settings.shutdown_drain + settings.shutdown_timeout
 

@@ -181,3 +181,48 @@ def test_s3_counters_become_prometheus_counters() -> None:
     assert now("iiifsrv_s3_requests_total", op="get") - gets == 4
     assert now("iiifsrv_s3_get_bytes_total") - got == 3500
     assert now("iiifsrv_s3_requests_total", op="head") - heads == 1
+
+
+async def test_shared_cache_and_database_pool_in_metrics(tmp_path: Path, image_root: Path) -> None:
+    """With Redis (cache_url) and PostgreSQL (database_url), the real ones on loopback: the
+    shared tier's look-ups and events are exported exactly as the cache counted them, and the
+    state's connection pool appears."""
+    import shutil
+
+    from tests.cache.conftest import REDIS_URL
+    from tests.state.conftest import drop_schema, new_schema, pg_url
+
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(image_root / f"{TIF}.tif", images / "fresh.tif")  # a version never cached
+    schema = new_schema()
+    try:
+        settings = Settings(
+            images=str(images),
+            data=str(tmp_path / "data"),
+            database_url=pg_url(schema),
+            cache_url=REDIS_URL,
+        )
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            before = await _scrape(c)
+            tile = await c.get("/iiif/3/fresh/10,20,300,200/150,/0/default.jpg")
+            assert tile.status_code == 200
+            assert (await c.get("/objects")).status_code == 200  # the catalogue, in PostgreSQL
+            after = await _scrape(c)
+            stats = app.state.service.shared.stats
+            await app.state.service.close()
+            app.state.state.close()
+    finally:
+        drop_schema(schema)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert stats.misses >= 1 and stats.puts >= 1
+    assert delta("iiifsrv_cache_requests_total", tier="shared", result="miss") == stats.misses
+    assert delta("iiifsrv_cache_requests_total", tier="shared", result="hit") == stats.hits
+    assert delta("iiifsrv_shared_cache_events_total", event="put") == stats.puts
+    assert delta("iiifsrv_renders_total", format="jpg") == 1
+    assert value(after, "iiifsrv_db_pool_connections", store="state", state="size") >= 1
