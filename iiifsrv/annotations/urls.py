@@ -12,12 +12,19 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 PREFIX = "/annotations"
 ANNOTOT_PREFIX = "/annotot"
 SAS_PREFIX = "/sas"
 
 SEARCH2_CONTEXT = "http://iiif.io/api/search/2/context.json"
+# The project's own JSON-LD context (confidence, word confidences, software version): served by
+# this server at <base>CONTEXT_PATH; its terms expand to <base>/ns/iiifsrv#<term>.
+CONTEXT_PATH = "/ns/iiifsrv.jsonld"
+TEXT_GRANULARITY_CONTEXT = "http://iiif.io/api/extension/text-granularity/context.json"
+# Where the agents are named: a person under /users/<name>, a software agent under /agents/<name>.
+AGENT_PATHS = {"Person": "/users/", "Software": "/agents/"}
 
 
 def encode_uri(uri: str) -> str:
@@ -82,6 +89,21 @@ class Urls:
 
     def search(self, manifest: str, version: int) -> str:
         return f"{self.base}{PREFIX}/search/{version}/{encode_uri(self.key(manifest))}"
+
+    def agent(self, kind: str, name: str) -> str:
+        """The URI of a writer: <base>/users/<name> (a person) or <base>/agents/<name>."""
+        return self.base + AGENT_PATHS.get(kind, "/users/") + quote(name, safe="")
+
+    def agent_of(self, uri: str) -> tuple[str, str] | None:
+        """(kind, name) of an agent URI minted by ``agent`` under this base, else None."""
+        for kind, path in AGENT_PATHS.items():
+            head = self.base + path
+            if uri.startswith(head) and "/" not in uri[len(head) :] and uri[len(head) :]:
+                return kind, unquote(uri[len(head) :])
+        return None
+
+    def context(self) -> str:
+        return self.base + CONTEXT_PATH
 
 
 def canvas_container_path(canvas_id: str) -> str:

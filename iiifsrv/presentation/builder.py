@@ -36,6 +36,8 @@ METADATA_LABELS = {
 
 AnnotationPageRef = Callable[[str, str], "dict[str, Any] | None"]
 SearchServices = Callable[[str, str], "list[dict[str, Any]]"]
+# (base, object id) -> extra canvas properties, e.g. OCR files as seeAlso / rendering.
+CanvasLinks = Callable[[str, str], "dict[str, Any]"]
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,15 @@ class Hooks:
 
     annotation_page_ref: AnnotationPageRef | None = None
     search_services: SearchServices | None = None
+    canvas_links: CanvasLinks | None = None
 
     @property
     def signature(self) -> str:
         """Changes when a hook is plugged in or removed, or what hooks make changes (``ids``:
         containers encode a canvas's path), so stored manifests are rebuilt."""
         anno = self.annotation_page_ref is not None
-        return f"anno={anno},search={self.search_services is not None},ids=path"
+        links = ",links" if self.canvas_links is not None else ""
+        return f"anno={anno},search={self.search_services is not None},ids=path{links}"
 
 
 def lang(text: str, language: str = LANG) -> dict[str, list[str]]:
@@ -355,6 +359,9 @@ def build_manifest(
             ref = hooks.annotation_page_ref(base, item["id"])
             if ref:
                 item["annotations"] = [ref]
+    if hooks.canvas_links is not None:
+        for obj, item in zip(objects, doc["items"], strict=True):
+            item.update(hooks.canvas_links(base, obj.id))
     if hooks.search_services is not None:
         services = hooks.search_services(base, url)
         if services:

@@ -7,6 +7,7 @@ settings, errors; reads no environment except in ``app_from_env`` (the worker en
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from iiifsrv import imaging
+from iiifsrv.agents.outputs import canvas_links
 from iiifsrv.annotations import annotation_page_ref, search_services
 from iiifsrv.annotations.store import open_store
 from iiifsrv.caches.memory import ByteLRU
@@ -33,6 +35,7 @@ from iiifsrv.web import objects, spectra
 from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.annotations import routes as annotation_routes
 from iiifsrv.web.credentials import Credentials
+from iiifsrv.web.enrichment import routes as enrichment_routes
 from iiifsrv.web.image_api import Hot, ImageAPI
 from iiifsrv.web.respond import BASE_KEY, error_response, request_base
 from iiifsrv.web.viewers import routes as viewer_routes
@@ -121,7 +124,11 @@ def create_app(settings: Settings) -> Front:
     #    canvas's annotation page and declare the content search services --
     presentation = Presentation(
         settings,
-        Hooks(annotation_page_ref=annotation_page_ref, search_services=search_services),
+        Hooks(
+            annotation_page_ref=annotation_page_ref,
+            search_services=search_services,
+            canvas_links=functools.partial(canvas_links, settings.data_path),
+        ),
     )
 
     async def canvas_known(uri: str) -> bool:
@@ -149,6 +156,8 @@ def create_app(settings: Settings) -> Front:
         credentials=credentials,
     )
     routes += presentation_routes.routes(presentation, credentials)
+    # -- machine enrichment: the JSON-LD context, agents' URIs, OCR files (ALTO, hOCR) --
+    routes += enrichment_routes(settings)
     routes += media_routes.routes(settings)
     # -- viewers: the landing page (/), Mirador and Universal Viewer pages, static assets --
     routes += viewer_routes(presentation, service)
