@@ -110,6 +110,12 @@ REGISTRY: tuple[Spec, ...] = (
         "Most annotations in one agent batch (POST …/batch; more → 413); one transaction.",
     ),
     Spec(
+        "ocr_agent",
+        str,
+        "ocr",
+        "Name of the built-in OCR agent (enrich ocr): its lines' creator is <base>/agents/<name>.",
+    ),
+    Spec(
         "annotation_page_size",
         int,
         100,
@@ -215,6 +221,7 @@ class Settings:
     database_url: str = ""
     annotation_max_bytes: int = 10 * 1024 * 1024
     annotation_batch_max: int = 5000
+    ocr_agent: str = "ocr"
     annotation_page_size: int = 100
     annotation_list_cap: int = 1000
     manifest_max_bytes: int = 16 * 1024 * 1024

@@ -178,7 +178,9 @@ class AnnotationService:
         deleted in the same transaction (kept as tombstone versions); nobody else's change."""
         if not user.agent:
             raise Forbidden("batches are written by software agents (a token with role agent)")
-        if not isinstance(docs, list) or not docs:
+        if not isinstance(docs, list) or (not docs and not replace):
+            # An empty list with replace: the agent found nothing this time (its earlier
+            # output on the canvas is withdrawn).
             raise BadRequest("items must be a non-empty list of annotations")
         if len(docs) > max_items:
             raise PayloadTooLarge(f"a batch may hold at most {max_items} annotations")

@@ -53,6 +53,7 @@ def _json(doc: dict[str, Any], media_type: str = JSONLD) -> Response:
 
 def routes(settings: Settings) -> list[BaseRoute]:
     writers = {(u.kind, u.name) for u in parse_tokens(settings.tokens).values()}
+    writers.add(("Software", settings.ocr_agent))  # the built-in OCR agent (enrich ocr)
 
     async def context(request: Request) -> Response:
         return _json(context_document(base_url(request.scope, settings.public_url)))
