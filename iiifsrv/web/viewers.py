@@ -327,7 +327,7 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
 
     async def landing(request: Request) -> Response:
         entries = await anyio.to_thread.run_sync(landing_entries, presentation)
-        images = await anyio.to_thread.run_sync(lambda: service.resolver.list_images(limit=500))
+        images = await anyio.to_thread.run_sync(lambda: service.list_images(limit=500))
         return html_response(render_landing(base(request), entries, images), CORS_HEADERS)
 
     async def mirador(request: Request) -> Response:
