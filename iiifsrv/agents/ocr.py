@@ -205,6 +205,8 @@ def run(
     from iiifsrv.ingest.run import CATALOGUE_NAME, Progress
 
     tesseract.check_languages(lang)
+    if settings.image_root.path is None:
+        raise tesseract.EngineError("enrich ocr reads images from a local folder, not s3://")
     catalogue = Catalogue(settings.data_path / CATALOGUE_NAME)
     if object_ids:
         objects = []
