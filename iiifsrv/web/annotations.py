@@ -226,8 +226,9 @@ class ProtocolAPI:
             items = await off_loop(
                 lambda: [w3c(present(r, urls), urls.base, context=False) for r in records]
             )
+        extra = sorted({c for r in records for c in contexts(r, urls.base)}, reverse=True)
         page: dict[str, Any] = {
-            "@context": ANNO_CONTEXT,
+            "@context": [ANNO_CONTEXT, *extra] if extra and not iris else ANNO_CONTEXT,
             "id": self._page_url(container, n, iris),
             "type": "AnnotationPage",
             "partOf": {

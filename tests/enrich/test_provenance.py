@@ -110,6 +110,13 @@ async def test_search_filters_by_user_uri(agent_client: httpx.AsyncClient) -> No
     assert [a["creator"]["id"] for a in everyone["items"]] == [ALICE_URI, BOT_URI]
     machines = (await c.get(s2, params={"q": "palimpsest", "user": BOT_URI})).json()
     assert [a["creator"]["id"] for a in machines["items"]] == [BOT_URI]
+    assert machines["@context"] == [
+        "http://test/ns/iiifsrv.jsonld",
+        "http://iiif.io/api/extension/text-granularity/context.json",
+        "http://iiif.io/api/search/2/context.json",
+    ]
+    container_page = (await c.get(container(), params={"page": "0"})).json()
+    assert "http://test/ns/iiifsrv.jsonld" in container_page["@context"]
     people = (await c.get(s2, params={"q": "palimpsest", "user": ALICE_URI, "date": "x"})).json()
     assert [a["creator"]["id"] for a in people["items"]] == [ALICE_URI]
     assert people["ignored"] == ["date"]
