@@ -34,7 +34,12 @@ const config = (session) => ({
     exportLocalStorageAnnotations: false,
     readonly: !session.user,
   },
-  annotations: { htmlSanitizationRuleSet: 'iiif' },
+  annotations: {
+    htmlSanitizationRuleSet: 'iiif',
+    // Mirador 4.0.0 hides `supplementing` by default: machine-read lines (iiifsrv enrich ocr)
+    // are supplementing, so they are listed beside the scholars' comments and tags.
+    filteredMotivations: ['oa:commenting', 'oa:tagging', 'sc:painting', 'commenting', 'tagging', 'supplementing'],
+  },
   requests: { postprocessors: [dropDuplicatePages] },
   window: {
     defaultSideBarPanel: 'annotations',
