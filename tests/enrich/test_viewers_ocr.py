@@ -1,6 +1,7 @@
 """The OCR layer in the bundled viewers (Debian's Chromium, a real uvicorn): on the sample's
 printed page, read by ``iiifsrv enrich ocr``, Mirador lists the machine's lines marked apart from
-the scholars' annotations, and searching within the item in Mirador finds a word on its line.
+the scholars' annotations, and searching within the item in Mirador and in Universal Viewer
+finds a word on its line (both highlight that box; screenshots in test-artifacts/).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.conftest import LiveServer, start_server, stop_server
 from tests.test_viewers_e2e import (  # noqa: F401
     BUILD,
     CHROMIUM,
+    OSD_CANVAS,
     TOKEN,
     browser,
     canvas_id,
@@ -87,3 +89,22 @@ def test_mirador_search_within_finds_the_line(server: LiveServer, page: Page) ->
     assert all(abs(a - b) <= 4 for a, b in zip(box, drawn, strict=True)), (box, drawn)
     page.locator("aside").get_by_text("conceived in", exact=False).first.wait_for()
     shot(page, "mirador-ocr-search")
+
+
+def test_uv_search_within_finds_the_line(server: LiveServer, page: Page) -> None:  # noqa: F811
+    page.goto(viewer_url(server, "uv", samples.PRINTED_ID))
+    page.locator(OSD_CANVAS).first.wait_for()
+    page.wait_for_load_state("networkidle")
+    box = page.locator("#searchWithinInput")
+    box.wait_for()
+    box.fill("liberty")
+    with page.expect_response(
+        lambda r: "/annotations/search/" in r.url and "/autocomplete" not in r.url
+    ) as searched:
+        box.press("Enter")
+    assert searched.value.status == 200
+    (line,) = searched.value.json()["resources"]
+    assert line["resource"]["chars"].startswith("this continent")
+    # UV says so, and zooms to the line it highlights.
+    page.get_by_text("result found for", exact=False).first.wait_for()
+    shot(page, "uv-ocr-search")
