@@ -1,4 +1,4 @@
-"""Command line: ``iiifsrv serve``, ``serve --get PATH``, ``samples``, ``settings``,
+"""Command line: ``iiifsrv serve``, ``serve --get PATH``, ``samples``, ``settings``, ``migrate``,
 ``enrich ocr``.
 
 Entry layer: imports settings, web.app and samples; configures logging; starts uvicorn.
@@ -58,7 +58,7 @@ def log_settings(settings: Settings) -> None:
             value = f"<{len(value.split(','))} token(s)>"
         if spec.name == "session_secret":
             value = "<set>" if settings.sources.get(spec.name, "default") != "default" else ""
-        if spec.name == "database_url" and value and "@" in value:
+        if spec.name in ("database_url", "cache_url") and value and "@" in value:
             value = value.split("://")[0] + "://…@" + value.split("@", 1)[1]
         log.info("setting %s = %r (%s)", spec.name, value, settings.sources.get(spec.name, "?"))
 
@@ -239,6 +239,27 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy <data>'s SQLite and file state into PostgreSQL (database_url); 1 on any mismatch."""
+    from iiifsrv.errors import IIIFError
+    from iiifsrv.migrate import migrate
+
+    settings = _settings(args)
+    url = args.database_url or settings.database_url
+    if not url:
+        print("iiifsrv migrate: set database_url (or --database-url)", file=sys.stderr)
+        return 2
+    try:
+        outcomes = migrate(settings.data_path, url)
+    except IIIFError as exc:
+        print(f"iiifsrv migrate: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"migrate: {settings.data_path} -> PostgreSQL")
+    for outcome in outcomes:
+        print(outcome.line())
+    return 1 if any(o.problems for o in outcomes) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iiifsrv", description="IIIF image server")
     parser.add_argument("--version", action="version", version=f"iiifsrv {__version__}")
@@ -259,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(settings)
     settings.add_argument("--example", action="store_true", help="print the example config")
     settings.set_defaults(func=cmd_settings)
+    migrate = sub.add_parser(
+        "migrate",
+        help="copy the data directory's catalogue, manifests and change log into "
+        "PostgreSQL (idempotent; verified by counts and checksums)",
+    )
+    _add_server_options(migrate)
+    migrate.add_argument("--database-url", dest="database_url", help="default: database_url")
+    migrate.set_defaults(func=cmd_migrate)
     ingest_cli.register(sub)  # ingest, objects
 
     enrich = sub.add_parser("enrich", help="machine enrichment: annotations made by agents")

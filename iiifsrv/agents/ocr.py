@@ -6,7 +6,7 @@ One tesseract process per job (--jobs, default one per core), each single-thread
 and idempotent: an object whose image, languages and engine are unchanged since its last run is
 skipped; a rerun replaces the agent's previous lines on that canvas (kept as deleted versions).
 Blocking entry ``run``; imports agents.{tesseract,outputs}, annotations.*, catalogue, imaging,
-sources, ingest.run (progress bar), atomic and settings.
+sources, state (the catalogue), ingest.run (progress bar) and settings.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from iiifsrv.annotations.model import Doc
 from iiifsrv.annotations.service import AnnotationService
 from iiifsrv.annotations.store import open_store
 from iiifsrv.annotations.urls import Urls
-from iiifsrv.catalogue import Catalogue, CatalogueObject
+from iiifsrv.catalogue import CatalogueObject
 from iiifsrv.settings import Settings
 from iiifsrv.tokens import User
 
@@ -202,12 +202,13 @@ def run(
     err: IO[str] = sys.stderr,
 ) -> list[Result]:
     """OCR the objects named (all image objects when ``object_ids`` is empty)."""
-    from iiifsrv.ingest.run import CATALOGUE_NAME, Progress
+    from iiifsrv.ingest.run import Progress
+    from iiifsrv.state import open_catalogue
 
     tesseract.check_languages(lang)
     if settings.image_root.path is None:
         raise tesseract.EngineError("enrich ocr reads images from a local folder, not s3://")
-    catalogue = Catalogue(settings.data_path / CATALOGUE_NAME)
+    catalogue = open_catalogue(settings)  # SQLite in data, or PostgreSQL (database_url)
     if object_ids:
         objects = []
         results: list[Result] = []

@@ -30,6 +30,7 @@ from iiifsrv.presentation.builder import Hooks
 from iiifsrv.presentation.service import Presentation
 from iiifsrv.service import ImageService
 from iiifsrv.settings import Settings, load
+from iiifsrv.state import open_state
 from iiifsrv.web import media as media_routes
 from iiifsrv.web import objects, spectra
 from iiifsrv.web import presentation as presentation_routes
@@ -94,7 +95,10 @@ class Front:
 
 def create_app(settings: Settings) -> Front:
     imaging.configure(settings.vips_cache_mb)
-    service = ImageService(settings)
+    # -- state: one catalogue and one manifest store (SQLite and files, or PostgreSQL through
+    #    one pool), opened on first use and shared by every service below --
+    state = open_state(settings)
+    service = ImageService(settings, state.catalogue)
 
     async def health(request: Request) -> Response:
         problem = await service.root_problem()  # an S3 root: probed at most every 2 s
@@ -129,6 +133,8 @@ def create_app(settings: Settings) -> Front:
             search_services=search_services,
             canvas_links=functools.partial(canvas_links, settings.data_path),
         ),
+        catalogue=state.catalogue,
+        store=state.manifests,
     )
 
     async def canvas_known(uri: str) -> bool:
@@ -174,6 +180,8 @@ def create_app(settings: Settings) -> Front:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await annotation_store.close()
+        await service.close()
+        await anyio.to_thread.run_sync(state.close)
 
     app = Starlette(
         routes=routes,
@@ -184,6 +192,7 @@ def create_app(settings: Settings) -> Front:
     app.state.settings = settings
     app.state.presentation = presentation
     app.state.annotation_store = annotation_store
+    app.state.state = state
     return Front(app, image_apis, settings.public_url)
 
 

@@ -189,14 +189,26 @@ class ImageAPI:
         ):
             await send_response(send, 304, headers, b"", omit_length=True)
             return
+        shared, shared_key = self.service.shared, ""
+        body: bytes | None = None
+        if shared is not None:  # keyed by all the body depends on: source, ids (base), type
+            version = self.service.shared_version(source.path, source.identity)
+            shared_key = shared.key("info", version, str(self.version), image_id, ctype, spectral)
+            body = await shared.get(shared_key)
+        if body is None:
+            body = self._info_body(base, image_id, source, spectral)
+            if shared is not None:
+                await shared.put(shared_key, body)
+        self._remember(scope, base, identifier, source, etag, headers, body)
+        await send_response(send, 200, headers, b"" if head else body, length=len(body))
+
+    def _info_body(self, base: str, image_id: str, source: Source, spectral: str) -> bytes:
         build = infojson.info_v3 if self.version >= 3 else infojson.info_v2
         services = None
         if spectral:  # bands and composites of a multispectral object link the spectral service
             services = [spectra_service(base, spectral, self.version)]
         doc: dict[str, Any] = build(image_id, source.info, self.service.limits, services=services)
-        body = json.dumps(doc, separators=(",", ":")).encode()
-        self._remember(scope, base, identifier, source, etag, headers, body)
-        await send_response(send, 200, headers, b"" if head else body, length=len(body))
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     def _remember(
         self,
@@ -268,6 +280,7 @@ class ImageAPI:
             stages.append("cache;desc=" + ("hit" if result.cached else "miss"))
             if result.passthrough:
                 stages.append("passthrough")
+            stages.append(f"renders;desc={self.service.renders}")  # this process's total
             headers["Server-Timing"] = ", ".join(stages)
         body = result.body
         if not self.settings.debug:

@@ -21,10 +21,10 @@ import pytest
 from iiifsrv import cli
 from iiifsrv.agents import ocr
 from iiifsrv.annotations.model import words
-from iiifsrv.catalogue import Catalogue, CatalogueObject
-from iiifsrv.ingest.run import CATALOGUE_NAME
+from iiifsrv.catalogue import CatalogueObject
 from iiifsrv.samples import printed_page
 from iiifsrv.settings import Settings
+from iiifsrv.state import open_state
 from iiifsrv.web.app import create_app
 
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs tesseract-ocr")
@@ -55,7 +55,8 @@ def make_page(settings: Settings) -> list[tuple[int, int, int, int]]:
     settings.images_path.mkdir(parents=True, exist_ok=True)
     page.tiffsave(str(settings.images_path / f"{OBJECT}.tif"), tile=True, pyramid=True)
     settings.data_path.mkdir(parents=True, exist_ok=True)
-    Catalogue(settings.data_path / CATALOGUE_NAME).upsert(
+    state = open_state(settings)  # the server's catalogue: SQLite in data, or PostgreSQL
+    state.catalogue.upsert(
         CatalogueObject(
             id=OBJECT,
             label="A page of Dickens",
