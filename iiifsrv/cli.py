@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import MutableMapping
+import tempfile
+from collections.abc import Iterator, MutableMapping
+from types import FrameType
 from typing import Any
 
 from iiifsrv import __version__
@@ -114,18 +118,21 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "loop": "uvloop",
         "http": "iiifsrv.web.connections:GuardedHttpToolsProtocol",
         "log_level": settings.log_level,
-        "access_log": settings.log_level == "debug",
+        "access_log": settings.log_level == "debug" and settings.access_log != "json",
         "proxy_headers": bool(settings.forwarded_allow_ips),
         "server_header": False,
         "timeout_keep_alive": 30,
         "backlog": settings.backlog,
         "limit_concurrency": settings.limit_concurrency or None,
+        # after SIGTERM and the drain (lifecycle.py): how long in-flight requests may finish
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
     if settings.forwarded_allow_ips:
         options["forwarded_allow_ips"] = settings.forwarded_allow_ips
     from iiifsrv.web.access_log import uvicorn_log_config
 
-    options["log_config"] = uvicorn_log_config()  # masks /key/<token> in the access log
+    # masks /key/<token> in the access log; the JSON access log when access_log = "json"
+    options["log_config"] = uvicorn_log_config(settings.access_log)
     return options
 
 
@@ -153,9 +160,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     workers = settings.effective_workers
     common = uvicorn_options(settings)
+    # uvicorn re-raises a handled SIGTERM once it has stopped: exit 0 then (a clean stop)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if workers > 1:
         os.environ.update(to_environ(settings))
-        uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
+        with metrics_directory():
+            uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
     else:
         from iiifsrv.web import connections
         from iiifsrv.web.app import create_app
@@ -167,6 +177,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         uvicorn.run(create_app(settings), **common)
     return 0
+
+
+def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[None]:
+    """Prometheus multiprocess mode for several workers: every worker writes its values to
+    files in PROMETHEUS_MULTIPROC_DIR and a scrape of any worker reads them all. A private
+    temporary directory, removed at exit, unless the variable is already set (then its stale
+    ``*.db`` files are removed first, as prometheus_client requires)."""
+    from iiifsrv.telemetry import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="iiifsrv-metrics-") as path:
+        os.environ[MULTIPROC_ENV] = path
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 def cmd_samples(args: argparse.Namespace) -> int:

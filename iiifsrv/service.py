@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import anyio
 from cachetools import LRUCache
 
-from iiifsrv import imaging
+from iiifsrv import imaging, telemetry
 from iiifsrv.caches import described
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.caches.shared import KEY_VERSION, SharedCache, open_shared
@@ -37,6 +37,13 @@ from iiifsrv.sources.s3 import ObjectChanged
 from iiifsrv.sources.storage import StorageUnavailable
 
 log = logging.getLogger("iiifsrv.service")
+
+# Label children bound once (the service counts what only it knows: see telemetry.py).
+_SOURCE_HIT = telemetry.CACHE.labels("source", "hit")
+_SOURCE_MISS = telemetry.CACHE.labels("source", "miss")
+_READ_DESCRIBE = telemetry.SOURCE_READS.labels("describe")
+_READ_RAW = telemetry.SOURCE_READS.labels("raw_tile")
+_READ_RENDER = telemetry.SOURCE_READS.labels("render")
 
 
 @dataclass(frozen=True)
@@ -312,7 +319,9 @@ class ImageService:
             path, st = hit
         known = self._sources.get(path)
         if known and known.mtime_ns == st.st_mtime_ns and known.size == st.st_size:
+            _SOURCE_HIT.inc()
             return known
+        _SOURCE_MISS.inc()
         pending = self._describing.get(path)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -335,6 +344,7 @@ class ImageService:
         """The file's description: from the shared cache when another replica (or an earlier
         life of this one) read it, else read here and shared."""
         if self.shared is None:
+            _READ_DESCRIBE.inc()
             return await anyio.to_thread.run_sync(describe, path, st)
         identity = f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
         key = self.shared.key("desc", self.shared_version(path, identity))
@@ -343,6 +353,7 @@ class ImageService:
             found = described.decode(data, path, st.st_mtime_ns, st.st_size, st.st_ino)
             if found is not None:
                 return found
+        _READ_DESCRIBE.inc()
         made = await anyio.to_thread.run_sync(describe, path, st)
         await self.shared.put(key, described.encode(made))
         return made
@@ -414,6 +425,8 @@ class ImageService:
                 except ObjectChanged as exc:
                     self._note_changed(exc)
                     raise
+            _READ_RAW.inc()
+            telemetry.PASSTHROUGH.inc()
             self.responses.put(key, body, len(body))
             return ImageResult(
                 body, "image/jpeg", passthrough=True, timings={"raw": time.perf_counter() - t0}
@@ -428,11 +441,14 @@ class ImageService:
 
         async def make() -> bytes:
             self.renders += 1
+            _READ_RENDER.inc()
             t1 = time.perf_counter()
             made: bytes = await anyio.to_thread.run_sync(
                 imaging.render, source, p, self.render_options, self.levels, limiter=self.limiter
             )
-            timings["render"] = time.perf_counter() - t1
+            timings["render"] = elapsed = time.perf_counter() - t1
+            telemetry.RENDERS.labels(p.format).inc()
+            telemetry.RENDER_SECONDS.observe(elapsed)
             return made
 
         try:

@@ -253,6 +253,28 @@ REGISTRY: tuple[Spec, ...] = (
         "Failed authentications per client address and minute before 429 (0 = no limit); "
         "counted per worker process.",
     ),
+    Spec(
+        "access_log",
+        str,
+        "",
+        'Access log: "json" = one JSON line per request on standard output (tokens masked); '
+        "empty = none (uvicorn's own at log_level debug).",
+    ),
+    Spec("metrics", bool, True, "Serve Prometheus metrics at /metrics."),
+    Spec(
+        "shutdown_drain",
+        int,
+        0,
+        "Seconds between SIGTERM and closing the listening socket, while /health answers 503 "
+        "so a load balancer takes the replica out (0 = close at once).",
+    ),
+    Spec(
+        "shutdown_timeout",
+        int,
+        30,
+        "Seconds in-flight requests may take to finish after the drain before they are "
+        "cancelled and the process exits.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -313,6 +335,10 @@ class Settings:
     session_secret: str = ""
     session_max_age: int = 8 * 3600
     auth_failures: int = 10
+    access_log: str = ""
+    metrics: bool = True
+    shutdown_drain: int = 0
+    shutdown_timeout: int = 30
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -415,6 +441,8 @@ def load(
         raise SettingsError("setting 'resize_kernel' must be linear, cubic, mitchell or lanczos3")
     if values.get("annotation_canvases", "known") not in ("known", "any"):
         raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
+    if values.get("access_log", "") not in ("", "json"):
+        raise SettingsError("setting 'access_log' must be \"json\" or empty")
     scheme = str(values.get("cache_url", "")).partition("://")[0].lower()
     if values.get("cache_url") and scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(
