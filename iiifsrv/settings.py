@@ -174,6 +174,25 @@ REGISTRY: tuple[Spec, ...] = (
         "Failed authentications per client address and minute before 429 (0 = no limit); "
         "counted per worker process.",
     ),
+    Spec(
+        "access_rules",
+        str,
+        "",
+        "Access rules file (TOML [[rule]] tables: restricted, degraded, clickthrough, location; "
+        'README "Access control"); empty = every image public.',
+    ),
+    Spec(
+        "access_reload",
+        int,
+        10,
+        "Seconds between checks of the access rules file for changes (0 = every request).",
+    ),
+    Spec(
+        "access_token_max_age",
+        int,
+        600,
+        "Seconds an IIIF Auth access token (for info.json and probes) lasts.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -219,6 +238,9 @@ class Settings:
     session_secret: str = ""
     session_max_age: int = 8 * 3600
     auth_failures: int = 10
+    access_rules: str = ""
+    access_reload: int = 10
+    access_token_max_age: int = 600
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -335,6 +357,8 @@ def load(
             f"setting 'session_secret' from {sources['session_secret']}: use at least 32 random "
             "characters, or leave it empty"
         )
+    if values.get("access_token_max_age", 1) == 0:
+        raise SettingsError("setting 'access_token_max_age' must be at least 1 second")
     if values.get("session_max_age", 1) == 0:
         raise SettingsError("setting 'session_max_age' must be at least 1 second")
     return Settings(**values, sources=sources)
