@@ -106,3 +106,16 @@ def csrf_ok(key: bytes, session: Session, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(
         (presented or "").encode(), csrf_value(key, session).encode()
     )
+
+
+def form_mac(key: bytes, nonce: str) -> str:
+    """The value a login or agreement form carries for the per-form secret ``nonce``."""
+    return _b64(_mac(key, "form", nonce.encode())[:18])
+
+
+def form_ok(key: bytes, nonce: str | None, presented: str) -> bool:
+    return (
+        bool(nonce)
+        and bool(presented)
+        and hmac.compare_digest(form_mac(key, nonce or "").encode(), presented.encode())
+    )

@@ -32,6 +32,7 @@ from iiifsrv.web import media as media_routes
 from iiifsrv.web import objects, spectra
 from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.annotations import routes as annotation_routes
+from iiifsrv.web.auth import Access
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.image_api import Hot, ImageAPI
 from iiifsrv.web.respond import BASE_KEY, error_response, request_base
@@ -104,18 +105,22 @@ def create_app(settings: Settings) -> Front:
             return Response(status_code=204, headers=PREFLIGHT_HEADERS)
         return PlainTextResponse("not found\n", status_code=404, headers=CORS_HEADERS)
 
+    # -- one authenticator for every write (Bearer, path token, session cookie), the viewer
+    #    sign-in at /session, and access control (rules, IIIF Auth 2.0 and 1.0) over it --
+    credentials = Credentials(settings)
+    access = Access(settings, credentials)
     hot: ByteLRU[Hot] = ByteLRU(settings.cache_bytes, settings.cache_max_item)
     image_apis = {
-        "/iiif/3": ImageAPI(service, 3, "/iiif/3", hot),
-        "/iiif/2": ImageAPI(service, 2, "/iiif/2", hot),
+        "/iiif/3": ImageAPI(service, 3, "/iiif/3", hot, access),
+        "/iiif/2": ImageAPI(service, 2, "/iiif/2", hot, access),
     }
     routes = [
         Route("/health", health, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=image_apis["/iiif/3"]),
         Mount("/iiif/2", app=image_apis["/iiif/2"]),
         # -- ingest: catalogue JSON and the spectral service --
-        *objects.routes(service),
-        *spectra.routes(service),
+        *objects.routes(service, access),
+        *spectra.routes(service, access),
     ]
     # -- Presentation API 3, change discovery and A/V media; manifests reference each
     #    canvas's annotation page and declare the content search services --
@@ -136,10 +141,8 @@ def create_app(settings: Settings) -> Front:
     # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
     #    must be canvases of this server's manifests unless annotation_canvases = "any" --
     annotation_store = open_store(settings)
-    # -- one authenticator for every write (Bearer, path token, session cookie) and the
-    #    viewer sign-in at /session --
-    credentials = Credentials(settings)
     routes += credentials.routes()
+    routes += access.routes()
     routes += annotation_routes(
         settings,
         store=annotation_store,
@@ -149,9 +152,9 @@ def create_app(settings: Settings) -> Front:
         credentials=credentials,
     )
     routes += presentation_routes.routes(presentation, credentials)
-    routes += media_routes.routes(settings)
+    routes += media_routes.routes(settings, access)
     # -- viewers: the landing page (/), Mirador and Universal Viewer pages, static assets --
-    routes += viewer_routes(presentation, service)
+    routes += viewer_routes(presentation, service, access)
     # -- everything else: CORS preflight or 404 (keep last) --
     routes.append(
         Route(

@@ -318,7 +318,7 @@ class Credentials:
         self.throttle.check(client_address(scope), self.clock())
         self._token_user(scope, token)
         fp = sessions.fingerprint(self.key, token)
-        old = self._quiet_current(scope)
+        old = self.quiet_current(scope)
         return self.new_session(scope, fp, terms=bool(old and old.terms))
 
     async def password_sign_in(
@@ -338,27 +338,27 @@ class Credentials:
             self.account_throttle.fail("user:" + name.lower(), self.clock())
             raise Unauthorized("wrong user name or password", headers=CHALLENGE)
         self._accounts_seen.pop(account.name, None)
-        old = self._quiet_current(scope)
+        old = self.quiet_current(scope)
         return self.new_session(
             scope, f"{ACCOUNT_PREFIX}{account.name}:{account.stamp}", terms=bool(old and old.terms)
         )
 
     def agree(self, scope: Scope) -> tuple[sessions.Session, str]:
         """The session, signed in or not, with the clickthrough terms accepted."""
-        old = self._quiet_current(scope)
+        old = self.quiet_current(scope)
         return self.new_session(scope, old.fingerprint if old else "", terms=True)
 
     def sign_out(self, scope: Scope) -> str:
         """Ends the request's session (its access tokens stop working) and the cookie clearing
         it."""
-        old = self._quiet_current(scope)
+        old = self.quiet_current(scope)
         if old is not None:
             now = int(self.wall())
             self.revoked = {s: e for s, e in self.revoked.items() if e > now}
             self.revoked[old.sid] = old.expires
         return self.cookie(scope, "", 0)
 
-    def _quiet_current(self, scope: Scope) -> sessions.Session | None:
+    def quiet_current(self, scope: Scope) -> sessions.Session | None:
         try:
             return self.current(scope)
         except Unauthorized:

@@ -15,10 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from iiifsrv.access.rules import DENY, Resource
 from iiifsrv.catalogue import CatalogueObject
 from iiifsrv.conditional import CORS_HEADERS
 from iiifsrv.errors import NotFound
 from iiifsrv.service import ImageService
+from iiifsrv.web.auth import Access, protect
 from iiifsrv.web.respond import base_url
 
 
@@ -39,7 +41,12 @@ def document(obj: CatalogueObject, base: str) -> dict[str, Any]:
     return doc
 
 
-def routes(service: ImageService) -> list[BaseRoute]:
+def resource_of(obj: CatalogueObject) -> Resource:
+    """A catalogue object as an access-control resource: its image and every band."""
+    return Resource(obj.image or obj.id, obj.id, tuple(b.image for b in obj.bands))
+
+
+def routes(service: ImageService, access: Access | None = None) -> list[BaseRoute]:
     def _all() -> list[CatalogueObject]:
         catalogue = service.catalogue()
         return catalogue.list() if catalogue is not None else []
@@ -47,6 +54,12 @@ def routes(service: ImageService) -> list[BaseRoute]:
     async def index(request: Request) -> Response:
         base = base_url(request.scope, service.settings.public_url)
         objects = await anyio.to_thread.run_sync(_all)
+        headers = dict(CORS_HEADERS)
+        if access is not None:  # restricted objects are listed only to those who may see them
+            decisions = access.visible(request.scope, [resource_of(o) for o in objects])
+            objects = [o for o, d in zip(objects, decisions, strict=True) if d.kind != DENY]
+            for d in decisions:
+                protect(d, headers)
         items = [
             {
                 "id": o.id,
@@ -60,15 +73,21 @@ def routes(service: ImageService) -> list[BaseRoute]:
             }
             for o in objects
         ]
-        return JSONResponse({"objects": items, "total": len(items)}, headers=CORS_HEADERS)
+        return JSONResponse({"objects": items, "total": len(items)}, headers=headers)
 
     async def show(request: Request) -> Response:
         object_id = request.path_params["object_id"]
         obj = await service.catalogue_object(object_id)
+        headers = dict(CORS_HEADERS)
+        if obj is not None and access is not None:
+            decision = access.visible(request.scope, [resource_of(obj)])[0]
+            if decision.kind == DENY:  # not told apart from a missing object
+                obj = None
+            protect(decision, headers)
         if obj is None:
             raise NotFound(f"no object {object_id!r} in the catalogue")
         base = base_url(request.scope, service.settings.public_url)
-        return JSONResponse(document(obj, base), headers=CORS_HEADERS)
+        return JSONResponse(document(obj, base), headers=headers)
 
     return [
         Route("/objects", index, methods=["GET", "HEAD"]),
