@@ -138,6 +138,12 @@ def create_app(settings: Settings) -> Front:
     async def manifest_canvases(key: str) -> list[str] | None:
         return await anyio.to_thread.run_sync(presentation.manifest_canvases, key)
 
+    def manifest_objects(manifest_id: str) -> tuple[str, ...]:
+        """The catalogue objects a manifest shows (blocking): what access control decides on."""
+        presentation.sync()
+        record = presentation.store.get(manifest_id)
+        return record.objects if record is not None else ()
+
     # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
     #    must be canvases of this server's manifests unless annotation_canvases = "any" --
     annotation_store = open_store(settings)
@@ -150,6 +156,8 @@ def create_app(settings: Settings) -> Front:
         localise=localise,
         manifest_canvases=manifest_canvases,
         credentials=credentials,
+        access=access,
+        objects_of=manifest_objects,
     )
     routes += presentation_routes.routes(presentation, credentials)
     routes += media_routes.routes(settings, access)

@@ -13,14 +13,16 @@ import html
 import json
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iiifsrv.access import services as svc
 from iiifsrv.access import sessions
@@ -43,7 +45,7 @@ from iiifsrv.settings import Settings
 from iiifsrv.sources import composite, computed
 from iiifsrv.web.credentials import Credentials, client_address, session_cookie
 from iiifsrv.web.page_security import html_response
-from iiifsrv.web.respond import base_url
+from iiifsrv.web.respond import base_url, error_response
 
 DECISION_KEY = "iiifsrv.access"  # where the Image API keeps a request's decision
 PRIVATE = "private, no-cache"
@@ -191,6 +193,60 @@ def _page(title: str, body: str, *, close: bool = False) -> str:
         "button{font:inherit;padding:.4em 1.2em}</style>"
         f"{CLOSE_SCRIPT if close else ''}</head><body>{body}</body></html>"
     )
+
+
+MANIFESTS = "/iiif/manifests/"
+ObjectsOf = Callable[[str], tuple[str, ...]]
+
+
+def manifest_of(uri: str) -> str | None:
+    """The manifest id a canvas or manifest URI (or key) of this server names, else None."""
+    path = urlsplit(uri.split("#", 1)[0]).path
+    at = path.find(MANIFESTS)
+    if at < 0:
+        return None
+    rest = path[at + len(MANIFESTS) :]
+    rest = rest.split("/canvas/", 1)[0]
+    return unquote(rest) or None
+
+
+class AnnotationGuard:
+    """Annotations, annotation pages and Content Search hits on the canvases of a restricted
+    manifest (one of whose catalogue objects is denied) are refused: the ASGI wrapper of the
+    /annotations, /annotot and /sas mounts. It reads the canvas or manifest a request names
+    from the path (W3C containers, search) or the ``uri`` parameter (Annotot, SAS)."""
+
+    def __init__(self, app: ASGIApp, access: Access, objects_of: ObjectsOf) -> None:
+        self.app = app
+        self.access = access
+        self.objects_of = objects_of
+
+    def _named(self, scope: Scope) -> list[str]:
+        from iiifsrv.annotations.urls import decode_uri
+
+        names = []
+        for segment in scope.get("path", "").split("/"):
+            uri = decode_uri(segment) if len(segment) >= 8 else None
+            if uri:
+                names.append(uri)
+        for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            if key == "uri":
+                names.append(value)
+        return names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.access.active:
+            for uri in self._named(scope):
+                manifest = manifest_of(uri)
+                if manifest is None:
+                    continue
+                objects = await anyio.to_thread.run_sync(self.objects_of, manifest)
+                for obj in objects:
+                    decision = self.access.decision(scope, Resource(obj, obj))
+                    if decision.kind == DENY:
+                        await error_response(send, denied(decision, "annotations of this canvas"))
+                        return
+        await self.app(scope, receive, send)
 
 
 class AuthRoutes:
