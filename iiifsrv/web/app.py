@@ -159,7 +159,7 @@ def create_app(settings: Settings) -> Front:
         access=access,
         objects_of=manifest_objects,
     )
-    routes += presentation_routes.routes(presentation, credentials)
+    routes += presentation_routes.routes(presentation, credentials, access)
     routes += media_routes.routes(settings, access)
     # -- viewers: the landing page (/), Mirador and Universal Viewer pages, static assets --
     routes += viewer_routes(presentation, service, access)

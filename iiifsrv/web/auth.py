@@ -195,6 +195,49 @@ def _page(title: str, body: str, *, close: bool = False) -> str:
     )
 
 
+def _walk(node: Any) -> Any:
+    """Every dict in a JSON document."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def declare_probes(access: Access, body: bytes, base: str) -> bytes:
+    """A manifest with the Auth 2.0 probe (and its access services) added to every painted
+    image whose image service is protected, and the auth context: the same for every client
+    (the description is public; what a client may see is the probe's answer)."""
+    rules = access.book.rules()
+    if not rules:
+        return body
+    doc = json.loads(body)
+    prefix = f"{base}/iiif/"
+    changed = False
+    for node in list(_walk(doc)):
+        if node.get("type") != "Image" or not isinstance(node.get("service"), list):
+            continue
+        for service in node["service"]:
+            sid = str(service.get("id") or service.get("@id") or "")
+            if not sid.startswith(prefix) or sid[len(prefix) : len(prefix) + 2] not in ("3/", "2/"):
+                continue
+            identifier = unquote(sid[len(prefix) + 2 :])
+            decision = decide(Subject(), image_resource(identifier), rules)
+            if decision.rule is not None:
+                node["service"].append(svc.probe_service(base, identifier, decision.rule))
+                changed = True
+                break
+    if not changed:
+        return body
+    context = doc.get("@context")
+    contexts = context if isinstance(context, list) else [context] if context else []
+    if svc.AUTH2_CONTEXT not in contexts:
+        doc["@context"] = [svc.AUTH2_CONTEXT, *contexts]
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 MANIFESTS = "/iiif/manifests/"
 ObjectsOf = Callable[[str], tuple[str, ...]]
 

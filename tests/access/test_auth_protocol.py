@@ -200,3 +200,22 @@ async def test_forms_refuse_cross_site_posts_and_missing_csrf(clients: Clients) 
         "/auth/login", data={"user": "sam", "password": "nope-nope-nope", "csrf": csrf}
     )
     assert bad.status_code == 401 and "Wrong user name or password" in bad.text
+
+
+async def test_manifest_declares_the_probe_of_protected_images(clients: Clients) -> None:
+    from iiifsrv.presentation.validate import errors
+
+    c = clients()
+    collection = (await c.get("/iiif/collection")).json()
+    by_name = {m["id"].rsplit("/", 1)[1]: m["id"] for m in collection["items"]}
+    manifest = (await c.get(by_name["palimpsest"])).json()
+    assert manifest["@context"][0] == AUTH2_CONTEXT
+    body = manifest["items"][0]["items"][0]["items"][0]["body"]["items"][0]
+    probe = next(s for s in body["service"] if s.get("type") == "AuthProbeService2")
+    # the probe the manifest declares is the one the image's info.json declares
+    info_doc = await info(c, body["service"][0]["id"].rsplit("/iiif/3/", 1)[1])
+    assert probe == find(info_doc, "AuthProbeService2")
+    assert (await c.get(probe["id"])).json()["status"] == 401
+    assert errors(manifest) == []
+    public = (await c.get(by_name["sixteen-bit"])).json()
+    assert "AuthProbeService2" not in json.dumps(public)
