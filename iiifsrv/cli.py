@@ -25,7 +25,10 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8182)")
     p.add_argument("--workers", type=int, help="worker processes (0 = one per core)")
-    p.add_argument("--images", help="image root: identifiers are paths under it")
+    p.add_argument(
+        "--images",
+        help="image root (a folder or s3://bucket/prefix): identifiers are paths under it",
+    )
     p.add_argument("--data", help="state directory (catalogue, annotations, manifests)")
     p.add_argument("--public-url", dest="public_url", help="public base URL used in ids")
 
@@ -142,7 +145,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from iiifsrv.access.sessions import new_secret
 
         settings = replace(settings, session_secret=new_secret())
-    os.makedirs(settings.images_path, exist_ok=True)
+    if settings.image_root.kind == "local":  # an S3 root is never a local folder
+        os.makedirs(settings.images_path, exist_ok=True)
     os.makedirs(settings.data_path, exist_ok=True)
     import uvicorn
 
@@ -169,6 +173,8 @@ def cmd_samples(args: argparse.Namespace) -> int:
     _setup_logging(settings.log_level)
     from iiifsrv import samples
 
+    if settings.image_root.kind != "local":
+        raise SettingsError("samples: --images must be a local folder")
     made = samples.ensure(settings.images_path, small=args.small, data=settings.data_path)
     for path in made:
         print(f"created {path}")

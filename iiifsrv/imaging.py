@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,9 +21,11 @@ from iiifsrv.catalogue import Transform
 from iiifsrv.encoders import encode
 from iiifsrv.errors import IIIFError
 from iiifsrv.iiif.plan import Plan, RawTile
+from iiifsrv.sources import remote
 from iiifsrv.sources.composite import CompositeSource, combine
 from iiifsrv.sources.computed import ComputedSource
 from iiifsrv.sources.describe import Source
+from iiifsrv.sources.remote import RemoteSource
 
 # Counts renders actually started (decoding). Tests use it to prove a refused request decoded
 # nothing; it is never read by the server itself.
@@ -46,12 +47,19 @@ def configure(cache_mb: int, concurrency: int = 1) -> None:
         pyvips.concurrency_set(concurrency)
 
 
-def load_level(source: Source, level: int) -> pyvips.Image:
+Box = tuple[int, int, int, int]  # left, top, right, bottom in level pixels
+
+
+def load_level(source: Source, level: int, box: Box | None = None) -> pyvips.Image:
+    """The level as a (lazy) image. ``box`` is the part a render needs: sources in object
+    storage read only the tiles under it (the rest of the image is black); files ignore it."""
     if isinstance(source, CompositeSource):
-        return _composite_level(source, level)
+        return _composite_level(source, level, box)
     if isinstance(source, ComputedSource):
         level_info = source.info.levels[level]
         return _computed_pixels(source, level, (0, 0, level_info.width, level_info.height))
+    if isinstance(source, RemoteSource):
+        return remote.load_level(source, level, box)
     options: dict[str, Any] = dict(source.access[level].options)
     if source.loader == "tiffload":
         return pyvips.Image.tiffload(source.path, **options)
@@ -92,9 +100,9 @@ def _jp2_decoder(source: Source, options: dict[str, Any]) -> pyvips.Image:
     return image
 
 
-def _composite_level(source: CompositeSource, level: int) -> pyvips.Image:
+def _composite_level(source: CompositeSource, level: int, box: Box | None) -> pyvips.Image:
     """The same level of each band pyramid, joined as red, green and blue."""
-    planes = [load_level(part, level).extract_band(0) for part in source.parts]
+    planes = [load_level(part, level, box).extract_band(0) for part in source.parts]
     if any(p.format == "ushort" for p in planes):
         planes = [p if p.format == "ushort" else p.cast("ushort") * 257 for p in planes]
         planes = [p.cast("ushort") for p in planes]
@@ -108,7 +116,9 @@ def _composite_level(source: CompositeSource, level: int) -> pyvips.Image:
 def _band_pixels(
     part: Source, level: int, box: tuple[int, int, int, int], levels: DecodedLevels | None = None
 ) -> Any:
-    image = levels.load(part, level) if levels else load_level(part, level)
+    left, top, width, height = box
+    needed = (left, top, left + width, top + height)  # parts in object storage read just these
+    image = levels.load(part, level, needed) if levels else load_level(part, level, needed)
     return image.extract_band(0).crop(*box).numpy()
 
 
@@ -234,14 +244,14 @@ class DecodedLevels:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self._lock = threading.Lock()
-        self._images: OrderedDict[tuple[str, str, int, int, int], pyvips.Image] = OrderedDict()
+        self._images: OrderedDict[tuple[str, str, str, int, int], pyvips.Image] = OrderedDict()
         self._bytes = 0
 
-    def load(self, source: Source, level: int) -> pyvips.Image:
+    def load(self, source: Source, level: int, box: Box | None = None) -> pyvips.Image:
         info = source.info.levels[level]
         if not self.max_bytes or info.width * info.height > self.max_pixels:
-            return load_level(source, level)
-        key = (source.loader, source.path, source.mtime_ns, source.size, level)
+            return load_level(source, level, box)
+        key = (source.loader, source.path, source.identity, source.size, level)
         with self._lock:
             image = self._images.get(key)
             if image is not None:
@@ -262,8 +272,8 @@ class DecodedLevels:
 _BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2}
 
 
-def _level_box(width: int, height: int, source: Source, plan: Plan) -> tuple[int, int, int, int]:
-    """The (left, top, right, bottom) pixels of a width×height level that cover the region."""
+def _level_box(width: int, height: int, source: Source, plan: Plan) -> Box:
+    """The pixels of a ``width`` x ``height`` level that the plan's region covers."""
     sx = width / source.info.width
     sy = height / source.info.height
     r = plan.region
@@ -353,7 +363,12 @@ def render(
         if isinstance(source, ComputedSource):
             image = _computed_crop_resize(source, plan, levels, options.kernel)
         else:
-            image = levels.load(source, plan.level) if levels else load_level(source, plan.level)
+            stored = source.info.levels[plan.level]
+            box = _level_box(stored.width, stored.height, source, plan)
+            if levels:
+                image = levels.load(source, plan.level, box)
+            else:
+                image = load_level(source, plan.level, box)
             image = _crop_resize(image, source, plan, options.kernel)
         if plan.quality == "stretch":
             image = _stretch(image, source)
@@ -371,11 +386,7 @@ def read_raw_tile(source: Source, tile: RawTile) -> bytes:
     access = source.access[tile.level]
     index = tile.row * access.tiles_across + tile.column
     offset, count = access.offsets[index], access.counts[index]
-    fd = os.open(source.path, os.O_RDONLY)
-    try:
-        data = os.pread(fd, count, offset)
-    finally:
-        os.close(fd)
+    data = source.read(offset, count)
     if len(data) != count or data[:2] != b"\xff\xd8":
         raise RenderError("stored tile is damaged")
     return access.jpeg_header + data[2:]

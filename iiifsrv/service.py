@@ -28,7 +28,10 @@ from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
 from iiifsrv.sources import composite, computed
 from iiifsrv.sources.describe import NotAnImage, Source, describe
+from iiifsrv.sources.objects import RemoteImages, open_s3
 from iiifsrv.sources.resolve import Resolver, check_identifier, no_image
+from iiifsrv.sources.s3 import ObjectChanged
+from iiifsrv.sources.storage import StorageUnavailable
 
 log = logging.getLogger("iiifsrv.service")
 
@@ -101,6 +104,9 @@ class ImageService:
         self._catalogue: Catalogue | None = None
         self._transforms: LRUCache[tuple[str, str, str], Transform] = LRUCache(maxsize=512)
         self._fitting: dict[tuple[str, str, str], asyncio.Future[Transform]] = {}
+        root = settings.image_root
+        # An S3 root (sources/objects.py): identifiers map to keys, read by ranged GETs.
+        self.remote: RemoteImages | None = open_s3(root, settings) if root.kind == "s3" else None
 
     # -- catalogue (multispectral objects) -------------------------------------------------
 
@@ -272,6 +278,8 @@ class ImageService:
             made = await self._computed(derived, identifier)
             if made is not None:
                 return made
+        if self.remote is not None:
+            return await self._remote_source(self.remote, identifier)
         hit = self._stat_cached(identifier)
         if hit is None:
             check_identifier(identifier)
@@ -304,6 +312,50 @@ class ImageService:
         finally:
             del self._describing[path]
 
+    async def _remote_source(self, remote: RemoteImages, identifier: str) -> Source:
+        """From the S3 root: trusted for s3_revalidate seconds, then listed (and described)
+        again; concurrent look-ups of one identifier share one."""
+        known: Source | None = remote.fresh(identifier)
+        if known is None:
+            check_identifier(identifier)
+            pending = self._describing.get("s3:" + identifier)
+            if pending is not None:
+                known = await asyncio.shield(pending)
+            else:
+                future: asyncio.Future[Source] = asyncio.get_running_loop().create_future()
+                self._describing["s3:" + identifier] = future
+                try:
+                    known = await anyio.to_thread.run_sync(remote.source, identifier)
+                    future.set_result(known)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                    future.exception()
+                    raise
+                finally:
+                    del self._describing["s3:" + identifier]
+        assert known is not None
+        self._check_source_size(known)
+        return known
+
+    def list_images(self, limit: int = 10000) -> list[str]:
+        """Identifiers of the images under the root, sorted (blocking; the landing page).
+        An unreachable object store lists nothing (its requests say why)."""
+        if self.remote is None:
+            return self.resolver.list_images(limit)
+        try:
+            return self.remote.list_images(limit)
+        except StorageUnavailable:
+            return []
+
+    async def root_problem(self) -> str:
+        """Empty when the image root can be read, else why not (one line)."""
+        if self.remote is not None:
+            return await anyio.to_thread.run_sync(self.remote.health)
+        path = self.settings.images_path
+        if os.path.isdir(path) and os.access(path, os.R_OK):
+            return ""
+        return "the image folder cannot be read"
+
     # -- images ----------------------------------------------------------------------------
 
     async def plan(
@@ -334,7 +386,14 @@ class ImageService:
         if cached is not None:
             return ImageResult(cached, media_type(p.format), cached=True)
         if p.raw_tile is not None:
-            body = imaging.read_raw_tile(source, p.raw_tile)
+            if source.storage is None:  # a local file: one pread
+                body = imaging.read_raw_tile(source, p.raw_tile)
+            else:  # one ranged GET, off the event loop
+                try:
+                    body = await anyio.to_thread.run_sync(imaging.read_raw_tile, source, p.raw_tile)
+                except ObjectChanged as exc:
+                    self._note_changed(exc)
+                    raise
             self.responses.put(key, body, len(body))
             return ImageResult(
                 body, "image/jpeg", passthrough=True, timings={"raw": time.perf_counter() - t0}
@@ -351,6 +410,7 @@ class ImageService:
             )
             future.set_result(body)
         except BaseException as exc:
+            self._note_changed(exc)
             future.set_exception(exc)
             future.exception()
             raise
@@ -358,3 +418,8 @@ class ImageService:
             del self._rendering[key]
         self.responses.put(key, body, len(body))
         return ImageResult(body, media_type(p.format), timings={"render": time.perf_counter() - t0})
+
+    def _note_changed(self, exc: BaseException) -> None:
+        """An object replaced in the store while it was read is listed again next time."""
+        if isinstance(exc, ObjectChanged) and self.remote is not None:
+            self.remote.changed(exc.key)

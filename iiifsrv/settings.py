@@ -1,6 +1,7 @@
 """Settings: the registry (name, type, default, help) and one frozen Settings object.
 
-Imports only the standard library and iiifsrv.tokens (to check the tokens syntax).
+Imports only the standard library, iiifsrv.tokens (to check the tokens syntax) and
+iiifsrv.sources.storage (pure: to parse the image root).
 Values come from defaults, a TOML file, ``IIIFSRV_<NAME>`` environment variables and CLI
 overrides, in that order of precedence (last wins).
 The environment is passed in explicitly; nothing here reads a global later.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.tokens import check_strength, parse_tokens
 
 
@@ -32,7 +34,34 @@ REGISTRY: tuple[Spec, ...] = (
     Spec("host", str, "127.0.0.1", "Address to listen on."),
     Spec("port", int, 8182, "TCP port to listen on."),
     Spec("workers", int, 1, "Worker processes (0 = one per CPU core)."),
-    Spec("images", str, "var/images", "Image root: identifiers are paths relative to it."),
+    Spec(
+        "images",
+        str,
+        "var/images",
+        "Image root: a folder, or s3://bucket/prefix; identifiers are paths relative to it.",
+    ),
+    Spec(
+        "s3_endpoint",
+        str,
+        "",
+        "S3 endpoint URL for an s3:// image root (MinIO, Swift, ...); empty = AWS S3.",
+    ),
+    Spec("s3_region", str, "us-east-1", "S3 region (signing); path-style addressing is used."),
+    Spec("s3_timeout", int, 10, "Seconds an S3 request may take, retries included (then 503)."),
+    Spec("s3_retries", int, 2, "Retries of a failed S3 request (5xx, timeouts), with back-off."),
+    Spec("s3_concurrency", int, 16, "S3 requests in flight at once per worker (connection pool)."),
+    Spec(
+        "s3_revalidate",
+        int,
+        60,
+        "Seconds an S3 object's version (ETag) is trusted before it is listed again.",
+    ),
+    Spec(
+        "s3_max_whole_object",
+        int,
+        64 * 1024 * 1024,
+        "Largest untiled S3 object (JPEG, PNG, JPEG2000, flat TIFF) read whole; beyond, 501.",
+    ),
     Spec("data", str, "var/data", "State directory: catalogue, annotations, manifests, caches."),
     Spec(
         "public_url",
@@ -205,6 +234,13 @@ class Settings:
     port: int = 8182
     workers: int = 1
     images: str = "var/images"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_timeout: int = 10
+    s3_retries: int = 2
+    s3_concurrency: int = 16
+    s3_revalidate: int = 60
+    s3_max_whole_object: int = 64 * 1024 * 1024
     data: str = "var/data"
     public_url: str = ""
     max_width: int = 10000
@@ -244,8 +280,14 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def image_root(self) -> ImageRoot:
+        return parse_root(self.images)
+
+    @property
     def images_path(self) -> Path:
-        return Path(self.images).resolve()
+        """The local image folder (for an S3 root: a path that is never a folder)."""
+        root = self.image_root
+        return root.path if root.path is not None else Path("/nonexistent/s3-image-root")
 
     @property
     def data_path(self) -> Path:
@@ -349,6 +391,10 @@ def load(
                 f"setting 'forwarded_allow_ips': {entry.strip()!r} is not an IP address or network"
             ) from None
     try:
+        parse_root(str(values.get("images", "var/images")))
+    except ValueError as exc:
+        raise SettingsError(f"setting 'images' from {sources['images']}: {exc}") from None
+    try:
         check_strength(parse_tokens(str(values.get("tokens", ""))))
     except ValueError as exc:
         raise SettingsError(f"setting 'tokens' from {sources['tokens']}: {exc}") from None
@@ -369,7 +415,9 @@ def to_environ(settings: Settings) -> dict[str, str]:
     env = {}
     for spec in REGISTRY:
         value = getattr(settings, spec.name)
-        if spec.name in ("images", "data"):
+        if spec.name == "images":
+            value = str(settings.image_root)
+        elif spec.name == "data":
             value = str(Path(value).resolve())
         env[ENV_PREFIX + spec.name.upper()] = (
             str(value).lower() if spec.type is bool else str(value)

@@ -38,8 +38,10 @@ def window(x: int, y: int, radius: int, width: int, height: int) -> tuple[int, i
 
 def mean_at(source: Source, x: int, y: int, radius: int) -> float:
     """The mean of the first channel over the window, read at full resolution."""
-    image = load_level(source, 0)
-    box = window(x, y, radius, image.width, image.height)
+    left, top, w, h = window(x, y, radius, source.info.width, source.info.height)
+    # Only the window is read (a source in object storage fetches just the tiles under it).
+    image = load_level(source, 0, (left, top, left + w, top + h))
+    box = (left, top, w, h)
     pixels = np.asarray(image.crop(*box).extract_band(0).numpy(), dtype=np.float64)
     return float(pixels.mean())
 

@@ -276,10 +276,14 @@ def test_mirador_annotation_editor_saves_to_the_store_and_shows_api_annotations(
 def test_uv_opens_the_large_image(server: LiveServer, page: Page) -> None:
     responses: list[Response] = []
     page.on("response", lambda r: responses.append(r) if is_image_api(r) else None)
-    page.goto(viewer_url(server, "uv", "large"))
+    # UV draws its (empty) OpenSeadragon canvas before it asks for info.json: wait for the
+    # info.json answer and then for a first image answer, not for a quiet network alone.
+    with page.expect_response(lambda r: is_image_api(r) and r.url.endswith("/info.json")):
+        page.goto(viewer_url(server, "uv", "large"))
+    while not any(not r.url.endswith("/info.json") for r in responses):
+        page.wait_for_event("response")
     page.locator(OSD_CANVAS).first.wait_for()
     page.wait_for_load_state("networkidle")
-    assert any(r.url.endswith("/info.json") for r in responses)
     failed = [(r.status, r.url) for r in responses if not 200 <= r.status < 300]
     assert not failed
     canvas = decode(shot(page, "uv-large", locator=OSD_CANVAS))

@@ -15,13 +15,17 @@ from typing import Any
 
 from iiifsrv.catalogue import Catalogue
 from iiifsrv.ingest import profiles
+from iiifsrv.ingest.publish import S3Target
 from iiifsrv.ingest.run import CATALOGUE_NAME
 from iiifsrv.settings import Settings, load
 
 
 def _paths(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML configuration file (images and data are read from it)")
-    p.add_argument("--images", help="image root: derivatives are written (and served) here")
+    p.add_argument(
+        "--images",
+        help="image root (a folder or s3://bucket/prefix): derivatives are written here",
+    )
     p.add_argument("--data", help="state directory: the catalogue is <data>/catalogue.sqlite3")
 
 
@@ -57,9 +61,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.jobs < 0:
         print("iiifsrv ingest: --jobs must be 0 (one per core) or more", file=sys.stderr)
         return 2
+    root = settings.image_root
+    images, target = settings.images_path, None
+    if root.kind == "s3":  # derivatives are staged under data, then uploaded
+        target = S3Target.of(root, settings.s3_endpoint, settings.s3_region, settings.s3_timeout)
+        images = settings.data_path / "s3-staging" / root.bucket / root.prefix
     outcomes = run(
         args.sources,
-        images=settings.images_path,
+        target=target,
+        images=images,
         data=settings.data_path,
         profile=profile,
         jobs=args.jobs or (os.cpu_count() or 1),

@@ -27,6 +27,7 @@ from iiifsrv.errors import IIIFError
 from iiifsrv.ingest import bands as bandsets
 from iiifsrv.ingest import derive
 from iiifsrv.ingest.profiles import Profile
+from iiifsrv.ingest.publish import S3Target
 from iiifsrv.sources import composite
 from iiifsrv.sources.describe import describe
 
@@ -48,6 +49,7 @@ class Options:
     label: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     rights: str = ""
+    target: S3Target | None = None  # an S3 image root: images is the staging folder
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,11 @@ def execute(job: Job, opts: Options, previous: CatalogueObject | None) -> Outcom
         if (
             previous is not None
             and previous.content_hash == digest
-            and _outputs_exist(previous, opts.images)
+            and (
+                opts.target.outputs_exist(previous)
+                if opts.target
+                else _outputs_exist(previous, opts.images)
+            )
         ):
             return done("skipped", "unchanged", previous)
         if job.bands is not None:
@@ -380,6 +386,7 @@ def run(
     out: IO[str] | None = None,
     err: IO[str] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    target: S3Target | None = None,
 ) -> list[Outcome]:
     """Ingest ``sources``; print one line per object and a summary; return the outcomes."""
     t0 = time.perf_counter()
@@ -388,11 +395,16 @@ def run(
     images.mkdir(parents=True, exist_ok=True)
     catalogue = Catalogue(data / CATALOGUE_NAME)
     planned = plan(sources, object_id)
-    opts = Options(images.resolve(), profile, label, dict(metadata or {}), rights)
+    opts = Options(images.resolve(), profile, label, dict(metadata or {}), rights, target)
     previous = {job.object_id: catalogue.get(job.object_id) for job in planned}
     progress = Progress(len(planned), err)
     results: list[Outcome] = []
     for outcome in _outcomes(planned, opts, previous, jobs):
+        if target is not None and outcome.status == "ingested" and outcome.obj is not None:
+            try:  # uploaded and verified before the catalogue records it
+                target.publish(outcome.obj, opts.images)
+            except derive.IngestError as exc:
+                outcome = replace(outcome, status="failed", message=str(exc), obj=None)
         if outcome.status == "ingested" and outcome.obj is not None:
             obj = replace(outcome.obj, updated=now_iso())
             catalogue.upsert(obj)
@@ -418,7 +430,7 @@ def run(
     print(
         f"ingest: {counts['ingested']} ingested, {counts['skipped']} skipped, "
         f"{counts['failed']} failed in {time.perf_counter() - t0:.1f} s "
-        f"(profile {profile.name}, images in {images}, catalogue {catalogue.path})",
+        f"(profile {profile.name}, images in {target or images}, catalogue {catalogue.path})",
         file=out,
         flush=True,
     )

@@ -18,6 +18,8 @@ import tifffile
 from iiifsrv.errors import NotFound, NotImplementedFeature
 from iiifsrv.iiif.model import Level, SourceInfo
 from iiifsrv.sources import jp2
+from iiifsrv.sources.local import read_file
+from iiifsrv.sources.storage import Storage
 
 log = logging.getLogger("iiifsrv.sources")
 
@@ -71,10 +73,23 @@ class Source:
     loader: str  # pyvips loader: tiffload, jp2kload, jpegload, or "" for new_from_file
     info: SourceInfo
     access: tuple[LevelAccess, ...] = field(repr=False)
+    # Stored elsewhere than a local file (sources/s3.py): the storage, the key and the version
+    # tag (ETag) the description was read from. None/"" for a local file.
+    storage: Storage | None = field(default=None, repr=False, compare=False)
+    key: str = ""
+    version: str = ""
 
     @property
     def identity(self) -> str:
+        if self.version:
+            return f"{self.key}@{self.version}"
         return f"{self.inode}:{self.mtime_ns}:{self.size}"
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes of the stored object: one ranged read (a pread, or one ranged GET)."""
+        if self.storage is not None:
+            return self.storage.read(self.key, offset, length)
+        return read_file(self.path, offset, length)
 
     @property
     def mtime(self) -> float:

@@ -95,9 +95,9 @@ def create_app(settings: Settings) -> Front:
     service = ImageService(settings)
 
     async def health(request: Request) -> Response:
-        ok = os.path.isdir(settings.images_path) and os.access(settings.images_path, os.R_OK)
-        body = {"status": "ok" if ok else "unavailable"}
-        return JSONResponse(body, status_code=200 if ok else 503, headers=CORS_HEADERS)
+        problem = await service.root_problem()  # an S3 root: probed at most every 2 s
+        body = {"status": "unavailable", "images": problem} if problem else {"status": "ok"}
+        return JSONResponse(body, status_code=503 if problem else 200, headers=CORS_HEADERS)
 
     async def fallback(request: Request) -> Response:
         """CORS preflight for any path; a plain 404 for anything else no route serves."""

@@ -334,7 +334,7 @@ def routes(
 
     async def landing(request: Request) -> Response:
         entries = await anyio.to_thread.run_sync(landing_entries, presentation)
-        images = await anyio.to_thread.run_sync(lambda: service.resolver.list_images(limit=500))
+        images = await anyio.to_thread.run_sync(lambda: service.list_images(limit=500))
         headers = dict(CORS_HEADERS)
         if access is not None and access.active:
             # Restricted objects and images are listed only to those who may see them.

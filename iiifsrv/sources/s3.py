@@ -1,0 +1,282 @@
+"""Storage in an S3-compatible bucket (AWS S3, MinIO, Swift's s3api, ...), through boto3.
+
+Blocking I/O, called from worker threads (boto3 clients are thread-safe; one client per
+storage keeps its connections alive). Every GET carries an explicit Range (and If-Match with
+the ETag the caller described, so a replaced object is never mixed with the old one); failed
+requests are retried with jittered exponential back-off while the timeout allows; at most
+``concurrency`` requests are in flight. Failures become StorageUnavailable (503) with a one-line
+message that never contains credentials; a missing key is NotFound (404).
+
+Credentials come from boto3's standard chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+AWS_SESSION_TOKEN, a shared credentials file, or an instance role. They are never logged.
+
+Imports boto3/botocore, iiifsrv.errors and sources.storage.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from iiifsrv.errors import IIIFError, NotFound
+from iiifsrv.sources.storage import StorageUnavailable, Version
+
+log = logging.getLogger("iiifsrv.s3")
+
+T = TypeVar("T")
+
+
+class ObjectChanged(StorageUnavailable):
+    """The object was replaced while it was being read (If-Match failed): retry shortly."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            "the stored image changed while it was read; retry",
+            headers={"Retry-After": "1"},
+        )
+
+
+@dataclass
+class Counters:
+    """What this process asked the store for (tests and the benchmark read these)."""
+
+    gets: int = 0
+    get_bytes: int = 0
+    lists: int = 0
+    heads: int = 0
+    failures: int = 0
+    retries: int = 0
+    # The last ranged GETs: (key, offset, length asked, bytes received).
+    recent: deque[tuple[str, int, int, int]] = field(default_factory=lambda: deque(maxlen=4096))
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "gets": self.gets,
+            "get_bytes": self.get_bytes,
+            "lists": self.lists,
+            "heads": self.heads,
+            "failures": self.failures,
+            "retries": self.retries,
+        }
+
+
+def _status(exc: Exception) -> tuple[int, str]:
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    code = str(response.get("Error", {}).get("Code") or "")
+    return status, code
+
+
+class S3Storage:
+    """Keys are relative to ``prefix`` inside ``bucket``."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint: str = "",
+        region: str = "",
+        timeout: float = 10.0,
+        retries: int = 2,
+        concurrency: int = 16,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint = endpoint
+        self.region = region or "us-east-1"
+        self.timeout = float(timeout)
+        self.retries = retries
+        self.counters = Counters()
+        self._slots = threading.BoundedSemaphore(max(1, concurrency))
+        self._concurrency = max(1, concurrency)
+        self._client: Any = None
+        self._lock = threading.Lock()
+        where = endpoint or "AWS S3"
+        self.where = f"s3://{bucket}/{prefix} at {where}"
+
+    # -- the client ------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+
+                config = Config(
+                    region_name=self.region,
+                    s3={"addressing_style": "path"},
+                    connect_timeout=self.timeout,
+                    read_timeout=self.timeout,
+                    retries={"total_max_attempts": 1},  # retried here, within the timeout
+                    max_pool_connections=self._concurrency,
+                    # Ranged replies carry no checksum of the range: validate only on request.
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    tcp_keepalive=True,
+                )
+                session = boto3.session.Session()
+                self._client = session.client(
+                    "s3", endpoint_url=self.endpoint or None, config=config
+                )
+            return self._client
+
+    def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
+        """Run one request with retries (5xx, throttling, connection errors, timeouts)."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                with self._slots:
+                    return fn()
+            except NoCredentialsError:
+                self.counters.failures += 1
+                raise StorageUnavailable(
+                    "image storage: no S3 credentials (set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY)"
+                ) from None
+            except ClientError as exc:
+                status, code = _status(exc)
+                if code == "NoSuchBucket":
+                    self.counters.failures += 1
+                    raise self._unavailable(what, code) from None
+                if status == 404 or code in ("NoSuchKey", "NotFound"):
+                    raise NotFound("no such object") from None
+                if status == 412:
+                    raise ObjectChanged(key) from None
+                if status == 416 or code == "InvalidRange":
+                    raise NotFound("range outside the stored object") from None
+                retry = status >= 500 or status in (408, 429) or code in ("SlowDown",)
+                if not retry:
+                    self.counters.failures += 1
+                    raise self._unavailable(what, f"{code or status}") from None
+                reason = f"{code or status}"
+            except (BotoCoreError, OSError) as exc:
+                reason = type(exc).__name__
+            attempt += 1
+            elapsed = time.monotonic() - start
+            delay = random.uniform(0, min(2.0, 0.1 * 2**attempt))
+            if attempt > self.retries or elapsed + delay >= self.timeout:
+                self.counters.failures += 1
+                raise self._unavailable(what, reason) from None
+            self.counters.retries += 1
+            time.sleep(delay)
+
+    def _unavailable(self, what: str, reason: str) -> IIIFError:
+        """A one-line 503 for the client; the detail (where, what, why) goes to the log."""
+        if reason in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+            message = "image storage refused the credentials"
+        elif reason == "NoSuchBucket":
+            message = "image storage: the bucket does not exist"
+        else:
+            message = "image storage unavailable"
+        log.warning("%s: %s %s (%s)", message, what, self.where, reason)
+        return StorageUnavailable(message, headers={"Retry-After": "5"})
+
+    # -- the Storage interface -------------------------------------------------------------
+
+    def stat(self, key: str) -> Version:
+        def head() -> Version:
+            r = self.client().head_object(Bucket=self.bucket, Key=self.prefix + key)
+            self.counters.heads += 1
+            return Version(str(r["ETag"]), int(r["ContentLength"]), r["LastModified"].timestamp())
+
+        return self._call("HEAD", key, head)
+
+    def read(self, key: str, offset: int, length: int, *, etag: str = "") -> bytes:
+        """One GET with ``Range: bytes=offset-(offset+length-1)`` (and If-Match ``etag``)."""
+        if length <= 0:
+            return b""
+
+        def get() -> bytes:
+            args: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Key": self.prefix + key,
+                "Range": f"bytes={offset}-{offset + length - 1}",
+            }
+            if etag:
+                args["IfMatch"] = etag
+            r = self.client().get_object(**args)
+            data = bytes(r["Body"].read())
+            self.counters.gets += 1
+            self.counters.get_bytes += len(data)
+            self.counters.recent.append((key, offset, length, len(data)))
+            return data
+
+        return self._call("GET", key, get)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, Version]]:
+        """Objects whose key starts with ``prefix`` and has no "/" after it (one page or more)."""
+        token = ""
+        while True:
+
+            def page(token: str = token) -> dict[str, Any]:
+                args: dict[str, Any] = {
+                    "Bucket": self.bucket,
+                    "Prefix": self.prefix + prefix,
+                    "Delimiter": "/",
+                    "MaxKeys": 1000,
+                }
+                if token:
+                    args["ContinuationToken"] = token
+                r: dict[str, Any] = self.client().list_objects_v2(**args)
+                self.counters.lists += 1
+                return r
+
+            r = self._call("LIST", prefix, page)
+            for item in r.get("Contents", ()):
+                key = str(item["Key"])[len(self.prefix) :]
+                yield (
+                    key,
+                    Version(str(item["ETag"]), int(item["Size"]), item["LastModified"].timestamp()),
+                )
+            token = str(r.get("NextContinuationToken") or "")
+            if not r.get("IsTruncated") or not token:
+                return
+
+    def list_all(self, limit: int) -> builtins.list[str]:
+        """Every key under the root (no delimiter), at most ``limit``."""
+        out: builtins.list[str] = []
+        token = ""
+        while len(out) < limit:
+
+            def page(token: str = token) -> dict[str, Any]:
+                args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
+                if token:
+                    args["ContinuationToken"] = token
+                r: dict[str, Any] = self.client().list_objects_v2(**args)
+                self.counters.lists += 1
+                return r
+
+            r = self._call("LIST", "", page)
+            out.extend(str(i["Key"])[len(self.prefix) :] for i in r.get("Contents", ()))
+            token = str(r.get("NextContinuationToken") or "")
+            if not r.get("IsTruncated") or not token:
+                break
+        return out[:limit]
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except NotFound:
+            return False
+        return True
+
+    def check(self) -> None:
+        """One cheap request (a one-key listing); raises StorageUnavailable when it fails."""
+
+        def probe() -> None:
+            self.client().list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            self.counters.lists += 1
+
+        self._call("LIST", "", probe)
