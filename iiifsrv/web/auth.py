@@ -28,7 +28,6 @@ from iiifsrv.access import services as svc
 from iiifsrv.access import sessions
 from iiifsrv.access.book import RuleBook
 from iiifsrv.access.rules import (
-    ALLOW,
     DEGRADE,
     DENY,
     PUBLIC,
@@ -43,7 +42,7 @@ from iiifsrv.errors import BadRequest, Forbidden, IIIFError, Unauthorized
 from iiifsrv.iiif.model import Limits
 from iiifsrv.settings import Settings
 from iiifsrv.sources import composite, computed
-from iiifsrv.web.credentials import Credentials, client_address, session_cookie
+from iiifsrv.web.credentials import Credentials, session_cookie
 from iiifsrv.web.page_security import html_response
 from iiifsrv.web.respond import base_url, error_response
 
@@ -578,6 +577,3 @@ def _cookie(scope: Scope, name: str) -> str | None:
         return None
     morsel = jar.get(name)
     return morsel.value if morsel is not None and morsel.value else None
-
-
-__all__ = ["ALLOW", "DEGRADE", "DENY", "Access", "client_address", "denied", "protect"]
