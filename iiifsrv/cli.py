@@ -1,4 +1,4 @@
-"""Command line: ``iiifsrv serve``, ``serve --get PATH``, ``samples``, ``settings``.
+"""Command line: ``iiifsrv serve``, ``serve --get PATH``, ``samples``, ``settings``, ``migrate``.
 
 Entry layer: imports settings, web.app and samples; configures logging; starts uvicorn.
 """
@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import MutableMapping
+import tempfile
+from collections.abc import Iterator, MutableMapping
+from types import FrameType
 from typing import Any
 
 from iiifsrv import __version__
@@ -57,7 +61,7 @@ def log_settings(settings: Settings) -> None:
             value = f"<{len(value.split(','))} token(s)>"
         if spec.name == "session_secret":
             value = "<set>" if settings.sources.get(spec.name, "default") != "default" else ""
-        if spec.name == "database_url" and value and "@" in value:
+        if spec.name in ("database_url", "cache_url") and value and "@" in value:
             value = value.split("://")[0] + "://…@" + value.split("@", 1)[1]
         log.info("setting %s = %r (%s)", spec.name, value, settings.sources.get(spec.name, "?"))
 
@@ -113,18 +117,21 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "loop": "uvloop",
         "http": "iiifsrv.web.connections:GuardedHttpToolsProtocol",
         "log_level": settings.log_level,
-        "access_log": settings.log_level == "debug",
+        "access_log": settings.log_level == "debug" and settings.access_log != "json",
         "proxy_headers": bool(settings.forwarded_allow_ips),
         "server_header": False,
         "timeout_keep_alive": 30,
         "backlog": settings.backlog,
         "limit_concurrency": settings.limit_concurrency or None,
+        # after SIGTERM and the drain (lifecycle.py): how long in-flight requests may finish
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
     if settings.forwarded_allow_ips:
         options["forwarded_allow_ips"] = settings.forwarded_allow_ips
     from iiifsrv.web.access_log import uvicorn_log_config
 
-    options["log_config"] = uvicorn_log_config()  # masks /key/<token> in the access log
+    # masks /key/<token> in the access log; the JSON access log when access_log = "json"
+    options["log_config"] = uvicorn_log_config(settings.access_log)
     return options
 
 
@@ -152,9 +159,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     workers = settings.effective_workers
     common = uvicorn_options(settings)
+    # uvicorn re-raises a handled SIGTERM once it has stopped: exit 0 then (a clean stop)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if workers > 1:
         os.environ.update(to_environ(settings))
-        uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
+        with metrics_directory():
+            uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
     else:
         from iiifsrv.web import connections
         from iiifsrv.web.app import create_app
@@ -166,6 +176,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         uvicorn.run(create_app(settings), **common)
     return 0
+
+
+def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[None]:
+    """Prometheus multiprocess mode for several workers: every worker writes its values to
+    files in PROMETHEUS_MULTIPROC_DIR and a scrape of any worker reads them all. A private
+    temporary directory, removed at exit, unless the variable is already set (then its stale
+    ``*.db`` files are removed first, as prometheus_client requires)."""
+    from iiifsrv.telemetry import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="iiifsrv-metrics-") as path:
+        os.environ[MULTIPROC_ENV] = path
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
@@ -285,6 +323,27 @@ def _users_parser(sub: Any) -> None:
         p.set_defaults(func=cmd_users)
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy <data>'s SQLite and file state into PostgreSQL (database_url); 1 on any mismatch."""
+    from iiifsrv.errors import IIIFError
+    from iiifsrv.migrate import migrate
+
+    settings = _settings(args)
+    url = args.database_url or settings.database_url
+    if not url:
+        print("iiifsrv migrate: set database_url (or --database-url)", file=sys.stderr)
+        return 2
+    try:
+        outcomes = migrate(settings.data_path, url)
+    except IIIFError as exc:
+        print(f"iiifsrv migrate: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"migrate: {settings.data_path} -> PostgreSQL")
+    for outcome in outcomes:
+        print(outcome.line())
+    return 1 if any(o.problems for o in outcomes) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iiifsrv", description="IIIF image server")
     parser.add_argument("--version", action="version", version=f"iiifsrv {__version__}")
@@ -305,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(settings)
     settings.add_argument("--example", action="store_true", help="print the example config")
     settings.set_defaults(func=cmd_settings)
+    migrate = sub.add_parser(
+        "migrate",
+        help="copy the data directory's catalogue, manifests and change log into "
+        "PostgreSQL (idempotent; verified by counts and checksums)",
+    )
+    _add_server_options(migrate)
+    migrate.add_argument("--database-url", dest="database_url", help="default: database_url")
+    migrate.set_defaults(func=cmd_migrate)
     ingest_cli.register(sub)  # ingest, objects
     _users_parser(sub)
     return parser

@@ -38,10 +38,13 @@ class RenderError(IIIFError):
     status = 501
 
 
+_CACHE_MAX_OPERATIONS = 200
+
+
 def configure(cache_mb: int, concurrency: int = 1) -> None:
     """Process-wide libvips settings: operation cache size and threads per operation."""
     pyvips.cache_set_max_mem(cache_mb * 1024 * 1024)
-    pyvips.cache_set_max(200)
+    pyvips.cache_set_max(_CACHE_MAX_OPERATIONS)
     pyvips.cache_set_max_files(50)
     if hasattr(pyvips, "concurrency_set"):
         pyvips.concurrency_set(concurrency)
@@ -61,6 +64,7 @@ def load_level(source: Source, level: int, box: Box | None = None) -> pyvips.Ima
     if isinstance(source, RemoteSource):
         return remote.load_level(source, level, box)
     options: dict[str, Any] = dict(source.access[level].options)
+    _forget_replaced(source)
     if source.loader == "tiffload":
         return pyvips.Image.tiffload(source.path, **options)
     if source.loader == "jp2kload":
@@ -68,6 +72,27 @@ def load_level(source: Source, level: int, box: Box | None = None) -> pyvips.Ima
     if source.loader == "jpegload":
         return pyvips.Image.jpegload(source.path, **options)
     return pyvips.Image.new_from_file(source.path, **options)
+
+
+# The file version each path was last loaded at. libvips 8.14 caches a load operation by its
+# arguments (the file name), so a file replaced under the same name would keep decoding as the
+# old one; when a path comes back with another version, libvips' operation cache is emptied
+# (setting its size to 0 trims it). Replacements are rare: the common case is one dict look-up.
+_loaded_versions: dict[str, str] = {}
+_LOADED_VERSIONS_MAX = 100_000
+
+
+def _forget_replaced(source: Source) -> None:
+    version = source.identity
+    seen = _loaded_versions.get(source.path)
+    if seen == version:
+        return
+    if seen is not None:
+        pyvips.cache_set_max(0)
+        pyvips.cache_set_max(_CACHE_MAX_OPERATIONS)
+    if len(_loaded_versions) >= _LOADED_VERSIONS_MAX:
+        _loaded_versions.clear()
+    _loaded_versions[source.path] = version
 
 
 _threads = threading.local()

@@ -7,6 +7,7 @@ Starlette. CPU-bound work runs in threads under its own capacity limiter.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import sqlite3
@@ -17,12 +18,14 @@ from dataclasses import dataclass, field
 import anyio
 from cachetools import LRUCache
 
-from iiifsrv import imaging
+from iiifsrv import imaging, telemetry
+from iiifsrv.caches import described
 from iiifsrv.caches.memory import ByteLRU
-from iiifsrv.catalogue import Catalogue, CatalogueObject, Transform
+from iiifsrv.caches.shared import KEY_VERSION, SharedCache, open_shared
+from iiifsrv.catalogue import CatalogueObject, CatalogueStore, SqliteCatalogue, Transform
 from iiifsrv.conditional import strong_etag
 from iiifsrv.encoders import media_type
-from iiifsrv.errors import NotFound, NotImplementedFeature
+from iiifsrv.errors import NotFound, NotImplementedFeature, Unavailable
 from iiifsrv.iiif.model import ImageRequest, Limits
 from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
@@ -34,6 +37,13 @@ from iiifsrv.sources.s3 import ObjectChanged
 from iiifsrv.sources.storage import StorageUnavailable
 
 log = logging.getLogger("iiifsrv.service")
+
+# Label children bound once (the service counts what only it knows: see telemetry.py).
+_SOURCE_HIT = telemetry.CACHE.labels("source", "hit")
+_SOURCE_MISS = telemetry.CACHE.labels("source", "miss")
+_READ_DESCRIBE = telemetry.SOURCE_READS.labels("describe")
+_READ_RAW = telemetry.SOURCE_READS.labels("raw_tile")
+_READ_RENDER = telemetry.SOURCE_READS.labels("render")
 
 
 @dataclass(frozen=True)
@@ -87,8 +97,13 @@ class ImageResult:
 
 
 class ImageService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalogue: CatalogueStore | None = None) -> None:
         self.settings = settings
+        # The app's one catalogue (iiifsrv.state); by default the embedded one in the data
+        # directory, opened on first use.
+        self._catalogue: CatalogueStore = catalogue or SqliteCatalogue(
+            settings.data_path / "catalogue.sqlite3"
+        )
         self.resolver = Resolver(settings.images_path)
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
@@ -101,27 +116,42 @@ class ImageService:
         self._sources: LRUCache[str, Source] = LRUCache(maxsize=512)
         self._describing: dict[str, asyncio.Future[Source]] = {}
         self._rendering: dict[tuple[str, str], asyncio.Future[bytes]] = {}
-        self._catalogue: Catalogue | None = None
         self._transforms: LRUCache[tuple[str, str, str], Transform] = LRUCache(maxsize=512)
         self._fitting: dict[tuple[str, str, str], asyncio.Future[Transform]] = {}
         root = settings.image_root
         # An S3 root (sources/objects.py): identifiers map to keys, read by ranged GETs.
         self.remote: RemoteImages | None = open_s3(root, settings) if root.kind == "s3" else None
+        # Behind the in-process caches: one cache shared by every replica (None = not set).
+        self.shared: SharedCache | None = open_shared(
+            settings.cache_url,
+            namespace=shared_namespace(settings),
+            ttl_s=settings.cache_ttl,
+            max_item=settings.cache_shared_max_item,
+            timeout_ms=settings.cache_timeout_ms,
+            lease_ms=settings.cache_lease_ms,
+            backoff_s=settings.cache_backoff,
+        )
+        self.renders = 0  # images rendered by this process (not passthrough, not cache hits)
+
+    async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
+
+    def shared_version(self, path: str, identity: str) -> str:
+        """The source version in shared-cache keys: where the file is (under the image root,
+        or its s3:// URL) and its identity (a file's inode, mtime and size; an object's key and
+        ETag; for composites and computed images every part's)."""
+        where = path if "://" in path else os.path.relpath(path, self.settings.images_path)
+        return f"{where}|{identity}"
 
     # -- catalogue (multispectral objects) -------------------------------------------------
 
-    def catalogue(self) -> Catalogue | None:
-        """The catalogue in the data directory, or None if nothing was ingested (blocking)."""
-        if self._catalogue is None:
-            path = self.settings.data_path / "catalogue.sqlite3"
-            if not path.is_file():
-                return None
-            self._catalogue = Catalogue(path)
+    def catalogue(self) -> CatalogueStore:
+        """The app's catalogue (its reads find nothing when nothing was ingested; blocking)."""
         return self._catalogue
 
     def _lookup(self, object_id: str) -> CatalogueObject | None:
-        catalogue = self.catalogue()
-        return catalogue.get(object_id) if catalogue is not None else None
+        return self._catalogue.get(object_id)
 
     async def catalogue_object(self, object_id: str) -> CatalogueObject | None:
         """The catalogue's entry for ``object_id`` (None when absent or there is no catalogue)."""
@@ -209,16 +239,13 @@ class ImageService:
             del self._fitting[cache_key]
 
     def _stored_transform(self, obj: CatalogueObject, key: str) -> Transform | None:
-        catalogue = self.catalogue()
-        return catalogue.get_transform(obj.id, key, obj.version) if catalogue else None
+        return self._catalogue.get_transform(obj.id, key, obj.version)
 
     def _store_transform(self, obj: CatalogueObject, key: str, transform: Transform) -> None:
-        catalogue = self.catalogue()
-        if catalogue is None:
-            return
         try:
-            catalogue.put_transform(obj.id, key, obj.version, transform)
-        except sqlite3.Error as exc:  # a read-only catalogue: the transform lives in memory
+            self._catalogue.put_transform(obj.id, key, obj.version, transform)
+        except (sqlite3.Error, Unavailable) as exc:
+            # A read-only or unreachable catalogue: the transform lives in memory.
             log.warning("cannot keep the %s transform of %s in the catalogue: %s", key, obj.id, exc)
 
     # -- sources ---------------------------------------------------------------------------
@@ -293,24 +320,44 @@ class ImageService:
             path, st = hit
         known = self._sources.get(path)
         if known and known.mtime_ns == st.st_mtime_ns and known.size == st.st_size:
+            _SOURCE_HIT.inc()
             return known
+        _SOURCE_MISS.inc()
         pending = self._describing.get(path)
         if pending is not None:
             return await asyncio.shield(pending)
         future: asyncio.Future[Source] = asyncio.get_running_loop().create_future()
         self._describing[path] = future
         try:
-            described = await anyio.to_thread.run_sync(describe, path, st)
-            self._check_source_size(described)
-            self._sources[path] = described
-            future.set_result(described)
-            return described
+            found = await self._describe(path, st)
+            self._check_source_size(found)
+            self._sources[path] = found
+            future.set_result(found)
+            return found
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         finally:
             del self._describing[path]
+
+    async def _describe(self, path: str, st: os.stat_result) -> Source:
+        """The file's description: from the shared cache when another replica (or an earlier
+        life of this one) read it, else read here and shared."""
+        if self.shared is None:
+            _READ_DESCRIBE.inc()
+            return await anyio.to_thread.run_sync(describe, path, st)
+        identity = f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+        key = self.shared.key("desc", self.shared_version(path, identity))
+        data = await self.shared.get(key)
+        if data is not None:
+            found = described.decode(data, path, st.st_mtime_ns, st.st_size, st.st_ino)
+            if found is not None:
+                return found
+        _READ_DESCRIBE.inc()
+        made = await anyio.to_thread.run_sync(describe, path, st)
+        await self.shared.put(key, described.encode(made))
+        return made
 
     async def _remote_source(self, remote: RemoteImages, identifier: str) -> Source:
         """From the S3 root: trusted for s3_revalidate seconds, then listed (and described)
@@ -394,6 +441,8 @@ class ImageService:
                 except ObjectChanged as exc:
                     self._note_changed(exc)
                     raise
+            _READ_RAW.inc()
+            telemetry.PASSTHROUGH.inc()
             self.responses.put(key, body, len(body))
             return ImageResult(
                 body, "image/jpeg", passthrough=True, timings={"raw": time.perf_counter() - t0}
@@ -404,10 +453,30 @@ class ImageService:
             return ImageResult(body, media_type(p.format), cached=True)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._rendering[key] = future
-        try:
-            body = await anyio.to_thread.run_sync(
+        timings: dict[str, float] = {}
+
+        async def make() -> bytes:
+            self.renders += 1
+            _READ_RENDER.inc()
+            t1 = time.perf_counter()
+            made: bytes = await anyio.to_thread.run_sync(
                 imaging.render, source, p, self.render_options, self.levels, limiter=self.limiter
             )
+            timings["render"] = elapsed = time.perf_counter() - t1
+            telemetry.RENDERS.labels(p.format).inc()
+            telemetry.RENDER_SECONDS.observe(elapsed)
+            return made
+
+        try:
+            if self.shared is None:
+                body = await make()
+            else:  # one render across replicas; a shared-cache outage means rendering here
+                shared_key = self.shared.key(  # the access class too, as in ``key``
+                    "img", self.shared_version(source.path, source.identity), key[1]
+                )
+                body, how = await self.shared.get_or_make(shared_key, make)
+                if how != "made":
+                    timings["shared"] = time.perf_counter() - t0
             future.set_result(body)
         except BaseException as exc:
             self._note_changed(exc)
@@ -417,9 +486,21 @@ class ImageService:
         finally:
             del self._rendering[key]
         self.responses.put(key, body, len(body))
-        return ImageResult(body, media_type(p.format), timings={"render": time.perf_counter() - t0})
+        return ImageResult(
+            body, media_type(p.format), cached="render" not in timings, timings=timings
+        )
 
     def _note_changed(self, exc: BaseException) -> None:
         """An object replaced in the store while it was read is listed again next time."""
         if isinstance(exc, ObjectChanged) and self.remote is not None:
             self.remote.changed(exc.key)
+
+
+def shared_namespace(settings: Settings) -> str:
+    """The prefix of every shared key: the key format's version and the settings the stored
+    bytes depend on, so replicas configured differently never exchange images."""
+    depends = (
+        f"{settings.jpeg_quality}|{settings.resize_kernel}|{settings.max_width}|"
+        f"{settings.max_height}|{settings.max_area}"
+    )
+    return "iiifsrv:" + KEY_VERSION + ":" + hashlib.sha256(depends.encode()).hexdigest()[:8]

@@ -88,6 +88,39 @@ REGISTRY: tuple[Spec, ...] = (
     ),
     Spec("cache_max_item", int, 4 * 1024 * 1024, "Largest response kept in the memory cache."),
     Spec("cache_control", str, "public, max-age=86400", "Cache-Control header of image responses."),
+    Spec(
+        "cache_url",
+        str,
+        "",
+        "Shared cache of all replicas: redis://host:port/db (or rediss://, unix://); empty = "
+        "none. Holds info.json, image structures and rendered images; an outage is a miss.",
+    ),
+    Spec("cache_ttl", int, 86400, "Seconds an item lives in the shared cache."),
+    Spec(
+        "cache_shared_max_item",
+        int,
+        2 * 1024 * 1024,
+        "Largest item in bytes stored in the shared cache (larger ones are not shared).",
+    ),
+    Spec(
+        "cache_timeout_ms",
+        int,
+        250,
+        "Longest wait in milliseconds for one shared-cache call; a slower one is a miss.",
+    ),
+    Spec(
+        "cache_lease_ms",
+        int,
+        10000,
+        "Milliseconds one replica holds the lease to render an item for all; the others wait "
+        "at most this long for it, then render themselves.",
+    ),
+    Spec(
+        "cache_backoff",
+        int,
+        5,
+        "Seconds the shared cache is skipped after 3 failed calls in a row, before trying again.",
+    ),
     Spec("jpeg_quality", int, 80, "JPEG quality of rendered (not passed-through) images."),
     Spec(
         "resize_kernel",
@@ -123,7 +156,11 @@ REGISTRY: tuple[Spec, ...] = (
         'Annotation targets: "known" = canvases of this server\'s manifests; "any" = any URI.',
     ),
     Spec(
-        "database_url", str, "", "PostgreSQL URL for the annotation store; empty = SQLite in data."
+        "database_url",
+        str,
+        "",
+        "PostgreSQL URL for all state (catalogue, manifests, change log, annotations), shared by "
+        "every replica; empty = SQLite and files in data.",
     ),
     Spec(
         "annotation_max_bytes",
@@ -222,6 +259,28 @@ REGISTRY: tuple[Spec, ...] = (
         600,
         "Seconds an IIIF Auth access token (for info.json and probes) lasts.",
     ),
+    Spec(
+        "access_log",
+        str,
+        "",
+        'Access log: "json" = one JSON line per request on standard output (tokens masked); '
+        "empty = none (uvicorn's own at log_level debug).",
+    ),
+    Spec("metrics", bool, True, "Serve Prometheus metrics at /metrics."),
+    Spec(
+        "shutdown_drain",
+        int,
+        0,
+        "Seconds between SIGTERM and closing the listening socket, while /health answers 503 "
+        "so a load balancer takes the replica out (0 = close at once).",
+    ),
+    Spec(
+        "shutdown_timeout",
+        int,
+        30,
+        "Seconds in-flight requests may take to finish after the drain before they are "
+        "cancelled and the process exits.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -251,6 +310,12 @@ class Settings:
     cache_bytes: int = 96 * 1024 * 1024
     cache_max_item: int = 4 * 1024 * 1024
     cache_control: str = "public, max-age=86400"
+    cache_url: str = ""
+    cache_ttl: int = 86400
+    cache_shared_max_item: int = 2 * 1024 * 1024
+    cache_timeout_ms: int = 250
+    cache_lease_ms: int = 10000
+    cache_backoff: int = 5
     jpeg_quality: int = 80
     resize_kernel: str = "linear"
     decoded_cache_mb: int = 48
@@ -277,6 +342,10 @@ class Settings:
     access_rules: str = ""
     access_reload: int = 10
     access_token_max_age: int = 600
+    access_log: str = ""
+    metrics: bool = True
+    shutdown_drain: int = 0
+    shutdown_timeout: int = 30
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -379,6 +448,17 @@ def load(
         raise SettingsError("setting 'resize_kernel' must be linear, cubic, mitchell or lanczos3")
     if values.get("annotation_canvases", "known") not in ("known", "any"):
         raise SettingsError('setting \'annotation_canvases\' must be "known" or "any"')
+    if values.get("access_log", "") not in ("", "json"):
+        raise SettingsError("setting 'access_log' must be \"json\" or empty")
+    scheme = str(values.get("cache_url", "")).partition("://")[0].lower()
+    if values.get("cache_url") and scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(
+            f"setting 'cache_url' from {sources['cache_url']}: use redis://host:port/db "
+            "(or rediss://, unix://)"
+        )
+    for name in ("cache_ttl", "cache_timeout_ms", "cache_lease_ms"):
+        if name in values and values[name] < 1:
+            raise SettingsError(f"setting {name!r} must be at least 1")
     for name in ("annotation_page_size", "annotation_list_cap", "manifest_max_canvases"):
         if name in values and values[name] < 1:
             raise SettingsError(f"setting {name!r} must be at least 1")

@@ -25,6 +25,7 @@ import pytest
 import pyvips
 
 from iiifsrv.catalogue import Catalogue, CatalogueObject
+from iiifsrv.migrate import migrate
 from iiifsrv.presentation.store import STORED_BASE
 from iiifsrv.settings import Settings
 from iiifsrv.web.app import create_app
@@ -293,6 +294,8 @@ async def asgi(tmp_path: Path) -> AsyncIterator[Any]:
     images, data = make_tree(tmp_path)
 
     async def make(**settings: str) -> Any:
+        if settings.get("database_url"):  # the state lives in PostgreSQL: move it there
+            assert all(o.problems == [] for o in migrate(data, settings["database_url"]))
         app = create_app(
             Settings(images=str(images), data=str(data), tokens=f"{TOKEN}=alice", **settings)
         )
@@ -322,6 +325,8 @@ async def test_journey_with_public_url_behind_a_proxy(asgi: Any, database_url: s
 
 async def test_journey_under_two_host_names_on_uvicorn(tmp_path: Path, database_url: str) -> None:
     images, data = make_tree(tmp_path)
+    if database_url:
+        assert all(o.problems == [] for o in migrate(data, database_url))
     env = {"IIIFSRV_TOKENS": f"{TOKEN}=alice", "IIIFSRV_DATABASE_URL": database_url}
     server = start_server(images, data, env=env)
     try:

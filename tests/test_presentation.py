@@ -294,7 +294,7 @@ async def test_failed_write_leaves_previous_version_served(
     changed = _example()
     changed["label"] = {"en": ["Half written"]}
 
-    from iiifsrv.presentation import store as store_module
+    from iiifsrv.presentation import files as store_module
 
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")

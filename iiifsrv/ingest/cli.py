@@ -13,11 +13,12 @@ import os
 import sys
 from typing import Any
 
-from iiifsrv.catalogue import Catalogue
+from iiifsrv.catalogue import Catalogue, CatalogueStore
 from iiifsrv.ingest import profiles
 from iiifsrv.ingest.publish import S3Target
 from iiifsrv.ingest.run import CATALOGUE_NAME
 from iiifsrv.settings import Settings, load
+from iiifsrv.state import open_state
 
 
 def _paths(p: argparse.ArgumentParser) -> None:
@@ -47,8 +48,6 @@ def _meta(items: list[str]) -> dict[str, str]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     import logging
 
-    from iiifsrv.ingest.run import run
-
     logging.basicConfig(level=logging.WARNING, format="iiifsrv: %(message)s")
     for noisy in ("tifffile", "pyvips"):  # their complaints become our one-line messages
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -61,12 +60,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.jobs < 0:
         print("iiifsrv ingest: --jobs must be 0 (one per core) or more", file=sys.stderr)
         return 2
+    state = open_state(settings) if settings.database_url else None  # else <data>'s SQLite
+    try:
+        outcomes = _run(args, settings, profile, state.catalogue if state else None)
+    finally:
+        if state is not None:
+            state.close()
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _run(
+    args: argparse.Namespace,
+    settings: Settings,
+    profile: profiles.Profile,
+    catalogue: CatalogueStore | None,
+) -> list[Any]:
+    from iiifsrv.ingest.run import run
+
     root = settings.image_root
     images, target = settings.images_path, None
     if root.kind == "s3":  # derivatives are staged under data, then uploaded
         target = S3Target.of(root, settings.s3_endpoint, settings.s3_region, settings.s3_timeout)
         images = settings.data_path / "s3-staging" / root.bucket / root.prefix
-    outcomes = run(
+    return run(
         args.sources,
         target=target,
         images=images,
@@ -77,12 +93,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         label=args.label or "",
         metadata=_meta(args.meta),
         rights=args.rights or "",
+        catalogue=catalogue,
     )
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
-def _catalogue(args: argparse.Namespace) -> Catalogue | None:
-    path = _settings(args).data_path / CATALOGUE_NAME
+def _catalogue(args: argparse.Namespace) -> CatalogueStore | None:
+    settings = _settings(args)
+    if settings.database_url:  # the catalogue every replica reads (the process exits after)
+        return open_state(settings).catalogue
+    path = settings.data_path / CATALOGUE_NAME
     return Catalogue(path) if path.is_file() else None
 
 

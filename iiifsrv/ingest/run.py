@@ -22,7 +22,14 @@ from typing import IO
 import pyvips
 
 from iiifsrv import imaging
-from iiifsrv.catalogue import Band, Catalogue, CatalogueObject, Transform, now_iso
+from iiifsrv.catalogue import (
+    Band,
+    CatalogueObject,
+    CatalogueStore,
+    SqliteCatalogue,
+    Transform,
+    now_iso,
+)
 from iiifsrv.errors import IIIFError
 from iiifsrv.ingest import bands as bandsets
 from iiifsrv.ingest import derive
@@ -387,13 +394,15 @@ def run(
     err: IO[str] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     target: S3Target | None = None,
+    catalogue: CatalogueStore | None = None,
 ) -> list[Outcome]:
-    """Ingest ``sources``; print one line per object and a summary; return the outcomes."""
+    """Ingest ``sources``; print one line per object and a summary; return the outcomes.
+    Objects go to ``catalogue`` (by default the SQLite one in ``data``)."""
     t0 = time.perf_counter()
     out = out or sys.stdout
     err = err or sys.stderr
     images.mkdir(parents=True, exist_ok=True)
-    catalogue = Catalogue(data / CATALOGUE_NAME)
+    catalogue = catalogue or SqliteCatalogue(data / CATALOGUE_NAME)
     planned = plan(sources, object_id)
     opts = Options(images.resolve(), profile, label, dict(metadata or {}), rights, target)
     previous = {job.object_id: catalogue.get(job.object_id) for job in planned}
@@ -430,7 +439,7 @@ def run(
     print(
         f"ingest: {counts['ingested']} ingested, {counts['skipped']} skipped, "
         f"{counts['failed']} failed in {time.perf_counter() - t0:.1f} s "
-        f"(profile {profile.name}, images in {target or images}, catalogue {catalogue.path})",
+        f"(profile {profile.name}, images in {target or images}, catalogue {catalogue.where})",
         file=out,
         flush=True,
     )

@@ -9,27 +9,39 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import fcntl
 import json
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from cachetools import LRUCache
-
 from iiifsrv import media
-from iiifsrv.catalogue import Catalogue, CatalogueObject
-from iiifsrv.errors import BadRequest, Conflict, Forbidden, IIIFError, NotFound
+from iiifsrv.catalogue import CatalogueObject, CatalogueStore, SqliteCatalogue
+from iiifsrv.conditional import strong_etag
+from iiifsrv.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    IIIFError,
+    NotFound,
+    PreconditionFailed,
+)
 from iiifsrv.presentation import activity, collections, validate
 from iiifsrv.presentation.auth import User
 from iiifsrv.presentation.builder import Hooks, build_manifest, manifest_url
-from iiifsrv.presentation.store import STORED_BASE, ManifestStore, Record, check_id, neutral
+from iiifsrv.presentation.files import FileManifestStore
+from iiifsrv.presentation.store import (
+    NEW,
+    STORED_BASE,
+    ManifestStore,
+    Record,
+    canvas_key,
+    changed_meanwhile,
+    check_id,
+    neutral,
+    publish_json,
+)
 from iiifsrv.settings import Settings
 from iiifsrv.tokens import parse_tokens
 
@@ -47,7 +59,8 @@ class Presentation:
         settings: Settings,
         hooks: Hooks | None = None,
         *,
-        catalogue: Catalogue | None = None,
+        catalogue: CatalogueStore | None = None,
+        store: ManifestStore | None = None,
         collection_page_size: int = collections.PAGE_SIZE,
         activity_page_size: int = activity.PAGE_SIZE,
     ) -> None:
@@ -55,46 +68,22 @@ class Presentation:
         self.hooks = hooks or Hooks()
         self.data = settings.data_path
         self.images = settings.images_path
-        self._catalogue = catalogue
-        self._store: ManifestStore | None = None
-        self._open_lock = threading.Lock()
+        # Both open on first use, so creating the app has no side effects on the data
+        # directory; iiifsrv.state chooses their backends (the embedded ones by default).
+        self.catalogue: CatalogueStore = catalogue or SqliteCatalogue(
+            self.data / "catalogue.sqlite3"
+        )
+        self.store: ManifestStore = store or FileManifestStore(self.data)
         self.collection_page_size = collection_page_size
         self.activity_page_size = activity_page_size
         self._sync_lock = threading.Lock()
         self._seen: tuple[Any, ...] | None = None
-        self._canvases: tuple[int, set[str], set[str]] | None = None
         self._upgrade_lock = threading.Lock()
-        self._canvas_lists: LRUCache[str, tuple[int, list[str]]] = LRUCache(maxsize=256)
-
-    # Opened on first use, so creating the app has no side effects on the data directory.
-    @property
-    def catalogue(self) -> Catalogue:
-        if self._catalogue is None:
-            with self._open_lock:
-                if self._catalogue is None:
-                    self._catalogue = Catalogue(self.data / "catalogue.sqlite3")
-        return self._catalogue
-
-    @property
-    def store(self) -> ManifestStore:
-        if self._store is None:
-            with self._open_lock:
-                if self._store is None:
-                    self._store = ManifestStore(self.data)
-        return self._store
 
     # -- keeping catalogue manifests current -------------------------------------------------
 
     def _catalogue_signature(self) -> tuple[Any, ...]:
-        self.store  # noqa: B018 (opens the store, which creates <data>/manifests)
-        out: list[Any] = [self.hooks.signature]
-        for suffix in ("", "-wal"):
-            try:
-                st = os.stat(f"{self.catalogue.path}{suffix}")
-                out.append((st.st_mtime_ns, st.st_size))
-            except FileNotFoundError:
-                out.append(None)
-        return tuple(out)
+        return (self.hooks.signature, self.catalogue.changes())
 
     def _versions(self, objects: list[CatalogueObject]) -> str:
         return json.dumps(
@@ -129,13 +118,14 @@ class Presentation:
     def sync(self, force: bool = False) -> None:
         """Build manifests of new or changed catalogue objects; delete those of removed ones.
 
-        Cheap when nothing changed (two stat calls). Worker processes take a file lock so one
-        change is built, and logged, once.
+        Cheap when nothing changed (one read of the catalogue's change counter). Processes
+        take the store's sync lock (a file lock, or a PostgreSQL advisory lock shared by every
+        replica) so one change is built, and logged, once.
         """
         signature = self._catalogue_signature()
         if not force and signature == self._seen:
             return
-        with self._sync_lock, _file_lock(self.data / "manifests" / ".sync.lock"):
+        with self._sync_lock, self.store.sync_lock():
             signature = self._catalogue_signature()
             if not force and signature == self._seen:
                 return
@@ -241,46 +231,45 @@ class Presentation:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _keys(self) -> tuple[set[str], set[str]]:
-        """(canvas keys, manifest keys) of every stored manifest: the path below the base for
-        ids of ours ("/iiif/manifests/…"), the absolute URI for foreign canvases of uploads.
-        Rebuilt when the change stream moves (every create, update and delete is an activity)."""
-        self.sync()
-        stamp = self.store.activity_count()
-        if self._canvases is None or self._canvases[0] != stamp:
-            canvases: set[str] = set()
-            manifests: set[str] = set()
-            for record in self.store.list():
-                manifests.add(manifest_url("", record.id))
-                body = self.store.read(record.id)
-                items = json.loads(body).get("items", []) if body else []
-                for item in items:
-                    if isinstance(item, dict) and item.get("type") == "Canvas":
-                        canvases.add(_key(str(item.get("id", ""))))
-            self._canvases = (stamp, canvases, manifests)
-        return self._canvases[1], self._canvases[2]
-
     def local_key(self, uri: str) -> str | None:
         """The key of a URI naming one of this server's canvases or manifests under any host,
         port, public_url or root (matched from its ``/iiif/manifests/…`` path on), or under the
         internal stored base; None for any other URI."""
         uri = uri.split("#", 1)[0]
         if uri.startswith(f"{STORED_BASE}/"):
-            return _key(uri)
+            return canvas_key(uri)
         path = urlsplit(uri).path
         at = path.find(MANIFESTS_PATH)
         if at < 0:
             return None
-        canvases, manifests = self._keys()
+        self.sync()
         local = path[at:]
-        return local if local in canvases or local in manifests else None
+        if self.store.has_canvas(local):
+            return local
+        return local if self._stored_manifest(local) is not None else None
+
+    def _stored_manifest(self, key: str) -> str | None:
+        """The id of the stored manifest whose key is ``key`` ("/iiif/manifests/<id>")."""
+        if not key.startswith(MANIFESTS_PATH) or "?" in key or "#" in key:
+            return None
+        manifest_id = unquote(key[len(MANIFESTS_PATH) :])
+        try:
+            check_id(manifest_id)
+        except BadRequest:
+            return None
+        if manifest_url("", manifest_id) != key or self.store.get(manifest_id) is None:
+            return None
+        return manifest_id
 
     def canvas_known(self, key: str) -> bool:
         """Whether ``key`` (a canvas key, or a URI of one; fragment ignored) is a canvas of a
-        manifest this server serves."""
+        manifest this server serves (the store's canvases, written with each manifest)."""
         key = key.split("#", 1)[0]
-        canvases, _ = self._keys()
-        return key in canvases or self.local_key(key) in canvases
+        self.sync()
+        if self.store.has_canvas(key):
+            return True
+        local = self.local_key(key)
+        return local is not None and self.store.has_canvas(local)
 
     def manifest(self, manifest_id: str) -> bytes:
         """The stored document (ids under STORED_BASE) or NotFound."""
@@ -321,6 +310,7 @@ class Presentation:
                 label=record.label,
                 institution=record.institution,
                 project=record.project,
+                expect=record.version,
             )
             log.info("manifest %r: annotation references made host-independent", manifest_id)
             return self.store.read(manifest_id) or body
@@ -337,21 +327,7 @@ class Presentation:
         except BadRequest:
             return None
         self.sync()
-        stamp = self.store.activity_count()
-        cached = self._canvas_lists.get(manifest_id)
-        if cached is None or cached[0] != stamp:
-            body = self.store.read(manifest_id)
-            if body is None:
-                return None
-            items = json.loads(body).get("items", [])
-            keys = [
-                _key(str(item.get("id", "")))
-                for item in items
-                if isinstance(item, dict) and item.get("type") == "Canvas"
-            ]
-            cached = (stamp, keys)
-            self._canvas_lists[manifest_id] = cached
-        return list(cached[1])
+        return self.store.canvases(manifest_id)
 
     def collection(self, base: str, group: str, name: str, page: int) -> dict[str, Any]:
         self.sync()
@@ -385,12 +361,23 @@ class Presentation:
     # -- registration ------------------------------------------------------------------------
 
     def register(
-        self, base: str, user: User, doc: Any, manifest_id: str | None, *, replace: bool
+        self,
+        base: str,
+        user: User,
+        doc: Any,
+        manifest_id: str | None,
+        *,
+        replace: bool,
+        if_match: str | None = None,
     ) -> tuple[Record, bool]:
-        """Store a manifest from a client (a Manifest, or {"build": {...}}). ``replace`` is PUT."""
+        """Store a manifest from a client (a Manifest, or {"build": {...}}). ``replace`` is PUT;
+        ``if_match`` (its If-Match header) makes it conditional on the ETag the client read.
+        A concurrent write between this request's read and its write is a 409."""
         self.sync()
         if isinstance(doc, dict) and "build" in doc:
-            return self._register_build(user, doc["build"], manifest_id, replace=replace)
+            return self._register_build(
+                base, user, doc["build"], manifest_id, replace=replace, if_match=if_match
+            )
         if not isinstance(doc, dict):
             raise BadRequest('the body must be a JSON object: a Manifest or {"build": ...}')
         # Too many canvases: refused before any further work on the document.
@@ -401,7 +388,7 @@ class Presentation:
             manifest_id = _id_from(doc)
         check_id(manifest_id)
         self._check_free(user, manifest_id)
-        old = self.store.get(manifest_id)
+        old = self._current(base, manifest_id, if_match)
         self._may_write(user, old, replace)
         # Ids at this server's public base are stored base-neutral; others are kept as given.
         text = neutral(json.dumps(doc, ensure_ascii=False), base)
@@ -422,6 +409,7 @@ class Presentation:
             label=_first(stored.get("label")) or manifest_id,
             institution=_provider(stored),
             project=_metadata_value(stored, "project"),
+            expect=old.version if old else NEW,
         )
 
     def _plug_hooks(self, doc: dict[str, Any]) -> None:
@@ -440,7 +428,14 @@ class Presentation:
                 doc["service"] = [*doc.get("service", []), *extra]
 
     def _register_build(
-        self, user: User, request: Any, manifest_id: str | None, *, replace: bool
+        self,
+        base: str,
+        user: User,
+        request: Any,
+        manifest_id: str | None,
+        *,
+        replace: bool,
+        if_match: str | None,
     ) -> tuple[Record, bool]:
         if not isinstance(request, dict):
             raise BadRequest('"build" must be an object: {"objects": [ids], "id", "label"}')
@@ -461,7 +456,7 @@ class Presentation:
                 raise BadRequest(f"no catalogue object {object_id!r}")
             objects.append(obj)
         self._check_free(user, manifest_id)
-        old = self.store.get(manifest_id)
+        old = self._current(base, manifest_id, if_match)
         self._may_write(user, old, replace)
         try:
             doc = self._build(manifest_id, objects, label)
@@ -478,6 +473,7 @@ class Presentation:
             label=label or objects[0].label or manifest_id,
             institution=str(request.get("institution") or meta.get("institution", "")),
             project=str(request.get("project") or meta.get("project", "")),
+            expect=old.version if old else NEW,
         )
 
     def _may_write(self, user: User, old: Record | None, replace: bool) -> None:
@@ -488,27 +484,43 @@ class Presentation:
         if not user.editor and old.owner != user.name:
             raise Forbidden("only the owner of a manifest or an editor may change it")
 
-    def remove(self, user: User, manifest_id: str) -> None:
+    def _current(self, base: str, manifest_id: str, if_match: str | None) -> Record | None:
+        """The stored record a write replaces. With If-Match, only when one of its tags is the
+        ETag of the manifest as served under ``base`` ("*": any stored one), else 412."""
+        old = self.store.get(manifest_id)
+        if if_match is None:
+            return old
+        tags = {t.strip() for t in if_match.split(",") if t.strip()}
+        if old is None:
+            raise PreconditionFailed(f"no manifest {manifest_id!r}: If-Match cannot match")
+        if "*" in tags:
+            return old
+        body = self.store.read(manifest_id)
+        again = self.store.get(manifest_id)
+        if body is None or again is None or again.version != old.version:
+            raise changed_meanwhile(manifest_id)
+        etag = strong_etag(publish_json(body, base))
+        if etag not in tags and f'{etag[:-1]}-gzip"' not in tags:
+            raise PreconditionFailed(
+                f"manifest {manifest_id!r} changed since it was read: If-Match does not match"
+            )
+        return old
+
+    def remove(
+        self, user: User, manifest_id: str, base: str = "", if_match: str | None = None
+    ) -> None:
+        """Delete an uploaded or built manifest (conditional on If-Match when given)."""
         check_id(manifest_id)
         self.sync()
-        old = self.store.get(manifest_id)
+        old = self._current(base, manifest_id, if_match)
         if old is None:
             raise NotFound(f"no manifest {manifest_id!r}")
         if old.origin == "catalogue":
             raise Conflict("this manifest is built from the catalogue: remove the object instead")
         if not user.editor and old.owner != user.name:
             raise Forbidden("only the owner of a manifest or an editor may delete it")
-        self.store.delete(manifest_id)
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        if not self.store.delete(manifest_id, expect=old.version):
+            raise NotFound(f"no manifest {manifest_id!r}")
 
 
 class Invalid(BadRequest):
@@ -517,11 +529,6 @@ class Invalid(BadRequest):
     def __init__(self, problems: list[dict[str, str]]) -> None:
         super().__init__(f"invalid Presentation 3 manifest: {len(problems)} error(s)")
         self.problems = problems
-
-
-def _key(canvas_id: str) -> str:
-    """A stored canvas id's key: its path when it is ours, else the id itself."""
-    return canvas_id[len(STORED_BASE) :] if canvas_id.startswith(f"{STORED_BASE}/") else canvas_id
 
 
 def _legacy(refs: Any) -> bool:

@@ -1,10 +1,8 @@
-"""The manifest store: one JSON file per manifest under <data>/manifests, an SQLite index, and
+"""The manifest store interface: stored documents with their records, the canvases of each, and
 the append-only log of Create/Update/Delete activities (Change Discovery's source).
 
-Blocking I/O; imports only the standard library and iiifsrv.errors. Writes are atomic: the new
-file is written and fsynced under a temporary name, the index row and the activity are inserted
-in a transaction, the file is renamed over the old one, then the transaction commits. Any error
-before the commit rolls back the row and the activity and leaves the previous file served.
+Imports only the standard library and iiifsrv.errors; the backends (presentation.files: files
+and SQLite, presentation.pgstore: PostgreSQL) implement ``ManifestStore``; iiifsrv.state picks.
 """
 
 from __future__ import annotations
@@ -12,22 +10,13 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-import logging
-import os
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
-from iiifsrv.atomic import fsync_dir, write_synced
-from iiifsrv.errors import BadRequest, Unavailable
-
-log = logging.getLogger("iiifsrv.presentation.store")
+from iiifsrv.errors import BadRequest, Conflict
 
 # Stored documents use this base in their ids; ``publish`` replaces it by the public base when
 # they are served (the one place it is replaced), so the files stay correct whatever the host
@@ -51,28 +40,6 @@ def neutral(text: str, base: str) -> str:
     """The inverse, on the way in: ids under this request's base stored base-neutral."""
     return text.replace(f"{base}/", f"{STORED_BASE}/")
 
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS manifests (
-    id TEXT PRIMARY KEY,
-    origin TEXT NOT NULL,          -- catalogue | build | upload
-    owner TEXT NOT NULL,
-    objects TEXT NOT NULL,         -- JSON list of catalogue object ids
-    versions TEXT NOT NULL,        -- what it was built from (object updated, hooks)
-    label TEXT NOT NULL,
-    institution TEXT NOT NULL,
-    project TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    created TEXT NOT NULL,
-    modified TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS activities (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    type TEXT NOT NULL,            -- Create | Update | Delete
-    manifest_id TEXT NOT NULL,
-    end_time TEXT NOT NULL
-);
-"""
 
 MAX_ID_LENGTH = 200
 
@@ -109,6 +76,7 @@ class Record:
     digest: str
     created: str
     modified: str
+    version: int = 1  # moves on every write: what a conditional write compares
 
 
 @dataclass(frozen=True)
@@ -119,7 +87,8 @@ class Activity:
     end_time: str
 
 
-def _record(row: tuple[Any, ...]) -> Record:
+def record_from_row(row: tuple[Any, ...]) -> Record:
+    """A record from a row of COLUMNS (both backends store the same columns)."""
     return Record(
         id=row[0],
         origin=row[1],
@@ -132,95 +101,96 @@ def _record(row: tuple[Any, ...]) -> Record:
         digest=row[8],
         created=row[9],
         modified=row[10],
+        version=int(row[11]),
     )
 
 
-_COLUMNS = (
-    "id, origin, owner, objects, versions, label, institution, project, digest, created, modified"
+def record_row(record: Record) -> tuple[Any, ...]:
+    """The row of COLUMNS for a record."""
+    return (
+        record.id,
+        record.origin,
+        record.owner,
+        json.dumps(list(record.objects)),
+        record.versions,
+        record.label,
+        record.institution,
+        record.project,
+        record.digest,
+        record.created,
+        record.modified,
+        record.version,
+    )
+
+
+COLUMNS = (
+    "id, origin, owner, objects, versions, label, institution, project, digest, created, "
+    "modified, version"
 )
 
 
-class ManifestStore:
-    def __init__(self, data: Path) -> None:
-        self.folder = Path(data) / "manifests"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.db_path = Path(data) / "presentation.sqlite3"
-        self._local = threading.local()
-        self._write = threading.Lock()
-        self._cache: dict[str, tuple[int, int, bytes]] = {}
-        db = self._connect()
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
+# ``put``/``delete`` ``expect``: write whatever is stored (sync, upgrades).
+ANY = -1
+# ``expect`` for a manifest that must not exist yet.
+NEW = 0
 
-    def _connect(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
-        return db
 
-    def path(self, manifest_id: str) -> Path:
-        return self.folder / (quote(check_id(manifest_id), safe="") + ".json")
+def changed_meanwhile(manifest_id: str) -> Conflict:
+    return Conflict(f"manifest {manifest_id!r} was changed by another request: read it and retry")
 
-    # -- reads -----------------------------------------------------------------------------
 
-    def get(self, manifest_id: str) -> Record | None:
-        row = (
-            self._connect()
-            .execute(f"SELECT {_COLUMNS} FROM manifests WHERE id = ?", (manifest_id,))
-            .fetchone()
-        )
-        return _record(row) if row else None
+def serialise(doc: dict[str, Any]) -> tuple[bytes, str]:
+    """The stored bytes of a document and their SHA-256 (the record's digest)."""
+    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return body, hashlib.sha256(body).hexdigest()
 
-    def list(self) -> builtins.list[Record]:
-        rows = self._connect().execute(f"SELECT {_COLUMNS} FROM manifests ORDER BY id").fetchall()
-        return [_record(r) for r in rows]
+
+def canvas_key(canvas_id: str) -> str:
+    """A stored canvas id's key: its path when it is ours, else the id itself."""
+    return canvas_id[len(STORED_BASE) :] if canvas_id.startswith(f"{STORED_BASE}/") else canvas_id
+
+
+def canvas_keys(doc: dict[str, Any]) -> builtins.list[str]:
+    """The keys of a stored document's canvases, in order (the ``canvases`` rows of ``put``)."""
+    items = doc.get("items", [])
+    return [
+        canvas_key(str(item.get("id", "")))
+        for item in (items if isinstance(items, builtins.list) else [])
+        if isinstance(item, dict) and item.get("type") == "Canvas"
+    ]
+
+
+class ManifestStore(Protocol):
+    """Stored manifests. Every write is one transaction: the document, its record, its canvases
+    and its activity all land, or none does. ``expect`` makes a write conditional on the version
+    the caller read (NEW: must not exist; ANY: unconditional): a lost race raises 409."""
+
+    @property
+    def where(self) -> str:
+        """Where it lives, for messages (a folder, or "PostgreSQL")."""
+        ...
+
+    def get(self, manifest_id: str) -> Record | None: ...
+
+    def list(self) -> builtins.list[Record]: ...
 
     def read(self, manifest_id: str) -> bytes | None:
-        """The stored document (ids under STORED_BASE), or None; cached by mtime and size."""
-        path = self.path(manifest_id)
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        hit = self._cache.get(manifest_id)
-        if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
-            return hit[2]
-        body = path.read_bytes()
-        if len(self._cache) > 1024:
-            self._cache.clear()
-        self._cache[manifest_id] = (st.st_mtime_ns, st.st_size, body)
-        return body
+        """The stored document (ids under STORED_BASE), or None."""
+        ...
 
-    def activity_count(self) -> int:
-        row = self._connect().execute("SELECT COUNT(*) FROM activities").fetchone()
-        return int(row[0])
+    def canvases(self, manifest_id: str) -> builtins.list[str] | None:
+        """The canvas keys of a stored manifest in order, None when there is no such manifest."""
+        ...
+
+    def has_canvas(self, key: str) -> bool:
+        """Whether any stored manifest has a canvas with this key."""
+        ...
+
+    def activity_count(self) -> int: ...
 
     def activities(self, offset: int, limit: int) -> builtins.list[Activity]:
-        rows = (
-            self._connect()
-            .execute(
-                "SELECT seq, type, manifest_id, end_time FROM activities ORDER BY seq "
-                "LIMIT ? OFFSET ?",
-                (limit, offset),
-            )
-            .fetchall()
-        )
-        return [Activity(*r) for r in rows]
-
-    # -- writes ----------------------------------------------------------------------------
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        """Activities oldest first (one order, whichever process wrote them)."""
+        ...
 
     def put(
         self,
@@ -234,78 +204,17 @@ class ManifestStore:
         label: str = "",
         institution: str = "",
         project: str = "",
+        expect: int = ANY,
     ) -> tuple[Record, bool]:
         """Store ``doc`` as ``manifest_id``; return the record and whether it was created."""
-        final = self.path(manifest_id)
-        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        digest = hashlib.sha256(body).hexdigest()
-        with self._write:
-            tmp = final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.part")
-            try:
-                write_synced(tmp, body)
-                with self._transaction() as db:
-                    old = self.get(manifest_id)
-                    now = now_iso()
-                    record = Record(
-                        id=manifest_id,
-                        origin=origin,
-                        owner=owner or (old.owner if old else ""),
-                        objects=objects,
-                        versions=versions,
-                        label=label,
-                        institution=institution,
-                        project=project,
-                        digest=digest,
-                        created=old.created if old else now,
-                        modified=now,
-                    )
-                    db.execute(
-                        f"INSERT OR REPLACE INTO manifests ({_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            record.id,
-                            record.origin,
-                            record.owner,
-                            json.dumps(list(record.objects)),
-                            record.versions,
-                            record.label,
-                            record.institution,
-                            record.project,
-                            record.digest,
-                            record.created,
-                            record.modified,
-                        ),
-                    )
-                    db.execute(
-                        "INSERT INTO activities (type, manifest_id, end_time) VALUES (?, ?, ?)",
-                        ("Update" if old else "Create", manifest_id, now),
-                    )
-                    os.replace(tmp, final)
-                    fsync_dir(self.folder)
-            except OSError as exc:
-                log.error("cannot store manifest %r: %s", manifest_id, exc)
-                raise Unavailable(f"the manifest could not be stored: {exc.strerror}") from None
-            finally:
-                tmp.unlink(missing_ok=True)
-        return record, old is None
+        ...
 
     def touch_versions(self, manifest_id: str, versions: str) -> None:
         """Record that an unchanged document is current for ``versions`` (no activity)."""
-        with self._write, self._transaction() as db:
-            db.execute("UPDATE manifests SET versions = ? WHERE id = ?", (versions, manifest_id))
+        ...
 
-    def delete(self, manifest_id: str) -> bool:
-        final = self.path(manifest_id)
-        with self._write:
-            with self._transaction() as db:
-                gone = db.execute("DELETE FROM manifests WHERE id = ?", (manifest_id,)).rowcount
-                if not gone:
-                    return False
-                db.execute(
-                    "INSERT INTO activities (type, manifest_id, end_time) VALUES (?, ?, ?)",
-                    ("Delete", manifest_id, now_iso()),
-                )
-                final.unlink(missing_ok=True)
-                fsync_dir(self.folder)
-            self._cache.pop(manifest_id, None)
-        return True
+    def delete(self, manifest_id: str, *, expect: int = ANY) -> bool: ...
+
+    def sync_lock(self) -> AbstractContextManager[None]:
+        """Held while catalogue manifests are brought up to date: one process at a time."""
+        ...

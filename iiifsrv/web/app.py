@@ -7,8 +7,10 @@ settings, errors; reads no environment except in ``app_from_env`` (the worker en
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from starlette.applications import Starlette
@@ -18,22 +20,27 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from iiifsrv import imaging
+from iiifsrv import imaging, telemetry
 from iiifsrv.annotations import annotation_page_ref, search_services
 from iiifsrv.annotations.store import open_store
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.conditional import CORS_HEADERS, NOSNIFF, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
+from iiifsrv.lifecycle import DRAIN
 from iiifsrv.presentation.builder import Hooks
 from iiifsrv.presentation.service import Presentation
 from iiifsrv.service import ImageService
 from iiifsrv.settings import Settings, load
+from iiifsrv.state import open_state
 from iiifsrv.web import media as media_routes
+from iiifsrv.web import metrics as metrics_routes
 from iiifsrv.web import objects, spectra
 from iiifsrv.web import presentation as presentation_routes
+from iiifsrv.web.access_log import access_log, json_line
 from iiifsrv.web.annotations import routes as annotation_routes
 from iiifsrv.web.auth import Access
 from iiifsrv.web.credentials import Credentials
+from iiifsrv.web.edge import credentialed
 from iiifsrv.web.image_api import Hot, ImageAPI
 from iiifsrv.web.respond import BASE_KEY, error_response, request_base
 from iiifsrv.web.viewers import routes as viewer_routes
@@ -56,24 +63,47 @@ class Front:
     """The ASGI entry: computes the request's base URL once (several Host headers → 400);
     Image API requests go straight to their handler (no middleware or routing on the hot
     path); everything else to the Starlette app, with nosniff added where a response lacks
-    it. ``state`` is the app's."""
+    it. Every response is counted (web/metrics.py), its Cache-Control corrected for shared
+    caches (web/edge.py) and, with ``access_log = "json"``, logged. ``state`` is the app's."""
 
-    def __init__(self, app: Starlette, image_apis: dict[str, ImageAPI], public_url: str) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        image_apis: dict[str, ImageAPI],
+        public_url: str,
+        json_access_log: bool = False,
+    ) -> None:
         self.app = app
         self.state = app.state
         self.image_apis = image_apis
         self.public_url = public_url
+        self.json_access_log = json_access_log
+        self.recorder = metrics_routes.Recorder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start = time.perf_counter()
+        path: str = scope["path"]
+        route = metrics_routes.route_class(path)
+        exchange = metrics_routes.Exchange(send, credentialed(scope), route[:5] != "image")
+        try:
+            await self._serve(scope, receive, exchange, path)
+        finally:
+            seconds = time.perf_counter() - start
+            self.recorder.record(route, exchange.status, seconds, exchange.sent)
+            if self.json_access_log:
+                access_log.info(
+                    json_line(scope, route, exchange.status, exchange.sent, seconds, time.time())
+                )
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         try:
             scope[BASE_KEY] = request_base(scope, self.public_url)
         except IIIFError as exc:
             await error_response(send, exc, head=scope["method"] == "HEAD")
             return
-        path: str = scope["path"]
         if path.startswith("/iiif/") and len(path) > 8 and path[7] == "/":
             api = self.image_apis.get(path[:7])
             if api is not None:
@@ -92,12 +122,26 @@ class Front:
 
 def create_app(settings: Settings) -> Front:
     imaging.configure(settings.vips_cache_mb)
-    service = ImageService(settings)
+    # -- state: one catalogue and one manifest store (SQLite and files, or PostgreSQL through
+    #    one pool), opened on first use and shared by every service below --
+    state = open_state(settings)
+    service = ImageService(settings, state.catalogue)
 
     async def health(request: Request) -> Response:
+        """200 when the images can be read; 503 while draining after SIGTERM (so a load
+        balancer takes this replica out before it stops accepting) or when they cannot."""
+        headers = {**CORS_HEADERS, "Cache-Control": "no-store"}
+        if DRAIN.draining:
+            return JSONResponse({"status": "draining"}, status_code=503, headers=headers)
         problem = await service.root_problem()  # an S3 root: probed at most every 2 s
         body = {"status": "unavailable", "images": problem} if problem else {"status": "ok"}
-        return JSONResponse(body, status_code=503 if problem else 200, headers=CORS_HEADERS)
+        return JSONResponse(body, status_code=503 if problem else 200, headers=headers)
+
+    async def live(request: Request) -> Response:
+        """200 while the worker answers at all (also while draining): a liveness probe that a
+        storage outage or a rolling restart does not turn into a restart loop."""
+        headers = {**CORS_HEADERS, "Cache-Control": "no-store"}
+        return JSONResponse({"status": "alive"}, headers=headers)
 
     async def fallback(request: Request) -> Response:
         """CORS preflight for any path; a plain 404 for anything else no route serves."""
@@ -116,6 +160,7 @@ def create_app(settings: Settings) -> Front:
     }
     routes = [
         Route("/health", health, methods=["GET", "HEAD"]),
+        Route("/health/live", live, methods=["GET", "HEAD"]),
         Mount("/iiif/3", app=image_apis["/iiif/3"]),
         Mount("/iiif/2", app=image_apis["/iiif/2"]),
         # -- ingest: catalogue JSON and the spectral service --
@@ -127,6 +172,8 @@ def create_app(settings: Settings) -> Front:
     presentation = Presentation(
         settings,
         Hooks(annotation_page_ref=annotation_page_ref, search_services=search_services),
+        catalogue=state.catalogue,
+        store=state.manifests,
     )
 
     async def canvas_known(uri: str) -> bool:
@@ -161,6 +208,22 @@ def create_app(settings: Settings) -> Front:
     )
     routes += presentation_routes.routes(presentation, credentials, access)
     routes += media_routes.routes(settings, access)
+    # -- Prometheus metrics of every worker (multiprocess mode under several workers) --
+    tiers: dict[str, metrics_routes.Counted] = {"hot": hot, "response": service.responses}
+    shared = service.shared
+    if shared is not None:  # Redis: hits include waiting for another replica's render
+        tiers["shared"] = shared.stats
+    sampler = metrics_routes.Sampler(
+        tiers,
+        pools=[
+            ("annotations", _pool_stats(annotation_store)),
+            ("state", _pool_stats(state.database)),
+        ],
+        s3=service.remote.storage.counters.snapshot if service.remote is not None else None,
+        shared=(lambda: dataclasses.asdict(shared.stats)) if shared is not None else None,
+    )
+    if settings.metrics:
+        routes += metrics_routes.routes(sampler)
     # -- viewers: the landing page (/), Mirador and Universal Viewer pages, static assets --
     routes += viewer_routes(presentation, service, access)
     # -- everything else: CORS preflight or 404 (keep last) --
@@ -174,8 +237,19 @@ def create_app(settings: Settings) -> Front:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await annotation_store.close()
+        # SIGTERM: /health turns 503 for shutdown_drain seconds, then uvicorn stops accepting
+        restore = DRAIN.install(settings.shutdown_drain)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(sampler.run)
+                yield
+                tasks.cancel_scope.cancel()
+        finally:
+            restore()
+            telemetry.worker_exit(os.getpid())
+            await annotation_store.close()
+            await service.close()
+            await anyio.to_thread.run_sync(state.close)
 
     app = Starlette(
         routes=routes,
@@ -186,7 +260,26 @@ def create_app(settings: Settings) -> Front:
     app.state.settings = settings
     app.state.presentation = presentation
     app.state.annotation_store = annotation_store
-    return Front(app, image_apis, settings.public_url)
+    app.state.state = state
+    return Front(app, image_apis, settings.public_url, settings.access_log == "json")
+
+
+def _pool_stats(store: object) -> Callable[[], dict[str, int] | None]:
+    """A PostgreSQL store's pool figures (size, idle, waiting), None for SQLite."""
+
+    def stats() -> dict[str, int] | None:
+        pool = getattr(store, "_pool", None)
+        get_stats = getattr(pool, "get_stats", None)
+        if get_stats is None:
+            return None
+        raw = get_stats()
+        return {
+            "size": int(raw.get("pool_size", 0)),
+            "idle": int(raw.get("pool_available", 0)),
+            "waiting": int(raw.get("requests_waiting", 0)),
+        }
+
+    return stats
 
 
 def app_from_env() -> Front:

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv.access import services as auth_services
-from iiifsrv.access.rules import DEGRADE, DENY, PUBLIC, Decision
+from iiifsrv.access.rules import DEGRADE, DENY, PUBLIC, Decision, Rule
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.conditional import (
     CORS_HEADERS,
@@ -26,6 +26,7 @@ from iiifsrv.conditional import (
 )
 from iiifsrv.errors import BadRequest, IIIFError, MethodNotAllowed, NotFound
 from iiifsrv.iiif import info as infojson
+from iiifsrv.iiif.model import Limits
 from iiifsrv.iiif.parse import parse_image_request
 from iiifsrv.service import ImageService, Located
 from iiifsrv.sources.describe import Source
@@ -256,6 +257,38 @@ class ImageAPI:
         ):
             await send_response(send, 304, headers, b"", omit_length=True)
             return
+        shared, shared_key = self.service.shared, ""
+        body: bytes | None = None
+        if shared is not None and not denial:
+            # keyed by all the body depends on: source, ids (base), type, the access class
+            version = self.service.shared_version(source.path, source.identity)
+            shared_key = shared.key(
+                "info", version, str(self.version), image_id, ctype, spectral, decision.key
+            )
+            body = await shared.get(shared_key)
+        if body is None:
+            body = self._info_body(base, image_id, identifier, source, spectral, limits, rule)
+            if shared is not None and not denial:
+                await shared.put(shared_key, body)
+        if denial:
+            # Auth 1.0: 401 with the complete info.json, so viewers can offer the login.
+            headers["Cache-Control"] = "no-store"
+            headers.pop("ETag")
+            await send_response(send, 401, headers, b"" if head else body, length=len(body))
+            return
+        self._remember(scope, base, identifier, source, etag, headers, body)
+        await send_response(send, 200, headers, b"" if head else body, length=len(body))
+
+    def _info_body(
+        self,
+        base: str,
+        image_id: str,
+        identifier: str,
+        source: Source,
+        spectral: str,
+        limits: Limits,
+        rule: Rule | None,
+    ) -> bytes:
         build = infojson.info_v3 if self.version >= 3 else infojson.info_v2
         services: list[dict[str, Any]] = []
         if spectral:  # bands and composites of a multispectral object link the spectral service
@@ -265,15 +298,7 @@ class ImageAPI:
         doc: dict[str, Any] = build(image_id, source.info, limits, services=services or None)
         if rule is not None:
             doc["@context"] = [auth_services.AUTH2_CONTEXT, doc["@context"]]
-        body = json.dumps(doc, separators=(",", ":")).encode()
-        if denial:
-            # Auth 1.0: 401 with the complete info.json, so viewers can offer the login.
-            headers["Cache-Control"] = "no-store"
-            headers.pop("ETag")
-            await send_response(send, 401, headers, b"" if head else body, length=len(body))
-            return
-        self._remember(scope, base, identifier, source, etag, headers, body)
-        await send_response(send, 200, headers, b"" if head else body, length=len(body))
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     def _remember(
         self,
@@ -362,6 +387,7 @@ class ImageAPI:
             stages.append("cache;desc=" + ("hit" if result.cached else "miss"))
             if result.passthrough:
                 stages.append("passthrough")
+            stages.append(f"renders;desc={self.service.renders}")  # this process's total
             headers["Server-Timing"] = ", ".join(stages)
         body = result.body
         if not self.settings.debug:

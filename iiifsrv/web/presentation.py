@@ -117,11 +117,14 @@ def routes(
         """Read, parse and register an upload: parsing and validation run in a thread, at most
         VALIDATIONS at once."""
         user = user_of(request)
+        if_match = request.headers.get("if-match") if replace else None
         body = await _read_body(request, settings.manifest_max_bytes)
 
         def work() -> Any:
             doc = parse_json(body)
-            return presentation.register(base(request), user, doc, manifest_id, replace=replace)
+            return presentation.register(
+                base(request), user, doc, manifest_id, replace=replace, if_match=if_match
+            )
 
         return await anyio.to_thread.run_sync(work, limiter=validating)
 
@@ -166,7 +169,8 @@ def routes(
 
     async def delete_manifest(request: Request) -> Response:
         user = user_of(request)
-        await run(presentation.remove, user, request.path_params["manifest_id"])
+        manifest_id, if_match = request.path_params["manifest_id"], request.headers.get("if-match")
+        await run(presentation.remove, user, manifest_id, base(request), if_match)
         return Response(status_code=204, headers=CORS_HEADERS)
 
     async def manifest_dispatch(request: Request) -> Response:

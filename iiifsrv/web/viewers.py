@@ -242,22 +242,50 @@ SIGN_IN_FORM = (
 )
 
 
-def _header(base: str, manifest: str, other: str, extra: str = "") -> str:
+def _header(base: str, manifest: str, other: str, extra: str = "", more: str = "") -> str:
     parts = [f'<a href="{base}/">iiifsrv</a>']
     if manifest:
         m = quote(manifest, safe="")
         name = "Universal Viewer" if other == "uv" else "Mirador"
-        parts.append(f'<a href="{base}/viewer/{other}?manifest={m}">open in {name}</a>')
-        parts.append(f'<a href="{html.escape(manifest)}">manifest</a>')
+        parts.append(f'<a class=other href="{base}/viewer/{other}?manifest={m}">open in {name}</a>')
+        parts.append(f'<a class=manifest href="{html.escape(manifest)}">manifest</a>')
+    if more:
+        parts.append(more)
     return f"<header>{' '.join(parts)}{extra}</header>"
 
 
-def render_mirador(base: str, manifest: str, panel: str, script: str, styles: list[str]) -> str:
+EDITOR_MODES = {"", "on", "off"}
+
+
+def check_editor_param(value: str | None) -> bool:
+    """The ``editor`` query parameter of the Mirador page: ``off`` is the read-only reader."""
+    if value not in EDITOR_MODES and value is not None:
+        raise BadRequest("editor must be on or off")
+    return value != "off"
+
+
+def _mode_link(base: str, manifest: str, panel: str, editor: bool) -> str:
+    """The link from one Mirador mode to the other, for the same manifest and panel."""
+    query = f"manifest={quote(manifest, safe='')}" + (f"&amp;panel={panel}" if panel else "")
+    if editor:
+        return (
+            f'<a class=reader href="{base}/viewer/mirador?{query}&amp;editor=off" title="Mirador '
+            'alone, reading the annotation pages the manifest references">read-only Mirador</a>'
+        )
+    return f'<a class=editor href="{base}/viewer/mirador?{query}">Mirador with the editor</a>'
+
+
+def render_mirador(
+    base: str, manifest: str, panel: str, script: str, styles: list[str], editor: bool = True
+) -> str:
+    """Mirador with the annotation editor and the sign-in form, or (``editor`` false) a plain
+    read-only Mirador that reads the annotation pages the manifest references."""
     head = "".join(f'<link rel=stylesheet href="{html.escape(s)}">' for s in styles) + VIEWER_CSS
+    more = _mode_link(base, manifest, html.escape(panel), editor) if manifest else ""
     body = (
-        _header(base, manifest, "uv", SIGN_IN_FORM)
+        _header(base, manifest, "uv", SIGN_IN_FORM if editor else "", more)
         + f'<div id=mirador data-manifest="{html.escape(manifest)}" data-base="{html.escape(base)}"'
-        f' data-panel="{html.escape(panel)}"></div>'
+        f' data-panel="{html.escape(panel)}" data-editor="{"on" if editor else "off"}"></div>'
         f'<script type=module src="{html.escape(script)}"></script>'
     )
     return _page("Mirador · iiifsrv", body, head)
@@ -355,8 +383,9 @@ def routes(
         panel = request.query_params.get("panel", "")
         if panel not in PANELS:
             raise BadRequest(f"panel must be one of {', '.join(sorted(PANELS - {''}))}")
+        editor = check_editor_param(request.query_params.get("editor"))
         script, styles = assets.entry(MIRADOR_ENTRY)
-        page = render_mirador(base(request), manifest, panel, script, styles)
+        page = render_mirador(base(request), manifest, panel, script, styles, editor)
         return html_response(page, {"Cache-Control": "no-cache"})
 
     async def uv(request: Request) -> Response:

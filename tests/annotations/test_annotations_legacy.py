@@ -10,6 +10,7 @@ import httpx
 
 from iiifsrv.annotations.model import Checked, check
 from iiifsrv.annotations.store import open_store
+from iiifsrv.migrate import migrate
 from iiifsrv.presentation.store import STORED_BASE
 from iiifsrv.settings import Settings
 from iiifsrv.web.app import create_app
@@ -29,6 +30,8 @@ async def test_annotations_stored_by_the_previous_version_are_found(
     backend_settings: Settings,
 ) -> None:
     images, data = make_tree(backend_settings.images_path.parent / "tree")
+    if backend_settings.database_url:  # the catalogue lives in PostgreSQL: move it there
+        assert all(o.problems == [] for o in migrate(data, backend_settings.database_url))
     settings = dataclasses.replace(
         backend_settings,
         images=str(images),

@@ -1,6 +1,9 @@
 // The Mirador 4 page of iiifsrv: Mirador with the annotation editor plugin, wired to iiifsrv's
 // annotation store. Configuration comes from the page: <div id="mirador" data-manifest=…
-// data-base=… data-panel=…>; writing needs a signed-in session (see session.js).
+// data-base=… data-panel=… data-editor=on|off>; writing needs a signed-in session (see
+// session.js). With data-editor="off" (/viewer/mirador?…&editor=off) it is a plain, read-only
+// Mirador: no editor plugin, no adapter, no sign-in; it reads the annotation pages the manifest
+// references, as any Mirador elsewhere would.
 import Mirador from 'mirador';
 import annotationPlugins from 'mirador-annotation-editor';
 import 'mirador-annotation-editor/dist/index.css';
@@ -10,6 +13,7 @@ import spectrumPlugins from './spectrum-plugin.js';
 
 const root = document.getElementById('mirador');
 const { manifest, base, panel } = root.dataset;
+const editor = root.dataset.editor !== 'off';
 
 // The manifests reference each canvas's W3C annotation page, and the editor loads the same
 // annotations through its adapter: keep one source (the adapter's, which the editor can edit),
@@ -27,15 +31,19 @@ const windows = manifest
   ? [{ manifestId: manifest, sideBarOpen: Boolean(panel), ...(panel ? { sideBarPanel: panel } : {}) }]
   : [];
 
-const config = (session) => ({
-  id: 'mirador',
+const editorConfig = (session) => ({
   annotation: {
     adapter: (canvasId) => new IiifsrvAdapter(canvasId, base, session),
     exportLocalStorageAnnotations: false,
     readonly: !session.user,
   },
-  annotations: { htmlSanitizationRuleSet: 'iiif' },
   requests: { postprocessors: [dropDuplicatePages] },
+});
+
+const config = (session) => ({
+  id: 'mirador',
+  ...(editor ? editorConfig(session) : {}),
+  annotations: { htmlSanitizationRuleSet: 'iiif' },
   window: {
     defaultSideBarPanel: 'annotations',
     panels: { info: true, attribution: true, canvas: true, annotations: true, search: true, layers: true },
@@ -45,7 +53,11 @@ const config = (session) => ({
   windows,
 });
 
-fetchSession(base).then((session) => {
-  setupSignInForm(base, session);
-  window.miradorInstance = Mirador.viewer(config(session), [...annotationPlugins, ...spectrumPlugins]);
-});
+if (editor) {
+  fetchSession(base).then((session) => {
+    setupSignInForm(base, session);
+    window.miradorInstance = Mirador.viewer(config(session), [...annotationPlugins, ...spectrumPlugins]);
+  });
+} else {
+  window.miradorInstance = Mirador.viewer(config({ user: null }), spectrumPlugins);
+}

@@ -1,0 +1,122 @@
+"""Start Debian's HAProxy and Varnish with the shipped configurations (config/haproxy.cfg,
+config/varnish.vcl) on free loopback ports in a temporary directory, and stop them.
+scripts/setup --test installs both packages."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary) or (
+        f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None
+    )
+    if path is None:
+        pytest.fail(f"{binary} is not installed: run scripts/setup --test")
+    return path
+
+
+class Daemon:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _wait_until(ok: Callable[[], bool], daemon: Daemon, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if daemon.proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {daemon.log.read_text()}")
+        try:
+            if ok():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    daemon.stop()
+    raise RuntimeError(f"{what} did not become ready: {daemon.log.read_text()}")
+
+
+def haproxy_config(backends: list[int], port: int, stats_port: int) -> str:
+    """config/haproxy.cfg with its listening ports and servers moved to the test's ports."""
+    text = (ROOT / "config" / "haproxy.cfg").read_text()
+    text = text.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
+    text = text.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{stats_port}")
+    servers = [ln for ln in text.splitlines() if ln.strip().startswith("server r")]
+    assert len(servers) == 2, servers
+    for i, line in enumerate(servers):
+        new = re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{backends[i]}", line)
+        text = text.replace(line, new)
+    return text
+
+
+def start_haproxy(tmp: Path, backends: list[int]) -> tuple[Daemon, int]:
+    port, stats = free_port(), free_port()
+    cfg = tmp / "haproxy.cfg"
+    cfg.write_text(haproxy_config(backends, port, stats))
+    log = tmp / "haproxy.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [need("haproxy"), "-f", str(cfg), "-db"], stdout=out, stderr=subprocess.STDOUT
+        )
+    daemon = Daemon(proc, port, log)
+    _wait_until(
+        lambda: httpx.get(f"{daemon.url}/health", timeout=2).status_code == 200, daemon, "haproxy"
+    )
+    return daemon, stats
+
+
+def server_states(stats_port: int) -> dict[str, str]:
+    """HAProxy's view of each replica (UP, DOWN, …) from its CSV statistics."""
+    text = httpx.get(f"http://127.0.0.1:{stats_port}/stats;csv", timeout=2).text
+    header = text.splitlines()[0].lstrip("# ").split(",")
+    states = {}
+    for line in text.splitlines()[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        if row.get("pxname") == "iiifsrv" and row.get("svname", "").startswith("r"):
+            states[row["svname"]] = row["status"]
+    return states
+
+
+def start_varnish(tmp: Path, backend: int) -> Daemon:
+    port = free_port()
+    vcl = tmp / "iiifsrv.vcl"
+    text = (ROOT / "config" / "varnish.vcl").read_text()
+    assert '.port = "8080";' in text
+    vcl.write_text(text.replace('.port = "8080";', f'.port = "{backend}";'))
+    work = tmp / "varnish"
+    work.mkdir()
+    cmd = [need("varnishd"), "-F", "-n", str(work), "-a", f"127.0.0.1:{port}", "-f", str(vcl)]
+    cmd += ["-s", "malloc,32m", "-T", "none"]
+    if os.geteuid() == 0:
+        cmd += ["-j", "none"]  # root: no privilege separation in a private temp dir
+    log = tmp / "varnish.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    daemon = Daemon(proc, port, log)
+    _wait_until(
+        lambda: httpx.get(f"{daemon.url}/health", timeout=2).status_code == 200, daemon, "varnish"
+    )
+    return daemon

@@ -1,0 +1,1 @@
+"""Tests of the state backends (SQLite + files, PostgreSQL): one suite run against both."""
