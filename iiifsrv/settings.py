@@ -281,6 +281,20 @@ REGISTRY: tuple[Spec, ...] = (
         "Seconds in-flight requests may take to finish after the drain before they are "
         "cancelled and the process exits.",
     ),
+    Spec(
+        "semantic_search",
+        bool,
+        True,
+        "Search annotations by meaning (/annotations/semantic/…) when the [semantic] extra is "
+        "installed; embeddings are computed in the background after each write.",
+    ),
+    Spec(
+        "similarity_threshold",
+        int,
+        40,
+        "Largest perceptual-hash distance (pHash + dHash bits, 0-128) at which GET "
+        "/objects/{id}/similar lists an image as a near-duplicate.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in REGISTRY}
@@ -346,6 +360,8 @@ class Settings:
     metrics: bool = True
     shutdown_drain: int = 0
     shutdown_timeout: int = 30
+    semantic_search: bool = True
+    similarity_threshold: int = 40
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -462,6 +478,8 @@ def load(
     for name in ("annotation_page_size", "annotation_list_cap", "manifest_max_canvases"):
         if name in values and values[name] < 1:
             raise SettingsError(f"setting {name!r} must be at least 1")
+    if not 0 <= values.get("similarity_threshold", 40) <= 128:
+        raise SettingsError("setting 'similarity_threshold' must be from 0 to 128")
     for entry in str(values.get("forwarded_allow_ips", "")).split(","):
         try:
             if entry.strip() not in ("", "*"):

@@ -29,6 +29,9 @@ from iiifsrv.errors import (
 from iiifsrv.tokens import User, parse_tokens
 
 CanvasKnown = Callable[[str], Awaitable[bool]]
+# Told of every committed write (the record as stored; ``deleted`` set for a removal). It must
+# not block: it queues work (semantic embeddings) for later.
+WriteHook = Callable[[Record], None]
 # The key of a URI naming a canvas or manifest of this server's, under any host, port,
 # public_url or the stored-document base earlier versions leaked ("/iiif/manifests/…"), else None.
 Localise = Callable[[str], Awaitable[str | None]]
@@ -61,12 +64,22 @@ class AnnotationService:
         store: Store,
         canvas_known: CanvasKnown | None = None,
         localise: Localise | None = None,
+        on_write: WriteHook | None = None,
     ) -> None:
         self.store = store
         self.canvas_known = canvas_known
         self.localise = localise
+        self.on_write = on_write
         self._migrated = False
         self._migrating = asyncio.Lock()
+
+    def written(self, rec: Record) -> None:
+        """After a committed write: tell the hook (a failing hook never fails the write)."""
+        if self.on_write is not None:
+            try:
+                self.on_write(rec)
+            except Exception:
+                log.exception("the after-write hook failed for annotation %s", rec.key)
 
     async def key(self, uri: str, urls: Urls) -> str:
         """The stored key of a canvas or manifest URI as a client gave it (W3C, Annotot, SAS and
@@ -140,7 +153,9 @@ class AnnotationService:
             try:
                 if slug and await self.store.find_via(key) is not None:
                     raise KeyTaken(key)  # a Slug may not take a key another client id uses
-                return await self.store.create(key, checked, via, user.name)
+                rec = await self.store.create(key, checked, via, user.name)
+                self.written(rec)
+                return rec
             except KeyTaken:
                 key = f"{slug_key(slug)}-{attempt + 2}" if slug and attempt < 10 else new_key()
         raise BadRequest("could not find a free key for this Slug")
@@ -171,9 +186,11 @@ class AnnotationService:
         if not checked.manifest and rec.manifest:
             checked = dataclasses.replace(checked, manifest=rec.manifest)
         try:
-            return await self.store.update(rec.key, checked, rec.version)
+            updated = await self.store.update(rec.key, checked, rec.version)
         except VersionConflict:
             raise PreconditionFailed("annotation changed meanwhile; fetch it again") from None
+        self.written(updated)
+        return updated
 
     async def remove(self, rec: Record, user: User, if_match: str | None = None) -> None:
         self.may_change(rec, user)
@@ -183,6 +200,7 @@ class AnnotationService:
             await self.store.delete(rec.key, rec.version)
         except VersionConflict:
             raise PreconditionFailed("annotation changed meanwhile; fetch it again") from None
+        self.written(dataclasses.replace(rec, deleted=True))
 
     async def resolve(self, ident: str) -> Record:
         """Find a live annotation by our IRI, its key, or the id its client gave it. An exact
@@ -216,6 +234,7 @@ __all__ = [
     "Gone",
     "Localise",
     "User",
+    "WriteHook",
     "etag",
     "parse_tokens",
     "slug_key",

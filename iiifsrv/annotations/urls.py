@@ -16,6 +16,7 @@ from dataclasses import dataclass
 PREFIX = "/annotations"
 ANNOTOT_PREFIX = "/annotot"
 SAS_PREFIX = "/sas"
+SEMANTIC_PREFIX = PREFIX + "/semantic"
 
 SEARCH2_CONTEXT = "http://iiif.io/api/search/2/context.json"
 
@@ -83,6 +84,11 @@ class Urls:
     def search(self, manifest: str, version: int) -> str:
         return f"{self.base}{PREFIX}/search/{version}/{encode_uri(self.key(manifest))}"
 
+    def semantic(self, manifest: str = "") -> str:
+        """The semantic search of a manifest's annotations (of all of them without one)."""
+        scope = f"/{encode_uri(self.key(manifest))}" if manifest else ""
+        return f"{self.base}{SEMANTIC_PREFIX}{scope}"
+
 
 def canvas_container_path(canvas_id: str) -> str:
     """Path (from the server root) of the container of a canvas given by its key; ends in "/"."""
@@ -140,3 +146,18 @@ def search_services(base_url: str, manifest_id: str) -> list[dict[str, object]]:
             ],
         },
     ]
+
+
+def semantic_service(base_url: str, manifest_id: str) -> dict[str, object]:
+    """The semantic variant of Content Search 2.0 (same request and response; matches by
+    meaning): declared after the word search, so viewers that take the first keep words."""
+    return {
+        "id": Urls(base_url).semantic(manifest_id),
+        "type": "SearchService2",
+        "label": {"en": ["Semantic search (by meaning)"]},
+    }
+
+
+def search_services_with_semantic(base_url: str, manifest_id: str) -> list[dict[str, object]]:
+    """search_services plus the semantic variant (when the [semantic] extra is on)."""
+    return [*search_services(base_url, manifest_id), semantic_service(base_url, manifest_id)]

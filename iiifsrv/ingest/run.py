@@ -1,7 +1,8 @@
 """Run an ingest: turn sources into jobs, run them (in worker processes), record the catalogue.
 
 Blocking; imports the standard library, catalogue, ingest.{profiles,derive,bands},
-sources.{composite,describe}, imaging (fitting computed images) and pyvips (in the jobs). One job
+sources.{composite,describe,resolve}, imaging (fitting computed images), similarity (the
+perceptual hash of each ingested image) and pyvips (in the jobs). One job
 per object; a job that fails reports one line and leaves every other output untouched.
 """
 
@@ -21,7 +22,7 @@ from typing import IO
 
 import pyvips
 
-from iiifsrv import imaging
+from iiifsrv import imaging, similarity
 from iiifsrv.catalogue import (
     Band,
     CatalogueObject,
@@ -37,6 +38,7 @@ from iiifsrv.ingest.profiles import Profile
 from iiifsrv.ingest.publish import S3Target
 from iiifsrv.sources import composite
 from iiifsrv.sources.describe import describe
+from iiifsrv.sources.resolve import Resolver
 
 CATALOGUE_NAME = "catalogue.sqlite3"
 
@@ -406,9 +408,16 @@ def run(
     planned = plan(sources, object_id)
     opts = Options(images.resolve(), profile, label, dict(metadata or {}), rights, target)
     previous = {job.object_id: catalogue.get(job.object_id) for job in planned}
+    resolver = Resolver(opts.images)
+    hashes = similarity.hashes_for(catalogue)
     progress = Progress(len(planned), err)
     results: list[Outcome] = []
     for outcome in _outcomes(planned, opts, previous, jobs):
+        # The perceptual hash for "similar images", from the derivative's thumbnail (before an
+        # S3 upload removes the staged file).
+        found = None
+        if outcome.status == "ingested" and outcome.obj is not None:
+            found = similarity.fingerprint_object(outcome.obj, resolver)
         if target is not None and outcome.status == "ingested" and outcome.obj is not None:
             try:  # uploaded and verified before the catalogue records it
                 target.publish(outcome.obj, opts.images)
@@ -420,6 +429,8 @@ def run(
             for key, transform in outcome.transforms:
                 catalogue.put_transform(obj.id, key, obj.version, transform)
             _remove_dropped_bands(previous.get(obj.id), obj, opts.images)
+            if found is not None and hashes is not None:
+                similarity.keep(hashes, obj, found)
         progress.clear()
         mark = {"ingested": "ok", "skipped": "skipped", "failed": "FAILED"}[outcome.status]
         line = f"{mark:<8} {outcome.object_id}: {outcome.message}"

@@ -46,13 +46,16 @@ class Hooks:
 
     annotation_page_ref: AnnotationPageRef | None = None
     search_services: SearchServices | None = None
+    # Names what else the search hook declares (e.g. "semantic"), so switching it rebuilds.
+    search_variant: str = ""
 
     @property
     def signature(self) -> str:
         """Changes when a hook is plugged in or removed, or what hooks make changes (``ids``:
         containers encode a canvas's path), so stored manifests are rebuilt."""
         anno = self.annotation_page_ref is not None
-        return f"anno={anno},search={self.search_services is not None},ids=path"
+        variant = f",{self.search_variant}" if self.search_variant else ""
+        return f"anno={anno},search={self.search_services is not None}{variant},ids=path"
 
 
 def lang(text: str, language: str = LANG) -> dict[str, list[str]]:

@@ -17,7 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from iiifsrv.annotations import search
 from iiifsrv.annotations.identity import present
 from iiifsrv.annotations.model import ANNO_CONTEXT, PRESENTATION3_CONTEXT, Record, w3c
-from iiifsrv.annotations.service import AnnotationService, CanvasKnown, Localise, etag
+from iiifsrv.annotations.service import (
+    AnnotationService,
+    CanvasKnown,
+    Localise,
+    WriteHook,
+    etag,
+)
 from iiifsrv.annotations.store import Scope as Selection
 from iiifsrv.annotations.store import Store, open_store
 from iiifsrv.annotations.urls import (
@@ -420,16 +426,18 @@ def routes(
     credentials: Credentials | None = None,
     access: Access | None = None,
     objects_of: ObjectsOf | None = None,
+    on_write: WriteHook | None = None,
 ) -> list[BaseRoute]:
     """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
 
     ``canvas_known(uri)`` decides whether a target canvas exists; None accepts any http(s) URI.
     ``localise(uri)`` keys a URI of this server's canvases given under another host or base.
     ``manifest_canvases(key)`` lists a known manifest's canvas keys (None: not a known manifest).
+    ``on_write(record)`` is told of every committed write (semantic search queues it).
     """
     ctx = Context(
         settings=settings,
-        service=AnnotationService(store or open_store(settings), canvas_known, localise),
+        service=AnnotationService(store or open_store(settings), canvas_known, localise, on_write),
         credentials=credentials or Credentials(settings),
         page_size=page_size or settings.annotation_page_size,
         max_bytes=settings.annotation_max_bytes,

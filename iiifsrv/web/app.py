@@ -23,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from iiifsrv import imaging, telemetry
 from iiifsrv.annotations import annotation_page_ref, search_services
 from iiifsrv.annotations.store import open_store
+from iiifsrv.annotations.urls import search_services_with_semantic
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.conditional import CORS_HEADERS, NOSNIFF, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
@@ -34,7 +35,7 @@ from iiifsrv.settings import Settings, load
 from iiifsrv.state import open_state
 from iiifsrv.web import media as media_routes
 from iiifsrv.web import metrics as metrics_routes
-from iiifsrv.web import objects, spectra
+from iiifsrv.web import objects, semantic, spectra
 from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.access_log import access_log, json_line
 from iiifsrv.web.annotations import routes as annotation_routes
@@ -169,9 +170,15 @@ def create_app(settings: Settings) -> Front:
     ]
     # -- Presentation API 3, change discovery and A/V media; manifests reference each
     #    canvas's annotation page and declare the content search services --
+    #    (plus the semantic variant of Content Search 2.0 when the [semantic] extra is on) --
+    semantic_on = semantic.enabled(settings)
     presentation = Presentation(
         settings,
-        Hooks(annotation_page_ref=annotation_page_ref, search_services=search_services),
+        Hooks(
+            annotation_page_ref=annotation_page_ref,
+            search_services=search_services_with_semantic if semantic_on else search_services,
+            search_variant="semantic" if semantic_on else "",
+        ),
         catalogue=state.catalogue,
         store=state.manifests,
     )
@@ -196,9 +203,16 @@ def create_app(settings: Settings) -> Front:
     annotation_store = open_store(settings)
     routes += credentials.routes()
     routes += access.routes()
+    # -- semantic search: embeddings computed in the background after each write; its path
+    #    lies under /annotations, so it comes first --
+    semantic_search = semantic.build(settings, annotation_store)
+    routes += semantic.routes(
+        settings, semantic_search, localise=localise, manifest_canvases=manifest_canvases
+    )
     routes += annotation_routes(
         settings,
         store=annotation_store,
+        on_write=semantic_search.notify if semantic_search is not None else None,
         canvas_known=canvas_known if settings.annotation_canvases == "known" else None,
         localise=localise,
         manifest_canvases=manifest_canvases,
@@ -247,6 +261,8 @@ def create_app(settings: Settings) -> Front:
         finally:
             restore()
             telemetry.worker_exit(os.getpid())
+            if semantic_search is not None:
+                await semantic_search.close()
             await annotation_store.close()
             await service.close()
             await anyio.to_thread.run_sync(state.close)
@@ -260,6 +276,7 @@ def create_app(settings: Settings) -> Front:
     app.state.settings = settings
     app.state.presentation = presentation
     app.state.annotation_store = annotation_store
+    app.state.semantic = semantic_search
     app.state.state = state
     return Front(app, image_apis, settings.public_url, settings.access_log == "json")
 

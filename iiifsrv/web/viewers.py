@@ -204,7 +204,14 @@ def render_landing(base: str, entries: list[Entry], images: list[str]) -> str:
             f'<a class=thumb href="{base}/viewer/mirador?manifest={quote(manifest, safe="")}">'
             f"{img}</a><strong>{html.escape(e.label)}</strong> "
             f"<span class=kind>({html.escape(kind)})</span><div class=links>"
-            f"{viewer_links(base, manifest, panel='layers' if e.bands else '')}</div></li>"
+            f"{viewer_links(base, manifest, panel='layers' if e.bands else '')}"
+            + (
+                f'<a class=similar href="{base}/objects/{quote(e.id, safe="")}/similar">'
+                "similar images</a>"
+                if e.kind in ("image", "multispectral")
+                else ""
+            )
+            + "</div></li>"
         )
     rows = []
     for name in images:
