@@ -39,7 +39,7 @@ from iiifsrv.web import objects, semantic, spectra
 from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.access_log import access_log, json_line
 from iiifsrv.web.annotations import routes as annotation_routes
-from iiifsrv.web.auth import Access
+from iiifsrv.web.auth import Access, AnnotationGuard
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.edge import credentialed
 from iiifsrv.web.image_api import Hot, ImageAPI
@@ -206,9 +206,13 @@ def create_app(settings: Settings) -> Front:
     # -- semantic search: embeddings computed in the background after each write; its path
     #    lies under /annotations, so it comes first --
     semantic_search = semantic.build(settings, annotation_store)
-    routes += semantic.routes(
+    semantic_routes = semantic.routes(
         settings, semantic_search, localise=localise, manifest_canvases=manifest_canvases
     )
+    for route in semantic_routes:  # a manifest's search refused when it is restricted
+        if isinstance(route, Route):
+            route.app = AnnotationGuard(route.app, access, manifest_objects)
+    routes += semantic_routes
     routes += annotation_routes(
         settings,
         store=annotation_store,
