@@ -16,6 +16,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libvips42 ffmpeg python3 python3-venv ca-certificates curl \
+    tesseract-ocr tesseract-ocr-eng tesseract-ocr-lat tesseract-ocr-deu tesseract-ocr-fra fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/iiifsrv

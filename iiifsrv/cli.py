@@ -1,4 +1,5 @@
-"""Command line: ``iiifsrv serve``, ``serve --get PATH``, ``samples``, ``settings``, ``migrate``.
+"""Command line: ``iiifsrv serve``, ``serve --get PATH``, ``samples``, ``settings``, ``migrate``,
+``enrich ocr``.
 
 Entry layer: imports settings, web.app and samples; configures logging; starts uvicorn.
 """
@@ -216,8 +217,32 @@ def cmd_samples(args: argparse.Namespace) -> int:
     made = samples.ensure(settings.images_path, small=args.small, data=settings.data_path)
     for path in made:
         print(f"created {path}")
+    print(samples.read_printed_page(settings))
     print(f"sample collection ready in {settings.images_path}")
     return 0
+
+
+def cmd_enrich_ocr(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging("warning")
+    from iiifsrv.agents import ocr, tesseract
+
+    if bool(args.objects) == bool(args.all):
+        print("iiifsrv enrich ocr: name OBJECT… or give --all", file=sys.stderr)
+        return 2
+    try:
+        results = ocr.run(
+            settings,
+            [] if args.all else args.objects,
+            lang=args.lang,
+            jobs=args.jobs,
+            force=args.force,
+            agent=settings.ocr_agent,
+        )
+    except tesseract.EngineError as exc:
+        print(f"iiifsrv enrich ocr: {exc}", file=sys.stderr)
+        return 2
+    return 1 if any(r.status == "failed" for r in results) else 0
 
 
 def example_config() -> str:
@@ -374,6 +399,22 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
     ingest_cli.register(sub)  # ingest, objects
     _users_parser(sub)
+
+    enrich = sub.add_parser("enrich", help="machine enrichment: annotations made by agents")
+    agents = enrich.add_subparsers(dest="agent", required=True)
+    ocr = agents.add_parser(
+        "ocr",
+        help="OCR image objects into searchable line annotations (tesseract)",
+        description="One supplementing annotation per line, written by the OCR agent; ALTO "
+        "and hOCR linked from each canvas. Reruns skip unchanged objects.",
+    )
+    _add_server_options(ocr)
+    ocr.add_argument("objects", nargs="*", metavar="OBJECT", help="catalogue object ids")
+    ocr.add_argument("--all", action="store_true", help="every image object of the catalogue")
+    ocr.add_argument("--lang", default="eng", help="tesseract languages, e.g. eng+lat (eng)")
+    ocr.add_argument("--jobs", type=int, default=0, help="parallel pages (0 = one per core)")
+    ocr.add_argument("--force", action="store_true", help="redo objects already done")
+    ocr.set_defaults(func=cmd_enrich_ocr)
     return parser
 
 

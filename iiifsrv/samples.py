@@ -1,12 +1,13 @@
 """Generate the sample collection (never committed): a large JPEG pyramid, a 16-bit deflate
-pyramid, a JPEG2000, a flat JPEG, the IIIF validator's test image, a short WAV tone and a
-multispectral object.
+pyramid, a JPEG2000, a flat JPEG, a printed page (for OCR), the IIIF validator's test image, a
+short WAV tone and a multispectral object.
 
 Blocking; imports pyvips. Files are written to a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyvips
 
@@ -56,6 +58,44 @@ def landscape(width: int, height: int, *, labels: bool = True) -> pyvips.Image:
                     mask = mask.insert(text, x + 20, y + 20)
         rgb = (mask > 128).ifthenelse([255, 255, 255], rgb)
     return rgb.cast("uchar").copy(interpretation="srgb")
+
+
+# The printed page: Lincoln's Gettysburg Address (1863, public domain), set in DejaVu Serif
+# (Debian's fonts-dejavu-core) so that `iiifsrv enrich ocr` has a text to read.
+PRINTED_ID = "printed-page"
+PRINTED_TEXT = (
+    "Four score and seven years ago our fathers brought forth on",
+    "this continent, a new nation, conceived in Liberty, and",
+    "dedicated to the proposition that all men are created equal.",
+    "Now we are engaged in a great civil war, testing whether that",
+    "nation, or any nation so conceived and so dedicated, can long",
+    "endure. We are met on a great battle-field of that war. We have",
+    "come to dedicate a portion of that field, as a final resting",
+    "place for those who here gave their lives that that nation",
+    "might live. It is altogether fitting and proper that we",
+    "should do this.",
+)
+FONT_FILE = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
+
+
+def printed_page(
+    lines: tuple[str, ...] = PRINTED_TEXT, *, size: int = 40, margin: int = 120
+) -> tuple[pyvips.Image, list[tuple[int, int, int, int]]]:
+    """Black text on a paper-white page, and the x,y,w,h box each line was drawn in."""
+    font = f"DejaVu Serif {size}"
+    options = {"fontfile": FONT_FILE} if os.path.isfile(FONT_FILE) else {}
+    glyphs = [pyvips.Image.text(text, font=font, dpi=72, **options) for text in lines]
+    step = int(size * 1.9)
+    width = max(g.width for g in glyphs) + 2 * margin
+    height = margin * 2 + step * len(lines)
+    ink = pyvips.Image.black(width, height)
+    boxes = []
+    for n, glyph in enumerate(glyphs):
+        x, y = margin, margin + n * step
+        ink = ink.insert(glyph, x, y)
+        boxes.append((x, y, glyph.width, glyph.height))
+    paper = 250 - (ink.cast("float") * (230 / 255))
+    return paper.cast("uchar").copy(interpretation="b-w"), boxes
 
 
 def _atomic(path: Path, write: Callable[[str], object]) -> None:
@@ -134,6 +174,11 @@ def ensure(root: Path, *, small: bool = False, data: Path | None = None) -> list
         image = landscape(w, h, labels=not small)
         _atomic(path, lambda tmp: image.jpegsave(tmp, Q=88))
         made.append(path)
+    if path := need(f"{PRINTED_ID}.tif"):
+        page, _boxes = printed_page()
+        _atomic(path, lambda tmp: page.tiffsave(tmp, tile=True, pyramid=True,
+                                                compression="deflate"))  # fmt: skip
+        made.append(path)
     if path := need("tone.wav"):
         _atomic(path, _write_tone)  # A/V sample for /media and audio manifests
         made.append(path)
@@ -158,7 +203,23 @@ PLAIN_OBJECTS = (
     ("sixteen-bit", "sixteen-bit.tif", "16-bit RGB pyramidal TIFF (deflate)"),
     ("jpeg2000", "jpeg2000.jp2", "JPEG2000, 256x256 tiles"),
     ("flat", "flat.jpg", "Plain JPEG (no pyramid)"),
+    (PRINTED_ID, f"{PRINTED_ID}.tif", "Printed page: the Gettysburg Address (OCR sample)"),
 )
+
+
+def read_printed_page(settings: Any) -> str:
+    """OCR the printed page once (``enrich ocr``), when tesseract is installed: its lines are
+    then searchable and shown in the viewers right after ``scripts/serve``. Returns a note."""
+    from iiifsrv.agents import ocr, tesseract
+
+    try:
+        tesseract.check_languages("eng")
+    except tesseract.EngineError as exc:
+        return f"printed page not read: {exc}"
+    quiet = io.StringIO()
+    results = ocr.run(settings, [PRINTED_ID], lang="eng", jobs=1, agent=settings.ocr_agent,
+                      out=quiet, err=quiet)  # fmt: skip
+    return "; ".join(f"OCR of {r.object_id}: {r.status} {r.message}".strip() for r in results)
 
 
 def catalogue_images(root: Path, data: Path) -> None:

@@ -147,7 +147,8 @@ REGISTRY: tuple[Spec, ...] = (
         "tokens",
         str,
         "",
-        "Write tokens: comma-separated token=user or token=user:editor (manifests, annotations).",
+        "Write tokens: comma-separated token=user, token=user:editor or token=name:agent"
+        " (a software agent, e.g. OCR; its annotations are recorded as Software).",
     ),
     Spec(
         "annotation_canvases",
@@ -167,6 +168,18 @@ REGISTRY: tuple[Spec, ...] = (
         int,
         10 * 1024 * 1024,
         "Largest annotation request body in bytes (larger → 413).",
+    ),
+    Spec(
+        "annotation_batch_max",
+        int,
+        5000,
+        "Most annotations in one agent batch (POST …/batch; more → 413); one transaction.",
+    ),
+    Spec(
+        "ocr_agent",
+        str,
+        "ocr",
+        "Name of the built-in OCR agent (enrich ocr): its lines' creator is <base>/agents/<name>.",
     ),
     Spec(
         "annotation_page_size",
@@ -341,6 +354,8 @@ class Settings:
     annotation_canvases: str = "known"
     database_url: str = ""
     annotation_max_bytes: int = 10 * 1024 * 1024
+    annotation_batch_max: int = 5000
+    ocr_agent: str = "ocr"
     annotation_page_size: int = 100
     annotation_list_cap: int = 1000
     manifest_max_bytes: int = 16 * 1024 * 1024

@@ -11,14 +11,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class User:
+    """A writer. ``agent``: a software agent (OCR, …), recorded as ``Software``, never a person."""
+
     name: str
     editor: bool = False
+    agent: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The W3C agent class its writes are recorded under: "Person" or "Software"."""
+        return "Software" if self.agent else "Person"
 
 
 def parse_tokens(spec: str) -> dict[str, User]:
-    """``token=user`` or ``token=user:editor``, comma-separated → {token: User}.
+    """``token=user``, ``token=user:editor`` or ``token=name:agent`` (a software agent),
+    comma-separated → {token: User}.
 
-    A malformed entry is an error (a token silently ignored would lock its owner out)."""
+    A malformed entry is an error (a token silently ignored would lock its owner out), and so is
+    one name used both by a person and by an agent (their writes would be told apart by name)."""
     users: dict[str, User] = {}
     for item in spec.split(","):
         item = item.strip()
@@ -26,9 +36,16 @@ def parse_tokens(spec: str) -> dict[str, User]:
             continue
         token, sep, who = item.partition("=")
         if not sep or not token.strip() or not who.strip():
-            raise ValueError(f"token entry {item[:3]}… is not token=user[:editor]")
+            raise ValueError(f"token entry {item[:3]}… is not token=user[:editor|:agent]")
         name, _, role = who.strip().partition(":")
-        users[token.strip()] = User(name=name.strip(), editor=role.strip() == "editor")
+        user = User(
+            name=name.strip(), editor=role.strip() == "editor", agent=role.strip() == "agent"
+        )
+        users[token.strip()] = user
+    kinds: dict[str, str] = {}
+    for user in users.values():
+        if kinds.setdefault(user.name, user.kind) != user.kind:
+            raise ValueError(f"name {user.name!r} is used by both a person and an agent")
     return users
 
 

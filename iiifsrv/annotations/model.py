@@ -15,7 +15,7 @@ from xml.etree.ElementTree import ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from iiifsrv.annotations.urls import annotation_url
+from iiifsrv.annotations.urls import TEXT_GRANULARITY_CONTEXT, Urls, annotation_url
 from iiifsrv.errors import BadRequest, PayloadTooLarge
 
 ANNO_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
@@ -40,6 +40,8 @@ class Record:
     version: int
     deleted: bool = False
     region: str = ""  # "x,y,w,h" the annotation targets, computed once when written ("" = none)
+    kind: str = "Person"  # the writer's class: "Person" or "Software" (from its token's role)
+    generator: Doc | None = None  # software: {"name": engine, "version": …}, server-recorded
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,64 @@ def _svg_box_of(svg: str) -> str:
     return f"{x0},{y0},{max(1, round(max(xs)) - x0)},{max(1, round(max(ys)) - y0)}"
 
 
+# ---- provenance ----------------------------------------------------------------------------
+
+KINDS = ("Person", "Software")
+GENERATOR_FIELDS = ("name", "version", "homepage")
+
+
+def check_generator(value: Any) -> Doc:
+    """The engine a software agent names for a batch: {"name", "version"[, "homepage"]}."""
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
+        raise BadRequest('generator must be {"name": engine, "version": its version}')
+    out: Doc = {}
+    for name in GENERATOR_FIELDS:
+        item = value.get(name)
+        if item is not None:
+            if not isinstance(item, str) or len(item) > 200:
+                raise BadRequest(f"generator.{name} must be a string of at most 200 characters")
+            out[name] = item
+    return out
+
+
+def creator(rec: Record, base_url: str) -> Doc:
+    """The W3C ``creator`` of a record: a stable id per writer, its class and name."""
+    return {
+        "id": Urls(base_url).agent(rec.kind, rec.creator),
+        "type": rec.kind,
+        "name": rec.creator,
+        "nickname": rec.creator,
+    }
+
+
+def generator(rec: Record, base_url: str) -> Doc | None:
+    """The W3C ``generator`` of a machine-made record: the engine (and version) that made it."""
+    if rec.kind != "Software":
+        return None
+    gen = rec.generator or {}
+    name = " ".join(v for v in (gen.get("name"), gen.get("version")) if isinstance(v, str) and v)
+    out: Doc = {
+        "id": Urls(base_url).agent(rec.kind, rec.creator) + "#generator",
+        "type": "Software",
+        "name": name or rec.creator,
+    }
+    if isinstance(gen.get("version"), str):
+        out["softwareVersion"] = gen["version"]
+    if isinstance(gen.get("homepage"), str):
+        out["homepage"] = gen["homepage"]
+    return out
+
+
+def contexts(rec: Record, base_url: str) -> list[str]:
+    """The extension contexts a record's representation uses (textGranularity, ours)."""
+    out = []
+    if "textGranularity" in rec.doc:
+        out.append(TEXT_GRANULARITY_CONTEXT)
+    if rec.kind == "Software" or "confidence" in rec.doc:
+        out.append(Urls(base_url).context())
+    return out
+
+
 # ---- representations ---------------------------------------------------------------------
 
 
@@ -274,7 +334,8 @@ def w3c(rec: Record, base_url: str, *, context: bool = True) -> Doc:
     """The annotation as the W3C protocol and viewers see it: server id, via, creator, dates."""
     out: Doc = {}
     if context:
-        out["@context"] = ANNO_CONTEXT
+        extra = contexts(rec, base_url)
+        out["@context"] = [ANNO_CONTEXT, *extra] if extra else ANNO_CONTEXT
     out["id"] = annotation_url(base_url, rec.canvas, rec.key)
     out["type"] = "Annotation"
     for name, value in rec.doc.items():
@@ -282,9 +343,13 @@ def w3c(rec: Record, base_url: str, *, context: bool = True) -> Doc:
             out[name] = value
     if rec.via:
         out["via"] = rec.via
-    out["creator"] = {"type": "Person", "nickname": rec.creator}
+    out["creator"] = creator(rec, base_url)
     out["created"] = rec.created
     out["modified"] = rec.modified
+    made_by = generator(rec, base_url)
+    if made_by is not None:
+        out["generator"] = made_by
+        out["generated"] = rec.created
     return out
 
 
@@ -294,8 +359,13 @@ def annotot_view(rec: Record, base_url: str) -> Doc:
     out = {k: v for k, v in rec.doc.items() if k not in SERVER_OWNED}
     if not (rec.via and rec.doc.get("id") == rec.via):
         out["id"] = annotation_url(base_url, rec.canvas, rec.key)
-    # The name as a string, the form the Mirador annotation editor itself writes.
+    # The name as a string, the form the Mirador annotation editor itself writes; the full
+    # provenance (id, Person or Software) beside it, under a name Annotot clients ignore.
     out["creator"] = rec.creator
+    out["provenance"] = {"creator": creator(rec, base_url)}
+    made_by = generator(rec, base_url)
+    if made_by is not None:
+        out["provenance"].update(generator=made_by, generated=rec.created)
     return out
 
 
@@ -348,8 +418,18 @@ def to_oa(rec: Record, base_url: str) -> Doc:
         "motivation": [f"oa:{m}" for m in motivation],
         "resource": resources[0] if len(resources) == 1 else resources,
         "on": [on],
-        "annotatedBy": {"@type": "prov:Agent", "name": rec.creator},
+        "annotatedBy": {
+            "@id": Urls(base_url).agent(rec.kind, rec.creator),
+            "@type": "prov:SoftwareAgent" if rec.kind == "Software" else "foaf:Person",
+            "name": rec.creator,
+        },
+        **({"serializedBy": _oa_generator(rec, base_url)} if rec.kind == "Software" else {}),
     }
+
+
+def _oa_generator(rec: Record, base_url: str) -> Doc:
+    made_by = generator(rec, base_url) or {}
+    return {"@id": made_by.get("id"), "@type": "prov:SoftwareAgent", "name": made_by.get("name")}
 
 
 def _v3_selector(sel: Any) -> Any:

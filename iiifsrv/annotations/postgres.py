@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from iiifsrv.annotations.model import Checked, Record, load_doc, xywh
-from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, now
+from iiifsrv.annotations.model import Checked, Doc, Record, load_doc, xywh
+from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, Writers, now
 from iiifsrv.errors import BadRequest, Unavailable
 
 log = logging.getLogger("iiifsrv.annotations")
@@ -42,14 +42,29 @@ CREATE TABLE IF NOT EXISTS iiifsrv_annotations (
     changed BIGINT NOT NULL,
     region TEXT
 );
-ALTER TABLE iiifsrv_annotations ADD COLUMN IF NOT EXISTS region TEXT;
 CREATE INDEX IF NOT EXISTS iiifsrv_annotations_canvas ON iiifsrv_annotations (canvas, seq);
 CREATE INDEX IF NOT EXISTS iiifsrv_annotations_manifest ON iiifsrv_annotations (manifest, seq);
 CREATE INDEX IF NOT EXISTS iiifsrv_annotations_via ON iiifsrv_annotations (via) WHERE via <> '';
 CREATE INDEX IF NOT EXISTS iiifsrv_annotations_tsv ON iiifsrv_annotations USING GIN (tsv);
+CREATE TABLE IF NOT EXISTS iiifsrv_annotations_schema (version INTEGER NOT NULL);
 """
 
-COLUMNS = "key, canvas, manifest, via, creator, doc, created, modified, version, deleted, region"
+# Versioned migrations, applied in order under the schema lock; the schema table holds the
+# number of the last one applied. Schema 1 is the region column (filled by _migrate below).
+MIGRATIONS: tuple[str, ...] = (
+    "ALTER TABLE iiifsrv_annotations ADD COLUMN IF NOT EXISTS region TEXT",
+    # 2: provenance — every earlier annotation was a person's; machine ones name their engine.
+    "ALTER TABLE iiifsrv_annotations ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'Person';"
+    " ALTER TABLE iiifsrv_annotations ADD COLUMN IF NOT EXISTS generator TEXT NOT NULL DEFAULT '';"
+    " CREATE INDEX IF NOT EXISTS iiifsrv_annotations_writer"
+    " ON iiifsrv_annotations (canvas, creator, kind)",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+COLUMNS = (
+    "key, canvas, manifest, via, creator, doc, created, modified, version, deleted, region,"
+    " kind, generator"
+)
 TABLE = "iiifsrv_annotations"
 # An arbitrary constant: serialises schema creation between workers starting together.
 SCHEMA_LOCK = 0x11F5_A770
@@ -58,10 +73,12 @@ MIGRATE_BATCH = 200
 
 
 def _record(row: tuple[Any, ...]) -> Record:
-    key, canvas, manifest, via, creator, text, created, modified, version, deleted, region = row
+    key, canvas, manifest, via, creator, text, created, modified, version, deleted = row[:10]
+    region, kind, generator = row[10:]
     doc = load_doc(text)
     return Record(key, canvas, manifest, via, creator, doc, created, modified, version,
-                  bool(deleted), xywh(doc) if region is None else region)  # fmt: skip
+                  bool(deleted), xywh(doc) if region is None else region, kind,
+                  json.loads(generator) if generator else None)  # fmt: skip
 
 
 def _records(rows: Sequence[tuple[Any, ...]]) -> list[Record]:
@@ -114,12 +131,28 @@ class PostgresStore:
                 async with pool.connection() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                     await conn.execute(SCHEMA)
+                    await self._upgrade(conn)
                 await self._migrate(pool)
             except (psycopg.Error, Exception) as exc:
                 await pool.close()
                 log.error("annotation database unavailable: %s", exc)
                 raise Unavailable(UNAVAILABLE) from None
             self._pool = pool
+
+    @staticmethod
+    async def _upgrade(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> None:
+        """Apply the versioned migrations not applied yet (inside the schema lock)."""
+        cur = await conn.execute("SELECT max(version) FROM iiifsrv_annotations_schema")
+        row = await cur.fetchone()
+        done = int(row[0]) if row and row[0] is not None else 0
+        for number, sql in enumerate(MIGRATIONS, start=1):
+            if number > done:
+                await conn.execute(sql.encode())
+        if done < SCHEMA_VERSION:
+            await conn.execute("DELETE FROM iiifsrv_annotations_schema")
+            await conn.execute(
+                "INSERT INTO iiifsrv_annotations_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
+            )
 
     @staticmethod
     async def _migrate(pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]) -> None:
@@ -184,31 +217,95 @@ class PostgresStore:
         assert row is not None
         return int(row[0])
 
-    async def create(self, key: str, checked: Checked, via: str, creator: str) -> Record:
+    @staticmethod
+    def _row(
+        key: str, checked: Checked, via: str, writer: tuple[str, str, Doc | None], stamp: str
+    ) -> tuple[Any, ...]:
+        creator, kind, generator = writer
+        return (key, checked.canvas, checked.manifest, via, creator, _dumps(checked.doc),
+                checked.text, stamp, stamp, checked.region, kind,
+                _dumps(generator) if generator else "")  # fmt: skip
+
+    INSERT = (
+        f"INSERT INTO {TABLE} (key, canvas, manifest, via, creator, doc, body_text,"
+        " created, modified, version, deleted, changed, region, kind, generator) VALUES"
+        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1, FALSE,"
+        " nextval('iiifsrv_annotation_changes'), %s, %s, %s)"
+    )
+
+    async def create(
+        self,
+        key: str,
+        checked: Checked,
+        via: str,
+        creator: str,
+        kind: str = "Person",
+        generator: Doc | None = None,
+    ) -> Record:
         stamp = now()
         try:
             await self._one(
-                f"INSERT INTO {TABLE} (key, canvas, manifest, via, creator, doc, body_text,"
-                " created, modified, version, deleted, changed, region) VALUES"
-                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1, FALSE,"
-                " nextval('iiifsrv_annotation_changes'), %s) RETURNING seq",
-                (
-                    key,
-                    checked.canvas,
-                    checked.manifest,
-                    via,
-                    creator,
-                    _dumps(checked.doc),
-                    checked.text,
-                    stamp,
-                    stamp,
-                    checked.region,
-                ),  # fmt: skip
+                self.INSERT + " RETURNING seq",
+                self._row(key, checked, via, (creator, kind, generator), stamp),
             )
         except psycopg.errors.UniqueViolation:
             raise KeyTaken(key) from None
         return Record(key, checked.canvas, checked.manifest, via, creator, checked.doc,
-                      stamp, stamp, 1, region=checked.region)  # fmt: skip
+                      stamp, stamp, 1, region=checked.region, kind=kind,
+                      generator=generator)  # fmt: skip
+
+    async def create_many(
+        self,
+        canvas: str,
+        items: list[tuple[str, Checked]],
+        creator: str,
+        kind: str,
+        generator: Doc | None,
+        replace: bool,
+    ) -> tuple[list[Record], int]:
+        stamp = now()
+        pool = await self._pool_ready()
+        writer = (creator, kind, generator)
+        rows = [self._row(key, checked, "", writer, stamp) for key, checked in items]
+        replaced = 0
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                if replace:
+                    cur = await conn.execute(
+                        f"UPDATE {TABLE} SET deleted = TRUE, body_text = '', modified = %s,"
+                        " version = version + 1, changed = nextval('iiifsrv_annotation_changes')"
+                        " WHERE canvas = %s AND creator = %s AND kind = %s AND NOT deleted",
+                        (stamp, canvas, creator, kind),
+                    )
+                    replaced = cur.rowcount
+                async with conn.cursor() as many:
+                    await many.executemany(self.INSERT, rows)
+        except psycopg.errors.UniqueViolation:
+            raise KeyTaken("a key of this batch") from None
+        except psycopg.DataError as exc:
+            log.warning("annotation value refused by the database: %s", exc)
+            raise BadRequest("a value in this batch cannot be stored") from None
+        except psycopg.OperationalError as exc:
+            log.error("annotation database unavailable: %s", exc)
+            raise Unavailable(UNAVAILABLE) from None
+        made = [
+            Record(
+                key,
+                checked.canvas,
+                checked.manifest,
+                "",
+                creator,
+                checked.doc,
+                stamp,
+                stamp,
+                1,
+                region=checked.region,
+                kind=kind,
+                generator=generator,
+            )  # fmt: skip
+            for key, checked in items
+        ]
+        return made, replaced
 
     async def get(self, key: str) -> Record | None:
         row = await self._one(f"SELECT {COLUMNS} FROM {TABLE} WHERE key = %s", (key,))
@@ -272,27 +369,32 @@ class PostgresStore:
         )
 
     @staticmethod
-    def _matching(scope: Scope, words: list[str], creator: str) -> tuple[str, list[Any]]:
+    def _matching(scope: Scope, words: list[str], writers: Writers) -> tuple[str, list[Any]]:
         where, args = _where(scope)
         if words:
             where = "tsv @@ to_tsquery('simple', %s) AND " + where
             args = [_tsquery(words), *args]
-        if creator:
-            where += " AND creator = %s"
-            args = [*args, creator]
+        if writers:
+            where += " AND (" + " OR ".join("(kind = %s AND creator = %s)" for _ in writers) + ")"
+            args = [*args, *(value for pair in writers for value in pair)]
         return where + " AND NOT deleted", args
 
     async def search(
-        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000, offset: int = 0
+        self,
+        scope: Scope,
+        words: list[str],
+        writers: Writers = (),
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[Record]:
-        where, args = self._matching(scope, words, creator)
+        where, args = self._matching(scope, words, writers)
         return await self._all(
             f"SELECT {COLUMNS} FROM {TABLE} WHERE {where} ORDER BY seq LIMIT %s OFFSET %s",
             [*args, limit, offset],
         )
 
-    async def search_total(self, scope: Scope, words: list[str], creator: str = "") -> int:
-        where, args = self._matching(scope, words, creator)
+    async def search_total(self, scope: Scope, words: list[str], writers: Writers = ()) -> int:
+        where, args = self._matching(scope, words, writers)
         return await self._count(f"SELECT count(*) FROM {TABLE} WHERE {where}", args)
 
     # ---- migration: canvas keys (see AnnotationService.ready) ------------------------------

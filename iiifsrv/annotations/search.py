@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from iiifsrv.annotations.model import Record, body_text, motivations, w3c, words
+from iiifsrv.annotations.model import Record, body_text, contexts, motivations, w3c, words
 from iiifsrv.annotations.urls import SEARCH2_CONTEXT, annotation_url
 
 SEARCH1_CONTEXT = "http://iiif.io/api/search/1/context.json"
@@ -101,8 +101,10 @@ def search2(
                 },
             }
         )
+    # Extension contexts the items use (textGranularity, the project's) go first.
+    extra = sorted({c for r in records for c in contexts(r, base_url)}, reverse=True)
     page: dict[str, Any] = {
-        "@context": SEARCH2_CONTEXT,
+        "@context": [*extra, SEARCH2_CONTEXT] if extra else SEARCH2_CONTEXT,
         "id": request_url,
         "type": "AnnotationPage",
     }

@@ -24,6 +24,7 @@ from iiifsrv.errors import (
     Forbidden,
     IIIFError,
     NotFound,
+    PayloadTooLarge,
     PreconditionFailed,
 )
 from iiifsrv.tokens import User, parse_tokens
@@ -116,6 +117,21 @@ class AnnotationService:
             raise BadRequest(f"the target canvas {urls.public(canvas)} is not known to this server")
         return checked
 
+    @staticmethod
+    def no_posing(doc: object, user: User) -> None:
+        """403 when a document claims a writer class its token does not have: a person's token
+        cannot write as software, nor an agent's as a person (the creator is the server's)."""
+        claimed = doc.get("creator") if isinstance(doc, dict) else None
+        kinds: set[object] = set()
+        for agent in claimed if isinstance(claimed, list) else [claimed]:
+            if isinstance(agent, dict):
+                kind = agent.get("type", agent.get("@type"))
+                kinds.update(kind if isinstance(kind, list) else [kind])
+        if user.agent and "Person" in kinds:
+            raise Forbidden("an agent's token cannot write as a person")
+        if not user.agent and ({"Software", "prov:SoftwareAgent"} & kinds):
+            raise Forbidden("a person's token cannot write as software; use an agent token")
+
     async def create(
         self,
         doc: object,
@@ -128,6 +144,7 @@ class AnnotationService:
         via: str | None = None,
     ) -> Record:
         """Store a new annotation; a client-supplied id becomes ``via``."""
+        self.no_posing(doc, user)
         checked = await self.check(doc, urls)
         if canvas is not None and checked.canvas != await self.key(canvas, urls):
             raise BadRequest(
@@ -143,7 +160,7 @@ class AnnotationService:
             # A client id names one annotation: another user may not take it over (the
             # Annotot and SAS dialects address annotations by it).
             holder = await self.store.find_via(via)
-            if holder is not None and not holder.deleted and holder.creator != user.name:
+            if holder is not None and not holder.deleted and not _same_writer(holder, user):
                 raise Conflict("that annotation id is already used by another user")
             # A bare key names one annotation exactly: an id equal to a key would shadow it.
             if "/" not in via and await self.store.get(via) is not None:
@@ -153,16 +170,74 @@ class AnnotationService:
             try:
                 if slug and await self.store.find_via(key) is not None:
                     raise KeyTaken(key)  # a Slug may not take a key another client id uses
-                rec = await self.store.create(key, checked, via, user.name)
+                rec = await self.store.create(key, checked, via, user.name, user.kind)
                 self.written(rec)
                 return rec
             except KeyTaken:
                 key = f"{slug_key(slug)}-{attempt + 2}" if slug and attempt < 10 else new_key()
         raise BadRequest("could not find a free key for this Slug")
 
+    async def create_batch(
+        self,
+        canvas: str,
+        docs: object,
+        user: User,
+        urls: Urls,
+        *,
+        generator: object,
+        replace: bool = True,
+        max_items: int = 10000,
+    ) -> tuple[list[Record], int]:
+        """Store many annotations of one software agent on one canvas in one transaction (all
+        or nothing). With ``replace``, the agent's earlier annotations on that canvas are marked
+        deleted in the same transaction (kept as tombstone versions); nobody else's change."""
+        if not user.agent:
+            raise Forbidden("batches are written by software agents (a token with role agent)")
+        if not isinstance(docs, list) or (not docs and not replace):
+            # An empty list with replace: the agent found nothing this time (its earlier
+            # output on the canvas is withdrawn).
+            raise BadRequest("items must be a non-empty list of annotations")
+        if len(docs) > max_items:
+            raise PayloadTooLarge(f"a batch may hold at most {max_items} annotations")
+        engine = model.check_generator(generator)
+        key = await self.key(canvas, urls)
+        if self.canvas_known is not None and not await self.canvas_known(urls.public(key)):
+            raise BadRequest(f"the target canvas {urls.public(key)} is not known to this server")
+
+        def validate() -> list[Checked]:
+            out = []
+            for number, doc in enumerate(docs):
+                self.no_posing(doc, user)
+                try:
+                    out.append(model.check(doc))
+                except BadRequest as exc:
+                    raise BadRequest(f"item {number}: {exc}") from None
+            return out
+
+        # Thousands of documents are CPU work: validated off the event loop.
+        items: list[tuple[str, Checked]] = []
+        for number, checked in enumerate(await asyncio.to_thread(validate)):
+            checked = dataclasses.replace(
+                checked,
+                canvas=await self.key(checked.canvas, urls),
+                manifest=await self.key(checked.manifest, urls) if checked.manifest else "",
+            )
+            if checked.canvas != key:
+                raise BadRequest(f"item {number} targets another canvas than this batch's")
+            items.append((new_key(), checked))
+        try:
+            created = await self.store.create_many(
+                key, items, user.name, user.kind, engine, replace
+            )
+        except KeyTaken:
+            raise Conflict("a key was taken meanwhile; send the batch again") from None
+        for rec in created[0]:
+            self.written(rec)
+        return created
+
     @staticmethod
     def may_change(rec: Record, user: User) -> None:
-        if not user.editor and rec.creator != user.name:
+        if not user.editor and not _same_writer(rec, user):
             raise Forbidden(f"annotation belongs to {rec.creator}; only its creator or an editor")
 
     async def live(self, key: str) -> Record:
@@ -214,6 +289,10 @@ class AnnotationService:
         if rec is None or rec.deleted:
             raise NotFound(f"no annotation {ident}")
         return rec
+
+
+def _same_writer(rec: Record, user: User) -> bool:
+    return rec.creator == user.name and rec.kind == user.kind
 
 
 def key_from_iri(iri: str) -> str:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from iiifsrv.annotations.model import Checked, Record, load_doc, xywh
-from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, now
+from iiifsrv.annotations.model import Checked, Doc, Record, load_doc, xywh
+from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, Writers, now
 
 T = TypeVar("T")
 
@@ -41,13 +41,17 @@ CREATE INDEX IF NOT EXISTS annotations_via ON annotations (via) WHERE via != '';
 CREATE VIRTUAL TABLE IF NOT EXISTS annotations_fts USING fts5 (body_text, tokenize='unicode61');
 """
 
-COLUMNS = "key, canvas, manifest, via, creator, doc, created, modified, version, deleted, region"
+COLUMNS = (
+    "key, canvas, manifest, via, creator, doc, created, modified, version, deleted, region,"
+    " kind, generator"
+)
 # Rows written before the region column existed get it at open, this many per transaction.
 MIGRATE_BATCH = 200
 
 
 def _record(row: tuple[Any, ...]) -> Record:
-    key, canvas, manifest, via, creator, text, created, modified, version, deleted, region = row
+    key, canvas, manifest, via, creator, text, created, modified, version, deleted = row[:10]
+    region, kind, generator = row[10:]
     doc = load_doc(text)
     return Record(
         key=key,
@@ -61,6 +65,8 @@ def _record(row: tuple[Any, ...]) -> Record:
         version=version,
         deleted=bool(deleted),
         region=xywh(doc) if region is None else region,
+        kind=kind,
+        generator=json.loads(generator) if generator else None,
     )
 
 
@@ -73,9 +79,9 @@ def _where(scope: Scope) -> tuple[str, list[Any]]:
     return "1 = 1", []
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store written by an older version up to date: add the region column and fill it
-    (the SVG of old rows is parsed here once, never again per request)."""
+def _migrate_region(conn: sqlite3.Connection) -> None:
+    """Schema 1: add the region column and fill it (the SVG of old rows is parsed here once,
+    never again per request)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         names = {row[1] for row in conn.execute("PRAGMA table_info(annotations)")}
@@ -100,6 +106,46 @@ def _migrate(conn: sqlite3.Connection) -> None:
             raise
         if len(rows) < MIGRATE_BATCH:
             return
+
+
+def _migrate_provenance(conn: sqlite3.Connection) -> None:
+    """Schema 2: the writer's class (every earlier annotation was a person's) and the engine of
+    machine-made ones; an index for an agent's annotations on a canvas (replaced per run)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        names = {row[1] for row in conn.execute("PRAGMA table_info(annotations)")}
+        if "kind" not in names:
+            conn.execute("ALTER TABLE annotations ADD COLUMN kind TEXT NOT NULL DEFAULT 'Person'")
+        if "generator" not in names:
+            conn.execute("ALTER TABLE annotations ADD COLUMN generator TEXT NOT NULL DEFAULT ''")
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS annotations_writer ON annotations (canvas, creator, kind)"
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+# Versioned migrations: PRAGMA user_version is the last one applied. Each is idempotent, so
+# a store an earlier version had already partly brought forward is safe to migrate again.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_region,
+    _migrate_provenance,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply the migrations this store has not had yet, in order, recording each."""
+    done = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    for number, step in enumerate(MIGRATIONS, start=1):
+        if number > done:
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {number}")
+    # Region rows left unfilled (a crash mid-fill) are filled whatever the version says.
+    if conn.execute("SELECT 1 FROM annotations WHERE region IS NULL LIMIT 1").fetchone():
+        _migrate_region(conn)
 
 
 def _fts_query(words: list[str]) -> str:
@@ -184,36 +230,94 @@ class SqliteStore:
         row = conn.execute("SELECT coalesce(max(changed), 0) + 1 FROM annotations").fetchone()
         return int(row[0])
 
-    async def create(self, key: str, checked: Checked, via: str, creator: str) -> Record:
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection,
+        key: str,
+        checked: Checked,
+        via: str,
+        writer: tuple[str, str, Doc | None],
+        stamp: str,
+        change: int,
+    ) -> Record:
+        creator, kind, generator = writer
+        if conn.execute("SELECT 1 FROM annotations WHERE key = ?", (key,)).fetchone():
+            raise KeyTaken(key)
+        cur = conn.execute(
+            "INSERT INTO annotations (key, canvas, manifest, via, creator, doc, body_text,"
+            " created, modified, version, deleted, changed, region, kind, generator)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?, ?)",
+            (
+                key,
+                checked.canvas,
+                checked.manifest,
+                via,
+                creator,
+                _dumps(checked.doc),
+                checked.text,
+                stamp,
+                stamp,
+                change,
+                checked.region,
+                kind,
+                _dumps(generator) if generator else "",
+            ),
+        )
+        conn.execute(
+            "INSERT INTO annotations_fts (rowid, body_text) VALUES (?, ?)",
+            (cur.lastrowid, checked.text),
+        )
+        return Record(key, checked.canvas, checked.manifest, via, creator, checked.doc,
+                      stamp, stamp, 1, region=checked.region, kind=kind,
+                      generator=generator)  # fmt: skip
+
+    async def create(
+        self,
+        key: str,
+        checked: Checked,
+        via: str,
+        creator: str,
+        kind: str = "Person",
+        generator: Doc | None = None,
+    ) -> Record:
         stamp = now()
 
         def fn(conn: sqlite3.Connection) -> Record:
-            if conn.execute("SELECT 1 FROM annotations WHERE key = ?", (key,)).fetchone():
-                raise KeyTaken(key)
-            cur = conn.execute(
-                "INSERT INTO annotations (key, canvas, manifest, via, creator, doc, body_text,"
-                " created, modified, version, deleted, changed, region)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?)",
-                (
-                    key,
-                    checked.canvas,
-                    checked.manifest,
-                    via,
-                    creator,
-                    _dumps(checked.doc),
-                    checked.text,
-                    stamp,
-                    stamp,
-                    self._next_change(conn),
-                    checked.region,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO annotations_fts (rowid, body_text) VALUES (?, ?)",
-                (cur.lastrowid, checked.text),
-            )
-            return Record(key, checked.canvas, checked.manifest, via, creator, checked.doc,
-                          stamp, stamp, 1, region=checked.region)  # fmt: skip
+            writer = (creator, kind, generator)
+            return self._insert(conn, key, checked, via, writer, stamp, self._next_change(conn))
+
+        return await self._write(fn)
+
+    async def create_many(
+        self,
+        canvas: str,
+        items: list[tuple[str, Checked]],
+        creator: str,
+        kind: str,
+        generator: Doc | None,
+        replace: bool,
+    ) -> tuple[list[Record], int]:
+        stamp = now()
+
+        def fn(conn: sqlite3.Connection) -> tuple[list[Record], int]:
+            change = self._next_change(conn)  # one stamp for the whole batch: it is one change
+            replaced = 0
+            if replace:
+                rows = conn.execute(
+                    "UPDATE annotations SET deleted = 1, body_text = '', modified = ?,"
+                    " version = version + 1, changed = ?"
+                    " WHERE canvas = ? AND creator = ? AND kind = ? AND deleted = 0 RETURNING seq",
+                    (stamp, change, canvas, creator, kind),
+                ).fetchall()
+                for (seq,) in rows:
+                    conn.execute("DELETE FROM annotations_fts WHERE rowid = ?", (seq,))
+                replaced = len(rows)
+            writer = (creator, kind, generator)
+            made = [
+                self._insert(conn, key, checked, "", writer, stamp, change)
+                for key, checked in items
+            ]
+            return made, replaced
 
         return await self._write(fn)
 
@@ -312,7 +416,7 @@ class SqliteStore:
         return await self._read(fn)
 
     @staticmethod
-    def _matching(scope: Scope, words: list[str], creator: str) -> tuple[str, list[Any]]:
+    def _matching(scope: Scope, words: list[str], writers: Writers) -> tuple[str, list[Any]]:
         where, args = _where(scope)
         if words:
             where = (
@@ -320,15 +424,20 @@ class SqliteStore:
                 + where
             )
             args = [_fts_query(words), *args]
-        if creator:
-            where += " AND creator = ?"
-            args = [*args, creator]
+        if writers:
+            where += " AND (" + " OR ".join("(kind = ? AND creator = ?)" for _ in writers) + ")"
+            args = [*args, *(value for pair in writers for value in pair)]
         return where + " AND deleted = 0", args
 
     async def search(
-        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000, offset: int = 0
+        self,
+        scope: Scope,
+        words: list[str],
+        writers: Writers = (),
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[Record]:
-        where, args = self._matching(scope, words, creator)
+        where, args = self._matching(scope, words, writers)
 
         def fn(conn: sqlite3.Connection) -> list[Record]:
             rows = conn.execute(
@@ -339,8 +448,8 @@ class SqliteStore:
 
         return await self._read(fn)
 
-    async def search_total(self, scope: Scope, words: list[str], creator: str = "") -> int:
-        where, args = self._matching(scope, words, creator)
+    async def search_total(self, scope: Scope, words: list[str], writers: Writers = ()) -> int:
+        where, args = self._matching(scope, words, writers)
 
         def fn(conn: sqlite3.Connection) -> int:
             row = conn.execute(f"SELECT count(*) FROM annotations WHERE {where}", args).fetchone()

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from iiifsrv.annotations.model import Checked, Record
+from iiifsrv.annotations.model import Checked, Doc, Record
 from iiifsrv.settings import Settings
 
 ScopeKind = Literal["canvas", "manifest", "all"]
+# Writers a search is limited to: (kind, name) pairs, "Person"/"Software" and the name. An
+# empty tuple = anyone; NOBODY = a filter no writer matches (a user URI that is not ours).
+Writers = tuple[tuple[str, str], ...]
+NOBODY: Writers = (("", ""),)
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,31 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def create(self, key: str, checked: Checked, via: str, creator: str) -> Record:
+    async def create(
+        self,
+        key: str,
+        checked: Checked,
+        via: str,
+        creator: str,
+        kind: str = "Person",
+        generator: Doc | None = None,
+    ) -> Record:
         """Insert; raise KeyTaken if ``key`` exists (even as a deleted tombstone)."""
+        ...
+
+    async def create_many(
+        self,
+        canvas: str,
+        items: list[tuple[str, Checked]],
+        creator: str,
+        kind: str,
+        generator: Doc | None,
+        replace: bool,
+    ) -> tuple[list[Record], int]:
+        """Insert (key, checked) pairs on one canvas in ONE transaction (all or nothing; KeyTaken
+        if a key exists). With ``replace``, first mark deleted the live annotations that this
+        same writer (creator and kind) made on ``canvas`` — their documents stay as tombstone
+        versions; nobody else's are touched. Returns (records, how many were replaced)."""
         ...
 
     async def get(self, key: str) -> Record | None:
@@ -72,13 +99,18 @@ class Store(Protocol):
         ...
 
     async def search(
-        self, scope: Scope, words: list[str], creator: str = "", limit: int = 1000, offset: int = 0
+        self,
+        scope: Scope,
+        words: list[str],
+        writers: Writers = (),
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[Record]:
-        """Live annotations whose body text holds every word (a trailing "*" = prefix), in
-        creation order; no words = every live annotation in scope."""
+        """Live annotations whose body text holds every word (a trailing "*" = prefix), made by
+        one of ``writers`` (none = anyone), in creation order; no words = every one in scope."""
         ...
 
-    async def search_total(self, scope: Scope, words: list[str], creator: str = "") -> int:
+    async def search_total(self, scope: Scope, words: list[str], writers: Writers = ()) -> int:
         """How many annotations ``search`` finds in all (for paged results)."""
         ...
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 PREFIX = "/annotations"
 ANNOTOT_PREFIX = "/annotot"
@@ -19,6 +20,12 @@ SAS_PREFIX = "/sas"
 SEMANTIC_PREFIX = PREFIX + "/semantic"
 
 SEARCH2_CONTEXT = "http://iiif.io/api/search/2/context.json"
+# The project's own JSON-LD context (confidence, word confidences, software version): served by
+# this server at <base>CONTEXT_PATH; its terms expand to <base>/ns/iiifsrv#<term>.
+CONTEXT_PATH = "/ns/iiifsrv.jsonld"
+TEXT_GRANULARITY_CONTEXT = "http://iiif.io/api/extension/text-granularity/context.json"
+# Where the agents are named: a person under /users/<name>, a software agent under /agents/<name>.
+AGENT_PATHS = {"Person": "/users/", "Software": "/agents/"}
 
 
 def encode_uri(uri: str) -> str:
@@ -88,6 +95,21 @@ class Urls:
         """The semantic search of a manifest's annotations (of all of them without one)."""
         scope = f"/{encode_uri(self.key(manifest))}" if manifest else ""
         return f"{self.base}{SEMANTIC_PREFIX}{scope}"
+
+    def agent(self, kind: str, name: str) -> str:
+        """The URI of a writer: <base>/users/<name> (a person) or <base>/agents/<name>."""
+        return self.base + AGENT_PATHS.get(kind, "/users/") + quote(name, safe="")
+
+    def agent_of(self, uri: str) -> tuple[str, str] | None:
+        """(kind, name) of an agent URI minted by ``agent`` under this base, else None."""
+        for kind, path in AGENT_PATHS.items():
+            head = self.base + path
+            if uri.startswith(head) and "/" not in uri[len(head) :] and uri[len(head) :]:
+                return kind, unquote(uri[len(head) :])
+        return None
+
+    def context(self) -> str:
+        return self.base + CONTEXT_PATH
 
 
 def canvas_container_path(canvas_id: str) -> str:

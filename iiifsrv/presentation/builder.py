@@ -36,6 +36,8 @@ METADATA_LABELS = {
 
 AnnotationPageRef = Callable[[str, str], "dict[str, Any] | None"]
 SearchServices = Callable[[str, str], "list[dict[str, Any]]"]
+# (base, object id) -> extra canvas properties, e.g. OCR files as seeAlso / rendering.
+CanvasLinks = Callable[[str, str], "dict[str, Any]"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Hooks:
     search_services: SearchServices | None = None
     # Names what else the search hook declares (e.g. "semantic"), so switching it rebuilds.
     search_variant: str = ""
+    canvas_links: CanvasLinks | None = None
 
     @property
     def signature(self) -> str:
@@ -55,7 +58,9 @@ class Hooks:
         containers encode a canvas's path), so stored manifests are rebuilt."""
         anno = self.annotation_page_ref is not None
         variant = f",{self.search_variant}" if self.search_variant else ""
-        return f"anno={anno},search={self.search_services is not None}{variant},ids=path"
+        links = ",links" if self.canvas_links is not None else ""
+        search = self.search_services is not None
+        return f"anno={anno},search={search}{variant},ids=path{links}"
 
 
 def lang(text: str, language: str = LANG) -> dict[str, list[str]]:
@@ -358,6 +363,9 @@ def build_manifest(
             ref = hooks.annotation_page_ref(base, item["id"])
             if ref:
                 item["annotations"] = [ref]
+    if hooks.canvas_links is not None:
+        for obj, item in zip(objects, doc["items"], strict=True):
+            item.update(hooks.canvas_links(base, obj.id))
     if hooks.search_services is not None:
         services = hooks.search_services(base, url)
         if services:

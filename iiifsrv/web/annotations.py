@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iiifsrv.annotations import search
 from iiifsrv.annotations.identity import present
-from iiifsrv.annotations.model import ANNO_CONTEXT, PRESENTATION3_CONTEXT, Record, w3c
+from iiifsrv.annotations.model import ANNO_CONTEXT, PRESENTATION3_CONTEXT, Record, contexts, w3c
 from iiifsrv.annotations.service import (
     AnnotationService,
     CanvasKnown,
@@ -24,8 +24,8 @@ from iiifsrv.annotations.service import (
     WriteHook,
     etag,
 )
+from iiifsrv.annotations.store import NOBODY, Store, Writers, open_store
 from iiifsrv.annotations.store import Scope as Selection
-from iiifsrv.annotations.store import Store, open_store
 from iiifsrv.annotations.urls import (
     ANNOTOT_PREFIX,
     PREFIX,
@@ -34,7 +34,7 @@ from iiifsrv.annotations.urls import (
     decode_uri,
 )
 from iiifsrv.conditional import not_modified, strong_etag
-from iiifsrv.errors import BadRequest, MethodNotAllowed, NotFound
+from iiifsrv.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound
 from iiifsrv.settings import Settings
 from iiifsrv.web.annotation_dialects import AnnototAPI, SasAPI
 from iiifsrv.web.annotation_http import (
@@ -100,6 +100,19 @@ async def manifest_selection(ctx: Context, key: str, urls: Urls) -> Selection:
     return Selection("manifest", key)
 
 
+def writers(urls: Urls, user: str) -> Writers:
+    """The writers a search's ``user`` parameter names: space-separated creator URIs of this
+    server's (<base>/users/<name>, <base>/agents/<name>); a URI not ours matches nobody. A bare
+    name (no ":", as earlier versions took) names that writer, whichever its class."""
+    found: list[tuple[str, str]] = []
+    for value in user.split():
+        if ":" not in value and "/" not in value:
+            found += [("Person", value), ("Software", value)]
+        elif (writer := urls.agent_of(value)) is not None:
+            found.append(writer)
+    return tuple(found) or (NOBODY if user.strip() else ())
+
+
 def _not_modified(req: Request, tag: str) -> bool:
     return req.method in ("GET", "HEAD") and not_modified(tag, 0, req.header("if-none-match"), None)
 
@@ -136,6 +149,8 @@ class ProtocolAPI:
                 return await self.container(req, send, selection)
             if parts[2] == "page":
                 return await self.viewer_page(req, send, selection)
+            if parts[2] == "batch" and parts[0] == "canvas":
+                return await self.batch(req, send, uri)
             if parts[0] == "canvas":
                 return await self.annotation(req, send, uri, parts[2])
         if len(parts) in (3, 4) and parts[0] == "search" and parts[1] in ("1", "2"):
@@ -218,8 +233,9 @@ class ProtocolAPI:
             items = await off_loop(
                 lambda: [w3c(present(r, urls), urls.base, context=False) for r in records]
             )
+        extra = sorted({c for r in records for c in contexts(r, urls.base)}, reverse=True)
         page: dict[str, Any] = {
-            "@context": ANNO_CONTEXT,
+            "@context": [ANNO_CONTEXT, *extra] if extra and not iris else ANNO_CONTEXT,
             "id": self._page_url(container, n, iris),
             "type": "AnnotationPage",
             "partOf": {
@@ -269,6 +285,41 @@ class ProtocolAPI:
             manifest=selection.uri if selection.kind == "manifest" else None,
         )
         await self._send_annotation(req, send, rec, 201)
+
+    async def batch(self, req: Request, send: Send, canvas: str) -> None:
+        """POST {"generator": {"name", "version"}, "replace": true, "items": [annotations]}:
+        a software agent's annotations on this canvas, stored in one transaction."""
+        if req.method == "OPTIONS":
+            return await preflight(send, "OPTIONS, POST")
+        if req.method != "POST":
+            raise MethodNotAllowed("a batch is POSTed", headers={"Allow": "OPTIONS, POST"})
+        user = authenticate(req, self.ctx)
+        if not user.agent:  # before reading the body: a person's token never writes a batch
+            raise Forbidden("batches are written by software agents (a token with role agent)")
+        payload = await read_json(req, self.ctx.max_bytes)
+        if not isinstance(payload, dict):
+            raise BadRequest('send {"generator": {…}, "replace": true, "items": [annotations]}')
+        replace = payload.get("replace", True)
+        if not isinstance(replace, bool):
+            raise BadRequest("replace must be true or false")
+        urls = self._urls(req)
+        records, replaced = await self.service.create_batch(
+            urls.public(canvas),
+            payload.get("items"),
+            user,
+            urls,
+            generator=payload.get("generator"),
+            replace=replace,
+            max_items=self.ctx.settings.annotation_batch_max,
+        )
+        container = urls.container("canvas", canvas)
+        body = {
+            "container": container,
+            "created": len(records),
+            "replaced": replaced,
+            "items": [urls.annotation(r.canvas, r.key) for r in records],
+        }
+        await send_json(send, 201, body, {"Location": container, "Cache-Control": "no-store"})
 
     # ---- one annotation --------------------------------------------------------------------
 
@@ -330,8 +381,10 @@ class ProtocolAPI:
         urls = self._urls(req)
         # At most list_cap annotations; beyond, the paged container (partOf) holds them all.
         records = await self.ctx.service.store.select(selection, 0, cap)
+        # Extension contexts (textGranularity, the project's) go before Presentation 3's.
+        extra = sorted({c for r in records for c in contexts(r, urls.base)}, reverse=True)
         page = {
-            "@context": PRESENTATION3_CONTEXT,
+            "@context": [*extra, PRESENTATION3_CONTEXT] if extra else PRESENTATION3_CONTEXT,
             "id": container + "page",
             "type": "AnnotationPage",
             # The container this page shows: where a client POSTs a new annotation.
@@ -358,7 +411,7 @@ class ProtocolAPI:
         urls = self._urls(req)
         selection = await manifest_selection(self.ctx, manifest, urls)
         store = self.ctx.service.store
-        creator = req.query.get("user", "")
+        creator = writers(urls, req.query.get("user", ""))
         motivation = req.query.get("motivation", "")
         service_url = urls.search(manifest, version)
         url = req.url(self.ctx)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from iiifsrv import imaging, telemetry
+from iiifsrv.agents.outputs import canvas_links
 from iiifsrv.annotations import annotation_page_ref, search_services
 from iiifsrv.annotations.store import open_store
 from iiifsrv.annotations.urls import search_services_with_semantic
@@ -42,6 +44,7 @@ from iiifsrv.web.annotations import routes as annotation_routes
 from iiifsrv.web.auth import Access, AnnotationGuard
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.edge import credentialed
+from iiifsrv.web.enrichment import routes as enrichment_routes
 from iiifsrv.web.image_api import Hot, ImageAPI
 from iiifsrv.web.respond import BASE_KEY, error_response, request_base
 from iiifsrv.web.viewers import routes as viewer_routes
@@ -178,6 +181,7 @@ def create_app(settings: Settings) -> Front:
             annotation_page_ref=annotation_page_ref,
             search_services=search_services_with_semantic if semantic_on else search_services,
             search_variant="semantic" if semantic_on else "",
+            canvas_links=functools.partial(canvas_links, settings.data_path),
         ),
         catalogue=state.catalogue,
         store=state.manifests,
@@ -225,6 +229,8 @@ def create_app(settings: Settings) -> Front:
         objects_of=manifest_objects,
     )
     routes += presentation_routes.routes(presentation, credentials, access)
+    # -- machine enrichment: the JSON-LD context, agents' URIs, OCR files (ALTO, hOCR) --
+    routes += enrichment_routes(settings)
     routes += media_routes.routes(settings, access)
     # -- Prometheus metrics of every worker (multiprocess mode under several workers) --
     tiers: dict[str, metrics_routes.Counted] = {"hot": hot, "response": service.responses}

@@ -43,8 +43,10 @@ def mae_annotation(text: str = "Palimpsest text", uuid: str = "2f1c9a") -> dict[
 
 
 def served(annotation: dict[str, Any], user: str = "alice") -> dict[str, Any]:
-    """An annotation as Annotot serves it: the client's document, the server's creator."""
-    return {**annotation, "creator": user}
+    """An annotation as Annotot serves it: the client's document, the server's creator (its
+    name, and the full provenance beside it)."""
+    person = {"id": f"http://test/users/{user}", "type": "Person", "name": user, "nickname": user}
+    return {**annotation, "creator": user, "provenance": {"creator": person}}
 
 
 def annotot_create_body(annotation: dict[str, Any]) -> bytes:

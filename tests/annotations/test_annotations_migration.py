@@ -17,15 +17,22 @@ SVG_ONLY = (
 
 
 def _old_schema(settings: Settings) -> None:
-    """Turn the store into what the previous version wrote: the same table without region."""
+    """Turn the store into what an older version wrote: the same table without region, without
+    the provenance columns (kind, generator) and without a schema version."""
     if settings.database_url:
         import psycopg
 
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute("ALTER TABLE iiifsrv_annotations DROP COLUMN region")
+            conn.execute("DROP INDEX iiifsrv_annotations_writer")
+            for column in ("region", "kind", "generator"):
+                conn.execute(f"ALTER TABLE iiifsrv_annotations DROP COLUMN {column}")
+            conn.execute("DROP TABLE iiifsrv_annotations_schema")
     else:
         with sqlite3.connect(settings.data_path / "annotations.sqlite3") as conn:
-            conn.execute("ALTER TABLE annotations DROP COLUMN region")
+            conn.execute("DROP INDEX annotations_writer")
+            for column in ("region", "kind", "generator"):
+                conn.execute(f"ALTER TABLE annotations DROP COLUMN {column}")
+            conn.execute("PRAGMA user_version = 0")
 
 
 def _unfilled(settings: Settings) -> int:
@@ -63,6 +70,8 @@ async def test_old_store_gets_regions_at_open(backend_settings: Settings) -> Non
             ("k2", ""),
         ]
         assert _unfilled(backend_settings) == 0
+        # Every earlier annotation was a person's: migrated as such, with no generator.
+        assert {(r.kind, r.generator) for r in found} == {("Person", None)}
         # New writes store their region too.
         rec = await reopened.create("k3", model.check(anno("pen", region="9,9,9,9")), "", "bob")
         assert rec.region == "9,9,9,9"

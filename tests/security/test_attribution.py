@@ -47,7 +47,8 @@ async def test_creator_is_the_writer_everywhere(client: httpx.AsyncClient) -> No
         (await client.get(container())).json()["first"]["items"],
         (await client.get(f"/annotations/search/2/{manifest}?q=spoofed")).json()["items"],
     ):
-        assert [a["creator"] for a in items] == [{"type": "Person", "nickname": "bob"}] * 2
+        bob = {"id": "http://test/users/bob", "type": "Person", "name": "bob", "nickname": "bob"}
+        assert [a["creator"] for a in items] == [bob] * 2
     for r in (
         await client.get("/annotot/pages", params={"uri": CANVAS}),
         await client.get(container() + "page"),

@@ -14,6 +14,7 @@
  */
 export function normalise(annotation, canvasId) {
   const out = { type: 'Annotation', motivation: 'commenting', ...annotation };
+  if (Array.isArray(out.body)) out.body = out.body.filter((b) => !(b && b.iiifsrvMachine));
   const target = out.target;
   if (target && typeof target === 'object' && !Array.isArray(target)) {
     const fixed = { source: canvasId, ...target };
@@ -31,6 +32,25 @@ export function normalise(annotation, canvasId) {
     out.target = fixed;
   }
   return out;
+}
+
+/**
+ * A software agent's annotation (provenance.creator.type "Software", e.g. an OCR line) as
+ * Mirador lists it: with a chip "machine: <agent> (<engine>)", so that it reads apart from the
+ * scholars' annotations. Display only: the chip is never written back.
+ */
+export function marked(annotation) {
+  const provenance = annotation && annotation.provenance;
+  if (!provenance || !provenance.creator || provenance.creator.type !== 'Software') return annotation;
+  const engine = provenance.generator && provenance.generator.name;
+  const chip = {
+    type: 'TextualBody',
+    purpose: 'tagging',
+    value: `machine: ${provenance.creator.name}${engine ? ` (${engine})` : ''}`,
+    iiifsrvMachine: true,
+  };
+  const bodies = Array.isArray(annotation.body) ? annotation.body : [annotation.body].filter(Boolean);
+  return { ...annotation, body: [...bodies, chip] };
 }
 
 export default class IiifsrvAdapter {
@@ -99,6 +119,7 @@ export default class IiifsrvAdapter {
   }
 
   async all() {
-    return (await this.request(this.annotationPageId)).json();
+    const page = await (await this.request(this.annotationPageId)).json();
+    return { ...page, items: (page.items || []).map(marked) };
   }
 }

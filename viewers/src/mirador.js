@@ -43,7 +43,12 @@ const editorConfig = (session) => ({
 const config = (session) => ({
   id: 'mirador',
   ...(editor ? editorConfig(session) : {}),
-  annotations: { htmlSanitizationRuleSet: 'iiif' },
+  annotations: {
+    htmlSanitizationRuleSet: 'iiif',
+    // Mirador 4.0.0 hides `supplementing` by default: machine-read lines (iiifsrv enrich ocr)
+    // are supplementing, so they are listed beside the scholars' comments and tags.
+    filteredMotivations: ['oa:commenting', 'oa:tagging', 'sc:painting', 'commenting', 'tagging', 'supplementing'],
+  },
   window: {
     defaultSideBarPanel: 'annotations',
     panels: { info: true, attribution: true, canvas: true, annotations: true, search: true, layers: true },
