@@ -277,6 +277,77 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    """A new password: generated (and printed), from stdin when it is not a terminal, else
+    asked twice without echo."""
+    if getattr(args, "generate", False):
+        import secrets
+
+        password = secrets.token_urlsafe(15)
+        print(f"password for {args.name}: {password}")
+        return password
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Local accounts for viewing protected images (README "Access control")."""
+    settings = _settings(args)
+    from iiifsrv.access.accounts import Accounts
+
+    accounts = Accounts(settings.data_path)
+    roles = [r for item in (getattr(args, "role", None) or []) for r in item.split(",")]
+    try:
+        if args.action == "list":
+            for account in accounts.all():
+                print(f"{account.name}\t{','.join(account.roles)}")
+        elif args.action == "add":
+            accounts.add(args.name, _read_password(args), roles)
+            print(f"added {args.name} (roles: {', '.join(sorted(set(roles))) or 'none'})")
+        elif args.action == "passwd":
+            if accounts.get(args.name) is None:
+                raise ValueError(f"no user {args.name!r}")
+            accounts.passwd(args.name, _read_password(args))
+            print(f"password of {args.name} changed: its sessions have ended")
+        elif args.action == "roles":
+            accounts.set_roles(args.name, roles)
+            print(f"roles of {args.name}: {', '.join(sorted(set(roles))) or 'none'}")
+        else:
+            accounts.remove(args.name)
+            print(f"removed {args.name}")
+    except ValueError as exc:
+        print(f"iiifsrv users: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _users_parser(sub: Any) -> None:
+    users = sub.add_parser("users", help="local accounts: add, passwd, roles, remove, list")
+    actions = users.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("add", "add an account (password asked, read from stdin, or --generate)"),
+        ("passwd", "set a new password (ends the account's sessions)"),
+        ("roles", "replace the account's roles"),
+        ("remove", "remove an account"),
+        ("list", "list accounts and their roles"),
+    ):
+        p = actions.add_parser(action, help=text)
+        _add_server_options(p)
+        if action != "list":
+            p.add_argument("name")
+        if action in ("add", "roles"):
+            p.add_argument("--role", action="append", help="a role (repeat, or comma-separated)")
+        if action in ("add", "passwd"):
+            p.add_argument("--generate", action="store_true", help="generate and print one")
+        p.set_defaults(func=cmd_users)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Copy <data>'s SQLite and file state into PostgreSQL (database_url); 1 on any mismatch."""
     from iiifsrv.errors import IIIFError
@@ -327,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", dest="database_url", help="default: database_url")
     migrate.set_defaults(func=cmd_migrate)
     ingest_cli.register(sub)  # ingest, objects
+    _users_parser(sub)
 
     enrich = sub.add_parser("enrich", help="machine enrichment: annotations made by agents")
     agents = enrich.add_subparsers(dest="agent", required=True)

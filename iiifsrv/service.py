@@ -80,6 +80,7 @@ class Planned:
     source: Source
     plan: Plan
     etag: str
+    access: str = ""  # the access decision class ("" = public): part of every cache key
 
     @property
     def last_modified(self) -> float:
@@ -404,14 +405,29 @@ class ImageService:
 
     # -- images ----------------------------------------------------------------------------
 
-    async def plan(self, identifier: str, request: ImageRequest) -> Planned:
+    async def plan(
+        self,
+        identifier: str,
+        request: ImageRequest,
+        *,
+        limits: Limits | None = None,
+        access: str = "",
+    ) -> Planned:
+        """The plan of a request; ``limits`` narrower than the server's for a degraded tier,
+        ``access`` the access decision class (web/auth.py), kept in the ETag and cache key so no
+        cache can answer one class with another's response."""
         source = await self.source(identifier)
-        p = plan(request, source.info, self.limits, passthrough=self.settings.passthrough)
-        return Planned(source, p, strong_etag(source.identity, p.key))
+        p = plan(request, source.info, limits or self.limits, passthrough=self.settings.passthrough)
+        etag = (
+            strong_etag(source.identity, p.key, access)
+            if access
+            else strong_etag(source.identity, p.key)
+        )
+        return Planned(source, p, etag, access)
 
     async def render(self, planned: Planned) -> ImageResult:
         source, p = planned.source, planned.plan
-        key = (source.identity, p.key)
+        key = (source.identity, p.key + ("|" + planned.access if planned.access else ""))
         t0 = time.perf_counter()
         cached = self.responses.get(key)
         if cached is not None:
@@ -455,8 +471,8 @@ class ImageService:
             if self.shared is None:
                 body = await make()
             else:  # one render across replicas; a shared-cache outage means rendering here
-                shared_key = self.shared.key(
-                    "img", self.shared_version(source.path, source.identity), p.key
+                shared_key = self.shared.key(  # the access class too, as in ``key``
+                    "img", self.shared_version(source.path, source.identity), key[1]
                 )
                 body, how = await self.shared.get_or_make(shared_key, make)
                 if how != "made":

@@ -254,6 +254,25 @@ REGISTRY: tuple[Spec, ...] = (
         "counted per worker process.",
     ),
     Spec(
+        "access_rules",
+        str,
+        "",
+        "Access rules file (TOML [[rule]] tables: restricted, degraded, clickthrough, location; "
+        'README "Access control"); empty = every image public.',
+    ),
+    Spec(
+        "access_reload",
+        int,
+        10,
+        "Seconds between checks of the access rules file for changes (0 = every request).",
+    ),
+    Spec(
+        "access_token_max_age",
+        int,
+        600,
+        "Seconds an IIIF Auth access token (for info.json and probes) lasts.",
+    ),
+    Spec(
         "access_log",
         str,
         "",
@@ -349,6 +368,9 @@ class Settings:
     session_secret: str = ""
     session_max_age: int = 8 * 3600
     auth_failures: int = 10
+    access_rules: str = ""
+    access_reload: int = 10
+    access_token_max_age: int = 600
     access_log: str = ""
     metrics: bool = True
     shutdown_drain: int = 0
@@ -494,6 +516,8 @@ def load(
             f"setting 'session_secret' from {sources['session_secret']}: use at least 32 random "
             "characters, or leave it empty"
         )
+    if values.get("access_token_max_age", 1) == 0:
+        raise SettingsError("setting 'access_token_max_age' must be at least 1 second")
     if values.get("session_max_age", 1) == 0:
         raise SettingsError("setting 'session_max_age' must be at least 1 second")
     return Settings(**values, sources=sources)

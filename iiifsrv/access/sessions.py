@@ -41,26 +41,46 @@ def fingerprint(key: bytes, token: str) -> str:
 
 @dataclass(frozen=True)
 class Session:
+    """``fingerprint``: a write token's fingerprint, ``acct:<name>:<stamp>`` for a local account
+    (the stamp changes with its password), or "" for nobody; ``terms``: clickthrough accepted."""
+
     fingerprint: str
     expires: int
     sid: str
+    terms: bool = False
 
 
-def issue(key: bytes, token_fingerprint: str, now: float, max_age: int) -> tuple[Session, str]:
-    """A new session and its signed cookie value."""
-    session = Session(token_fingerprint, int(now) + max_age, secrets.token_urlsafe(16))
-    payload = json.dumps(
-        {"v": VERSION, "fp": session.fingerprint, "exp": session.expires, "sid": session.sid},
-        separators=(",", ":"),
-    ).encode()
-    return session, f"{_b64(payload)}.{_b64(_mac(key, 'session', payload))}"
+SESSION, ACCESS = "session", "access"
+
+
+def issue(
+    key: bytes,
+    token_fingerprint: str,
+    now: float,
+    max_age: int,
+    *,
+    terms: bool = False,
+    sid: str = "",
+    purpose: str = SESSION,
+) -> tuple[Session, str]:
+    """A new session (or, with ``purpose=ACCESS``, an IIIF access token for the session
+    ``sid``) and its signed value. The two purposes are signed apart: neither passes for the
+    other."""
+    session = Session(
+        token_fingerprint, int(now) + max_age, sid or secrets.token_urlsafe(16), terms
+    )
+    doc = {"v": VERSION, "fp": session.fingerprint, "exp": session.expires, "sid": session.sid}
+    if terms:
+        doc["t"] = 1
+    payload = json.dumps(doc, separators=(",", ":")).encode()
+    return session, f"{_b64(payload)}.{_b64(_mac(key, purpose, payload))}"
 
 
 class Invalid(ValueError):
     """A cookie value that was not signed with this key (forged or from another server)."""
 
 
-def verify(key: bytes, value: str) -> Session:
+def verify(key: bytes, value: str, purpose: str = SESSION) -> Session:
     """The session of a signed value (expired or not); Invalid when the signature is wrong."""
     head, sep, mac = value.partition(".")
     try:
@@ -68,11 +88,11 @@ def verify(key: bytes, value: str) -> Session:
         given = _unb64(mac)
     except ValueError:
         raise Invalid("malformed session value") from None
-    if not sep or not hmac.compare_digest(given, _mac(key, "session", payload)):
+    if not sep or not hmac.compare_digest(given, _mac(key, purpose, payload)):
         raise Invalid("bad session signature")
     try:
         doc = json.loads(payload)
-        return Session(str(doc["fp"]), int(doc["exp"]), str(doc["sid"]))
+        return Session(str(doc["fp"]), int(doc["exp"]), str(doc["sid"]), bool(doc.get("t")))
     except (ValueError, KeyError, TypeError):
         raise Invalid("malformed session payload") from None
 
@@ -85,4 +105,17 @@ def csrf_value(key: bytes, session: Session) -> str:
 def csrf_ok(key: bytes, session: Session, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(
         (presented or "").encode(), csrf_value(key, session).encode()
+    )
+
+
+def form_mac(key: bytes, nonce: str) -> str:
+    """The value a login or agreement form carries for the per-form secret ``nonce``."""
+    return _b64(_mac(key, "form", nonce.encode())[:18])
+
+
+def form_ok(key: bytes, nonce: str | None, presented: str) -> bool:
+    return (
+        bool(nonce)
+        and bool(presented)
+        and hmac.compare_digest(form_mac(key, nonce or "").encode(), presented.encode())
     )

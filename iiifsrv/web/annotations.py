@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iiifsrv.annotations import search
 from iiifsrv.annotations.identity import present
@@ -54,6 +54,7 @@ from iiifsrv.web.annotation_http import (
     send_empty,
     send_json,
 )
+from iiifsrv.web.auth import Access, AnnotationGuard, ObjectsOf
 from iiifsrv.web.credentials import Credentials
 
 LDP_CONTAINER_LINK = (
@@ -476,6 +477,8 @@ def routes(
     manifest_canvases: ManifestCanvases | None = None,
     page_size: int | None = None,
     credentials: Credentials | None = None,
+    access: Access | None = None,
+    objects_of: ObjectsOf | None = None,
     on_write: WriteHook | None = None,
 ) -> list[BaseRoute]:
     """Mounts for /annotations (W3C protocol, pages, search), /annotot and /sas.
@@ -494,11 +497,17 @@ def routes(
         list_cap=settings.annotation_list_cap,
         manifest_canvases=manifest_canvases,
     )
-    annotot = AnnototAPI(ctx)
+    annotot: ASGIApp = AnnototAPI(ctx)
+    protocol: ASGIApp = ProtocolAPI(ctx)
+    sas: ASGIApp = SasAPI(ctx)
+    if access is not None and objects_of is not None:  # restricted canvases: see web/auth.py
+        annotot = AnnotationGuard(annotot, access, objects_of)
+        protocol = AnnotationGuard(protocol, access, objects_of)
+        sas = AnnotationGuard(sas, access, objects_of)
     return [
-        Mount(PREFIX, app=ProtocolAPI(ctx)),
+        Mount(PREFIX, app=protocol),
         # The Annotot adapter POSTs to the bare endpoint URL (no trailing slash).
         Route(ANNOTOT_PREFIX, annotot),
         Mount(ANNOTOT_PREFIX, app=annotot),
-        Mount(SAS_PREFIX, app=SasAPI(ctx)),
+        Mount(SAS_PREFIX, app=sas),
     ]

@@ -41,6 +41,7 @@ from iiifsrv.web import objects, semantic, spectra
 from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.access_log import access_log, json_line
 from iiifsrv.web.annotations import routes as annotation_routes
+from iiifsrv.web.auth import Access, AnnotationGuard
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.edge import credentialed
 from iiifsrv.web.enrichment import routes as enrichment_routes
@@ -152,10 +153,14 @@ def create_app(settings: Settings) -> Front:
             return Response(status_code=204, headers=PREFLIGHT_HEADERS)
         return PlainTextResponse("not found\n", status_code=404, headers=CORS_HEADERS)
 
+    # -- one authenticator for every write (Bearer, path token, session cookie), the viewer
+    #    sign-in at /session, and access control (rules, IIIF Auth 2.0 and 1.0) over it --
+    credentials = Credentials(settings)
+    access = Access(settings, credentials)
     hot: ByteLRU[Hot] = ByteLRU(settings.cache_bytes, settings.cache_max_item)
     image_apis = {
-        "/iiif/3": ImageAPI(service, 3, "/iiif/3", hot),
-        "/iiif/2": ImageAPI(service, 2, "/iiif/2", hot),
+        "/iiif/3": ImageAPI(service, 3, "/iiif/3", hot, access),
+        "/iiif/2": ImageAPI(service, 2, "/iiif/2", hot, access),
     }
     routes = [
         Route("/health", health, methods=["GET", "HEAD"]),
@@ -163,8 +168,8 @@ def create_app(settings: Settings) -> Front:
         Mount("/iiif/3", app=image_apis["/iiif/3"]),
         Mount("/iiif/2", app=image_apis["/iiif/2"]),
         # -- ingest: catalogue JSON and the spectral service --
-        *objects.routes(service),
-        *spectra.routes(service),
+        *objects.routes(service, access),
+        *spectra.routes(service, access),
     ]
     # -- Presentation API 3, change discovery and A/V media; manifests reference each
     #    canvas's annotation page and declare the content search services --
@@ -191,19 +196,27 @@ def create_app(settings: Settings) -> Front:
     async def manifest_canvases(key: str) -> list[str] | None:
         return await anyio.to_thread.run_sync(presentation.manifest_canvases, key)
 
+    def manifest_objects(manifest_id: str) -> tuple[str, ...]:
+        """The catalogue objects a manifest shows (blocking): what access control decides on."""
+        presentation.sync()
+        record = presentation.store.get(manifest_id)
+        return record.objects if record is not None else ()
+
     # -- annotations: /annotations (W3C), /annotot and /sas (Mirador editor), search; targets
     #    must be canvases of this server's manifests unless annotation_canvases = "any" --
     annotation_store = open_store(settings)
-    # -- one authenticator for every write (Bearer, path token, session cookie) and the
-    #    viewer sign-in at /session --
-    credentials = Credentials(settings)
     routes += credentials.routes()
+    routes += access.routes()
     # -- semantic search: embeddings computed in the background after each write; its path
     #    lies under /annotations, so it comes first --
     semantic_search = semantic.build(settings, annotation_store)
-    routes += semantic.routes(
+    semantic_routes = semantic.routes(
         settings, semantic_search, localise=localise, manifest_canvases=manifest_canvases
     )
+    for route in semantic_routes:  # a manifest's search refused when it is restricted
+        if isinstance(route, Route):
+            route.app = AnnotationGuard(route.app, access, manifest_objects)
+    routes += semantic_routes
     routes += annotation_routes(
         settings,
         store=annotation_store,
@@ -212,11 +225,13 @@ def create_app(settings: Settings) -> Front:
         localise=localise,
         manifest_canvases=manifest_canvases,
         credentials=credentials,
+        access=access,
+        objects_of=manifest_objects,
     )
-    routes += presentation_routes.routes(presentation, credentials)
+    routes += presentation_routes.routes(presentation, credentials, access)
     # -- machine enrichment: the JSON-LD context, agents' URIs, OCR files (ALTO, hOCR) --
     routes += enrichment_routes(settings)
-    routes += media_routes.routes(settings)
+    routes += media_routes.routes(settings, access)
     # -- Prometheus metrics of every worker (multiprocess mode under several workers) --
     tiers: dict[str, metrics_routes.Counted] = {"hot": hot, "response": service.responses}
     shared = service.shared
@@ -234,7 +249,7 @@ def create_app(settings: Settings) -> Front:
     if settings.metrics:
         routes += metrics_routes.routes(sampler)
     # -- viewers: the landing page (/), Mirador and Universal Viewer pages, static assets --
-    routes += viewer_routes(presentation, service)
+    routes += viewer_routes(presentation, service, access)
     # -- everything else: CORS preflight or 404 (keep last) --
     routes.append(
         Route(

@@ -14,6 +14,8 @@ from urllib.parse import unquote
 
 from starlette.types import Receive, Scope, Send
 
+from iiifsrv.access import services as auth_services
+from iiifsrv.access.rules import DEGRADE, DENY, PUBLIC, Decision, Rule
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.conditional import (
     CORS_HEADERS,
@@ -24,9 +26,19 @@ from iiifsrv.conditional import (
 )
 from iiifsrv.errors import BadRequest, IIIFError, MethodNotAllowed, NotFound
 from iiifsrv.iiif import info as infojson
+from iiifsrv.iiif.model import Limits
 from iiifsrv.iiif.parse import parse_image_request
 from iiifsrv.service import ImageService, Located
 from iiifsrv.sources.describe import Source
+from iiifsrv.web.auth import (
+    DECISION_KEY,
+    Access,
+    denied,
+    image_resource,
+    protect,
+    split_tier,
+    tier_limits,
+)
 from iiifsrv.web.respond import BASE_KEY, error_response, header, request_base, send_response
 from iiifsrv.web.spectra import spectra_service
 
@@ -65,21 +77,29 @@ def _request_headers(scope: Scope) -> dict[bytes, bytes]:
     return {k: v for k, v in scope.get("headers", ()) if k in wanted}
 
 
-HotKey = tuple[bytes | None, str, bytes | None]
+HotKey = tuple[bytes | None, str, bytes | None, str]
 
 
 def _hot_key(scope: Scope, base: str, req: dict[bytes, bytes]) -> HotKey:
-    """A cached body holds ids built from ``base``: the key is exactly that string."""
-    return (scope.get("raw_path"), base, req.get(b"accept"))
+    """A cached body holds ids built from ``base``: the key is exactly that string; and the
+    access decision class, decided before any replay (web/auth.py)."""
+    decision: Decision = scope.get(DECISION_KEY, PUBLIC)
+    return (scope.get("raw_path"), base, req.get(b"accept"), decision.key)
 
 
 class ImageAPI:
     """ASGI app serving one Image API version under ``prefix`` (e.g. "/iiif/3")."""
 
     def __init__(
-        self, service: ImageService, version: int, prefix: str, hot: ByteLRU[Hot] | None = None
+        self,
+        service: ImageService,
+        version: int,
+        prefix: str,
+        hot: ByteLRU[Hot] | None = None,
+        access: Access | None = None,
     ) -> None:
         self.service = service
+        self.access = access
         self.version = version
         self.prefix = prefix
         self.settings = service.settings
@@ -100,6 +120,9 @@ class ImageAPI:
             except IIIFError as exc:
                 await error_response(send, exc, head=method == "HEAD")
                 return
+        if (method == "GET" or method == "HEAD") and self.access is not None:
+            # Access is decided before anything else, the per-URL replay included.
+            scope[DECISION_KEY] = self._decide(scope)
         if method == "GET" or method == "HEAD":
             req = _request_headers(scope)
             hot = self.hot.get(_hot_key(scope, base, req))
@@ -135,6 +158,27 @@ class ImageAPI:
             log.exception("unexpected error for %s", scope.get("path"))
             await error_response(send, IIIFError("internal error"), head=method == "HEAD")
 
+    def _decide(self, scope: Scope) -> Decision:
+        """The decision for the identifier in the path: info.json by access token (Bearer) or
+        cookie, images by cookie and address only. Unparseable paths: public (they fail later)."""
+        assert self.access is not None
+        if not self.access.active:
+            return PUBLIC
+        raw = scope.get("raw_path") or scope["path"].encode()
+        rest = raw.decode("latin-1")[len(self.prefix) :].lstrip("/")
+        segments = rest.split("/") if rest else []
+        try:
+            if segments and segments[-1] == "info.json":
+                identifier, bearer = _decode("/".join(segments[:-1]), "identifier"), True
+            elif len(segments) >= 5:
+                identifier, bearer = _decode("/".join(segments[:-4]), "identifier"), False
+            else:
+                identifier, bearer = _decode("/".join(segments), "identifier").rstrip("/"), False
+        except IIIFError:
+            return PUBLIC
+        identifier, _ = split_tier(identifier)
+        return self.access.decision(scope, image_resource(identifier), bearer=bearer)
+
     async def _dispatch(self, scope: Scope, send: Send, base: str, head: bool) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()
         path = raw.decode("latin-1")
@@ -155,7 +199,10 @@ class ImageAPI:
             identifier = _decode("/".join(segments), "identifier")
             if segments[-1] == "":
                 identifier = identifier.rstrip("/")
-            await self.service.source(identifier)  # 404 for unknown identifiers
+            decision: Decision = scope.get(DECISION_KEY, PUBLIC)
+            if decision.kind == DENY:
+                raise denied(decision)
+            await self.service.source(split_tier(identifier)[0])  # 404 for unknown identifiers
             location = f"{self._image_id(base, '/'.join(s for s in segments if s))}/info.json"
             await send_response(send, 303, {"Location": location, **CORS_HEADERS}, b"")
 
@@ -163,11 +210,28 @@ class ImageAPI:
         return f"{base}{self.prefix}/{encoded_identifier}"
 
     async def _info(self, scope: Scope, send: Send, base: str, identifier: str, head: bool) -> None:
+        decision: Decision = scope.get(DECISION_KEY, PUBLIC)
+        identifier, tier = split_tier(identifier)
+        rule = decision.rule
+        if tier and (rule is None or rule.mode != "degraded"):
+            raise NotFound(f"image {identifier!r} has no degraded version")
         source = await self.service.source(identifier)
         raw = scope.get("raw_path") or scope["path"].encode()
         encoded = raw.decode("latin-1")[len(self.prefix) :].strip("/")
         encoded = encoded[: -len("/info.json")]
         image_id = self._image_id(base, encoded)
+        if decision.kind == DEGRADE and not tier:
+            # Auth 1.0 tiers: the degraded version is another image service (viewers upgrade
+            # to the full one once a token makes this info.json answer 200).
+            tier_id = self._image_id(base, auth_services.tier_identifier(encoded))
+            headers = {"Location": f"{tier_id}/info.json", **CORS_HEADERS}
+            protect(decision, headers, bearer=True)
+            headers["Cache-Control"] = "no-store"
+            await send_response(send, 302, headers, b"")
+            return
+        limits = self.service.limits
+        if tier and rule is not None:
+            limits = tier_limits(limits, rule.max_size)
         accept = header(scope, b"accept") or ""
         if "application/ld+json" in accept or (self.version >= 3 and not _wants_json(accept)):
             ctype = f'application/ld+json;profile="{CONTEXT[self.version]}"'
@@ -175,6 +239,8 @@ class ImageAPI:
             ctype = "application/json"
         spectral = await self.service.spectral_object(identifier)
         etag = strong_etag(source.identity, self.version, image_id, ctype, spectral)
+        if decision.protected:
+            etag = strong_etag(etag, decision.key)
         headers = {
             "Content-Type": ctype,
             "ETag": etag,
@@ -184,30 +250,54 @@ class ImageAPI:
             "Link": f'<{PROFILE[self.version]}>;rel="profile"',
             **CORS_HEADERS,
         }
-        if not_modified(
+        protect(decision, headers, bearer=True)
+        denial = decision.kind == DENY
+        if not denial and not_modified(
             etag, source.mtime, header(scope, b"if-none-match"), header(scope, b"if-modified-since")
         ):
             await send_response(send, 304, headers, b"", omit_length=True)
             return
         shared, shared_key = self.service.shared, ""
         body: bytes | None = None
-        if shared is not None:  # keyed by all the body depends on: source, ids (base), type
+        if shared is not None and not denial:
+            # keyed by all the body depends on: source, ids (base), type, the access class
             version = self.service.shared_version(source.path, source.identity)
-            shared_key = shared.key("info", version, str(self.version), image_id, ctype, spectral)
+            shared_key = shared.key(
+                "info", version, str(self.version), image_id, ctype, spectral, decision.key
+            )
             body = await shared.get(shared_key)
         if body is None:
-            body = self._info_body(base, image_id, source, spectral)
-            if shared is not None:
+            body = self._info_body(base, image_id, identifier, source, spectral, limits, rule)
+            if shared is not None and not denial:
                 await shared.put(shared_key, body)
+        if denial:
+            # Auth 1.0: 401 with the complete info.json, so viewers can offer the login.
+            headers["Cache-Control"] = "no-store"
+            headers.pop("ETag")
+            await send_response(send, 401, headers, b"" if head else body, length=len(body))
+            return
         self._remember(scope, base, identifier, source, etag, headers, body)
         await send_response(send, 200, headers, b"" if head else body, length=len(body))
 
-    def _info_body(self, base: str, image_id: str, source: Source, spectral: str) -> bytes:
+    def _info_body(
+        self,
+        base: str,
+        image_id: str,
+        identifier: str,
+        source: Source,
+        spectral: str,
+        limits: Limits,
+        rule: Rule | None,
+    ) -> bytes:
         build = infojson.info_v3 if self.version >= 3 else infojson.info_v2
-        services = None
+        services: list[dict[str, Any]] = []
         if spectral:  # bands and composites of a multispectral object link the spectral service
-            services = [spectra_service(base, spectral, self.version)]
-        doc: dict[str, Any] = build(image_id, source.info, self.service.limits, services=services)
+            services.append(spectra_service(base, spectral, self.version))
+        if rule is not None:  # the same services whether this client may see it or not
+            services += auth_services.info_services(base, identifier, rule, self.version)
+        doc: dict[str, Any] = build(image_id, source.info, limits, services=services or None)
+        if rule is not None:
+            doc["@context"] = [auth_services.AUTH2_CONTEXT, doc["@context"]]
         return json.dumps(doc, separators=(",", ":")).encode()
 
     def _remember(
@@ -254,7 +344,23 @@ class ImageAPI:
         head: bool,
     ) -> None:
         request = parse_image_request(self.version, *params)
-        planned = await self.service.plan(identifier, request)
+        decision: Decision = scope.get(DECISION_KEY, PUBLIC)
+        if decision.kind == DENY:
+            raise denied(decision)
+        identifier, tier = split_tier(identifier)
+        rule = decision.rule
+        limits = None
+        if tier:
+            if rule is None or rule.mode != "degraded":
+                raise NotFound(f"image {identifier!r} has no degraded version")
+            limits = tier_limits(self.service.limits, rule.max_size)
+        access = decision.key if decision.protected else ""
+        planned = await self.service.plan(identifier, request, limits=limits, access=access)
+        if decision.kind == DEGRADE and not tier:
+            # Thumbnails and small views of the full service stay open; larger is refused.
+            p = planned.plan
+            if max(p.width, p.height) > decision.max_size:
+                raise denied(decision, f"an image larger than {decision.max_size} pixels")
         raw = scope.get("raw_path") or scope["path"].encode()
         encoded = "/".join(raw.decode("latin-1")[len(self.prefix) :].strip("/").split("/")[:-4])
         canonical = f"{self._image_id(base, encoded)}/{planned.plan.canonical}"
@@ -265,6 +371,7 @@ class ImageAPI:
             "Link": f'<{canonical}>;rel="canonical",<{PROFILE[self.version]}>;rel="profile"',
             **CORS_HEADERS,
         }
+        protect(decision, headers)
         if not_modified(
             planned.etag,
             planned.last_modified,

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from iiifsrv.access.rules import Resource
 from iiifsrv.conditional import (
     CORS_HEADERS,
     PREFLIGHT_HEADERS,
@@ -29,6 +30,7 @@ from iiifsrv.errors import NotFound, RangeNotSatisfiable
 from iiifsrv.media import Posters, is_media, media_type
 from iiifsrv.settings import Settings
 from iiifsrv.sources.resolve import check_identifier
+from iiifsrv.web.auth import Access, protect
 
 CHUNK = 256 * 1024
 POSTER = "/poster.jpg"
@@ -93,7 +95,7 @@ async def _chunks(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
             yield data
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
+def routes(settings: Settings, access: Access | None = None) -> list[BaseRoute]:
     root = settings.images_path
     posters = Posters(settings.data_path / "posters")
 
@@ -104,6 +106,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         if path.endswith(POSTER):
             return await poster(request, path[: -len(POSTER)])
         file = await anyio.to_thread.run_sync(_resolve, root, path)
+        decision = access.require(request.scope, Resource(path)) if access else None
         st = file.stat()
         size = st.st_size
         etag = strong_etag(file, st.st_mtime_ns, size)
@@ -115,6 +118,10 @@ def routes(settings: Settings) -> list[BaseRoute]:
             "Cache-Control": settings.cache_control,
             **CORS_HEADERS,
         }
+        if decision is not None:
+            protect(decision, headers)
+            if decision.protected:
+                etag = headers["ETag"] = strong_etag(etag, decision.key)
         if not_modified(
             etag,
             st.st_mtime,
@@ -147,10 +154,13 @@ def routes(settings: Settings) -> list[BaseRoute]:
 
     async def poster(request: Request, path: str) -> Response:
         file = await anyio.to_thread.run_sync(_resolve, root, path)
+        decision = access.require(request.scope, Resource(path)) if access else None
         if not media_type(file.name).startswith("video/"):
             raise NotFound("only video files have a poster image")
         image = await anyio.to_thread.run_sync(posters.get, file)
         headers = {"Cache-Control": settings.cache_control, **CORS_HEADERS}
+        if decision is not None:
+            protect(decision, headers)
         return FileResponse(image, media_type="image/jpeg", headers=headers)
 
     return [Route("/media/{path:path}", media, methods=["GET", "HEAD", "OPTIONS"])]

@@ -18,11 +18,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from iiifsrv import similarity
+from iiifsrv.access.rules import DENY, Resource
 from iiifsrv.catalogue import CatalogueObject
 from iiifsrv.catalogue.hashes import ImageHash
 from iiifsrv.conditional import CORS_HEADERS
 from iiifsrv.errors import BadRequest, NotFound
 from iiifsrv.service import ImageService
+from iiifsrv.web.auth import Access, protect
 from iiifsrv.web.respond import base_url
 
 
@@ -43,7 +45,12 @@ def document(obj: CatalogueObject, base: str) -> dict[str, Any]:
     return doc
 
 
-def routes(service: ImageService) -> list[BaseRoute]:
+def resource_of(obj: CatalogueObject) -> Resource:
+    """A catalogue object as an access-control resource: its image and every band."""
+    return Resource(obj.image or obj.id, obj.id, tuple(b.image for b in obj.bands))
+
+
+def routes(service: ImageService, access: Access | None = None) -> list[BaseRoute]:
     def _all() -> list[CatalogueObject]:
         catalogue = service.catalogue()
         return catalogue.list() if catalogue is not None else []
@@ -51,6 +58,12 @@ def routes(service: ImageService) -> list[BaseRoute]:
     async def index(request: Request) -> Response:
         base = base_url(request.scope, service.settings.public_url)
         objects = await anyio.to_thread.run_sync(_all)
+        headers = dict(CORS_HEADERS)
+        if access is not None:  # restricted objects are listed only to those who may see them
+            decisions = access.visible(request.scope, [resource_of(o) for o in objects])
+            objects = [o for o, d in zip(objects, decisions, strict=True) if d.kind != DENY]
+            for d in decisions:
+                protect(d, headers)
         items = [
             {
                 "id": o.id,
@@ -64,15 +77,21 @@ def routes(service: ImageService) -> list[BaseRoute]:
             }
             for o in objects
         ]
-        return JSONResponse({"objects": items, "total": len(items)}, headers=CORS_HEADERS)
+        return JSONResponse({"objects": items, "total": len(items)}, headers=headers)
 
     async def show(request: Request) -> Response:
         object_id = request.path_params["object_id"]
         obj = await service.catalogue_object(object_id)
+        headers = dict(CORS_HEADERS)
+        if obj is not None and access is not None:
+            decision = access.visible(request.scope, [resource_of(obj)])[0]
+            if decision.kind == DENY:  # not told apart from a missing object
+                obj = None
+            protect(decision, headers)
         if obj is None:
             raise NotFound(f"no object {object_id!r} in the catalogue")
         base = base_url(request.scope, service.settings.public_url)
-        return JSONResponse(document(obj, base), headers=CORS_HEADERS)
+        return JSONResponse(document(obj, base), headers=headers)
 
     def _similar(
         object_id: str, threshold: int
@@ -92,9 +111,23 @@ def routes(service: ImageService) -> list[BaseRoute]:
         if not re.fullmatch(r"[0-9]{1,3}", raw) or int(raw) > 2 * similarity.BITS:
             raise BadRequest(f"threshold must be a number of bits from 0 to {2 * similarity.BITS}")
         obj = await service.catalogue_object(object_id)
+        headers = dict(CORS_HEADERS)
+        if obj is not None and access is not None:
+            decision = access.visible(request.scope, [resource_of(obj)])[0]
+            if decision.kind == DENY:  # not told apart from a missing object
+                obj = None
+            protect(decision, headers)
         if obj is None:
             raise NotFound(f"no object {object_id!r} in the catalogue")
         mine, matches, objects = await anyio.to_thread.run_sync(_similar, object_id, int(raw))
+        if access is not None:  # restricted objects are listed only to those who may see them
+            listed = list(objects.values())
+            for o, d in zip(
+                listed, access.visible(request.scope, [resource_of(o) for o in listed]), strict=True
+            ):
+                protect(d, headers)
+                if d.kind == DENY:
+                    del objects[o.id]
         if mine is None:
             raise NotFound(f"object {object_id!r} has no image to compare")
         base = base_url(request.scope, service.settings.public_url)
@@ -116,7 +149,7 @@ def routes(service: ImageService) -> list[BaseRoute]:
                 if m.object_id in objects
             ],
         }
-        return JSONResponse(body, headers=CORS_HEADERS)
+        return JSONResponse(body, headers=headers)
 
     return [
         Route("/objects", index, methods=["GET", "HEAD"]),

@@ -27,6 +27,7 @@ from iiifsrv.presentation.builder import CONTEXT, manifest_url
 from iiifsrv.presentation.collections import GROUPS
 from iiifsrv.presentation.service import Invalid, Presentation
 from iiifsrv.presentation.store import publish_json
+from iiifsrv.web.auth import Access, declare_probes
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.respond import base_url
 
@@ -91,7 +92,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def routes(presentation: Presentation, credentials: Credentials | None = None) -> list[BaseRoute]:
+def routes(
+    presentation: Presentation,
+    credentials: Credentials | None = None,
+    access: Access | None = None,
+) -> list[BaseRoute]:
     """The Presentation routes; ids use settings.public_url or the request's host."""
     settings = presentation.settings
     credentials = credentials or Credentials(settings)
@@ -128,8 +133,10 @@ def routes(presentation: Presentation, credentials: Credentials | None = None) -
 
     async def get_manifest(request: Request) -> Response:
         manifest_id = request.path_params["manifest_id"]
-        body = await run(presentation.manifest, manifest_id)
-        return render.respond(request, publish_json(body, base(request)), PRESENTATION_TYPE)
+        body = publish_json(await run(presentation.manifest, manifest_id), base(request))
+        if access is not None:  # protected images declare their Auth 2.0 probe here too
+            body = declare_probes(access, body, base(request))
+        return render.respond(request, body, PRESENTATION_TYPE)
 
     async def written(request: Request, manifest_id: str, created: bool) -> Response:
         body = publish_json(await run(presentation.manifest, manifest_id), base(request))

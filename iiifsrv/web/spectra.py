@@ -15,9 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from iiifsrv import spectra
+from iiifsrv.access.rules import Resource
 from iiifsrv.conditional import CORS_HEADERS
 from iiifsrv.errors import BadRequest, NotFound
 from iiifsrv.service import ImageService
+from iiifsrv.web.auth import Access, protect
 from iiifsrv.web.respond import base_url
 
 # The profile of the service entry in info.json: this server's spectral service, version 1,
@@ -50,12 +52,15 @@ def _int(request: Request, name: str, default: int | None = None) -> int:
         raise BadRequest(f"query parameter {name!r} must be an integer, not {text!r}") from None
 
 
-def routes(service: ImageService) -> list[BaseRoute]:
+def routes(service: ImageService, access: Access | None = None) -> list[BaseRoute]:
     async def spectrum(request: Request) -> Response:
         object_id = request.path_params["object_id"]
         obj = await service.catalogue_object(object_id)
         if obj is None:
             raise NotFound(f"no object {object_id!r} in the catalogue")
+        # Band values are full-resolution data: a degraded decision refuses them too.
+        resource = Resource(obj.image or obj.id, obj.id, tuple(b.image for b in obj.bands))
+        decision = access.require(request.scope, resource) if access else None
         if not obj.bands:
             raise NotFound(f"object {object_id!r} has no spectral bands")
         x, y = _int(request, "x"), _int(request, "y")
@@ -78,6 +83,8 @@ def routes(service: ImageService) -> list[BaseRoute]:
             for b, s, mean in zip(obj.bands, sources, means, strict=True)
         ]
         headers = {**CORS_HEADERS, "Cache-Control": service.settings.cache_control}
+        if decision is not None:
+            protect(decision, headers)
         if fmt == "json":
             base = base_url(request.scope, service.settings.public_url)
             doc = {

@@ -22,12 +22,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from iiifsrv.access.rules import DENY, Resource
 from iiifsrv.conditional import CORS_HEADERS, not_modified
 from iiifsrv.errors import BadRequest, NotFound, Unavailable
 from iiifsrv.presentation.builder import manifest_url
 from iiifsrv.presentation.service import Presentation
 from iiifsrv.presentation.store import publish
 from iiifsrv.service import ImageService
+from iiifsrv.web.auth import Access, protect
 from iiifsrv.web.page_security import HTML_HEADERS, html_response
 from iiifsrv.web.respond import base_url
 
@@ -96,6 +98,7 @@ class Entry:
     kind: str
     thumbnail: str
     bands: int
+    objects: tuple[str, ...] = ()
 
 
 class Assets:
@@ -144,7 +147,9 @@ def landing_entries(presentation: Presentation) -> list[Entry]:
         objects = [catalogue[o] for o in record.objects if o in catalogue]
         kind = objects[0].kind if len(objects) == 1 else ("manifest" if not objects else "set")
         bands = sum(len(o.bands) for o in objects)
-        out.append(Entry(record.id, record.label, kind, _first_thumbnail(doc), bands))
+        out.append(
+            Entry(record.id, record.label, kind, _first_thumbnail(doc), bands, record.objects)
+        )
     return out
 
 
@@ -352,7 +357,9 @@ def render_compare(base: str, manifests: list[str], script: str, styles: list[st
 PANELS = {"", "info", "attribution", "canvas", "annotations", "search", "layers"}
 
 
-def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]:
+def routes(
+    presentation: Presentation, service: ImageService, access: Access | None = None
+) -> list[BaseRoute]:
     """``/``, ``/viewer/mirador``, ``/viewer/uv``, ``/viewer/compare`` and ``/static/{path}``."""
     settings = presentation.settings
     assets = Assets()
@@ -363,7 +370,20 @@ def routes(presentation: Presentation, service: ImageService) -> list[BaseRoute]
     async def landing(request: Request) -> Response:
         entries = await anyio.to_thread.run_sync(landing_entries, presentation)
         images = await anyio.to_thread.run_sync(lambda: service.list_images(limit=500))
-        return html_response(render_landing(base(request), entries, images), CORS_HEADERS)
+        headers = dict(CORS_HEADERS)
+        if access is not None and access.active:
+            # Restricted objects and images are listed only to those who may see them.
+            scope = request.scope
+            ids = sorted({o for e in entries for o in e.objects})
+            shown = dict(
+                zip(ids, access.visible(scope, [Resource(o, o) for o in ids]), strict=True)
+            )
+            entries = [e for e in entries if all(shown[o].kind != DENY for o in e.objects)]
+            decisions = access.visible(scope, [Resource(i) for i in images])
+            images = [i for i, d in zip(images, decisions, strict=True) if d.kind != DENY]
+            for d in [*shown.values(), *decisions]:
+                protect(d, headers)
+        return html_response(render_landing(base(request), entries, images), headers)
 
     async def mirador(request: Request) -> Response:
         manifest = check_manifest_param(request.query_params.get("manifest"))
