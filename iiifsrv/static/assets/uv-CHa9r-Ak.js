@@ -1,1 +1,0 @@
-const s=document.getElementById("uv"),{manifest:a}=s.dataset,o={modules:{shareDialogue:{options:{embedEnabled:!1,shareEnabled:!1,shareManifestsEnabled:!1}},footerPanel:{options:{embedEnabled:!1,shareEnabled:!1}},mobileFooterPanel:{options:{embedEnabled:!1,shareEnabled:!1}}}},e=a&&window.UV.init("uv",{manifest:a,embedded:!1});e&&e.on("configure",({cb:n})=>n(o));window.uv=e;
