@@ -20,7 +20,7 @@ import pytest
 import pyvips
 import tifffile
 
-from iiifsrv.catalogue import CatalogueObject
+from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.errors import NotFound
 from iiifsrv.ingest import publish
 from iiifsrv.settings import Settings, SettingsError, load
@@ -29,6 +29,7 @@ from iiifsrv.sources.remote import COALESCE_GAP, Blocks
 from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.web.app import create_app
+from iiifsrv.web.media import REMOTE_CHUNK
 from tests.conftest import (
     BLUE,
     GREEN,
@@ -40,6 +41,7 @@ from tests.conftest import (
     stop_server,
 )
 from tests.ingest_support import catalogue_ids, get, run_cli, smooth
+from tests.presentation_support import needs_ffmpeg, write_mp4, write_wav
 from tests.s3_support import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Swift, start_swift
 from tests.test_passthrough import stored_tile
 from tests.test_validator import run_validator
@@ -629,3 +631,52 @@ async def test_swift_down_is_a_503_and_service_resumes_by_itself(
         while (await c.get("/health")).status_code != 200:
             assert time.monotonic() < deadline, "/health did not recover"
             await asyncio.sleep(0.2)
+
+
+@needs_ffmpeg
+async def test_media_from_s3_ranges_poster_and_duration(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    """/media from an S3 root as from a folder: ranges (206, 416), 304, the poster, the
+    manifest's duration and size (ffprobe/ffmpeg read the object through a presigned URL)."""
+    wav = write_wav(tmp_path / "tone.wav", seconds=1.0).read_bytes()
+    mp4 = write_mp4(tmp_path / "film.mp4", seconds=2.0).read_bytes()
+    s3 = swift.client()
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/av/tone.wav", Body=wav)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/av/film.mp4", Body=mp4)
+    settings = s3_settings(swift, tmp_path)
+    Catalogue(settings.data_path / "catalogue.sqlite3").upsert(
+        CatalogueObject(id="s3film", label="A film", kind="video", media="av/film.mp4")
+    )
+    async with serve(settings) as c:
+        storage = storage_of(c)
+        middle = await c.get("/media/av/film.mp4", headers={"Range": "bytes=100-199"})
+        assert middle.status_code == 206, middle.text
+        assert middle.headers["content-range"] == f"bytes 100-199/{len(mp4)}"
+        assert middle.headers["content-type"] == "video/mp4"
+        assert middle.content == mp4[100:200]
+        whole = await c.get("/media/av/tone.wav")
+        assert whole.status_code == 200 and whole.content == wav
+        assert whole.headers["content-length"] == str(len(wav))
+        reads = [r for r in storage.counters.recent if r[0] == "av/tone.wav"]
+        assert reads and all(n <= REMOTE_CHUNK for _, _, n, _ in reads)  # ranged GETs only
+        tail = await c.get("/media/av/tone.wav", headers={"Range": "bytes=-4"})
+        assert tail.status_code == 206 and tail.content == wav[-4:]
+        past = await c.get("/media/av/tone.wav", headers={"Range": f"bytes={len(wav)}-"})
+        assert past.status_code == 416
+        again = await c.get("/media/av/tone.wav", headers={"If-None-Match": whole.headers["etag"]})
+        assert again.status_code == 304
+        assert (await c.get("/media/av/none.wav")).status_code == 404
+        assert (await c.get(f"/media/{TILED}.tif")).status_code == 404  # not an A/V file
+        assert (await c.get("/media/..%2Foutside.mp4")).status_code == 404
+        poster = await c.get("/media/av/film.mp4/poster.jpg")
+        assert poster.status_code == 200, poster.text
+        assert poster.content[:3] == b"\xff\xd8\xff"
+        assert pyvips.Image.new_from_buffer(poster.content, "").width == 64
+        manifest = await c.get("/iiif/manifests/s3film")
+        assert manifest.status_code == 200, manifest.text
+        canvas = manifest.json()["items"][0]
+        assert canvas["duration"] == pytest.approx(2.0, abs=0.1)
+        assert (canvas["width"], canvas["height"]) == (64, 48)
+        body = canvas["items"][0]["items"][0]["body"]
+        assert body["id"] == "http://testserver/media/av/film.mp4"

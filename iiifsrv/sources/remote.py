@@ -116,10 +116,7 @@ class RangedFile(io.RawIOBase):
 
 
 def _read(storage: Storage, key: str, offset: int, length: int, etag: str) -> bytes:
-    reader: Any = storage
-    if etag and hasattr(reader, "bucket"):  # S3: If-Match the version that was described
-        return bytes(reader.read(key, offset, length, etag=etag))
-    return storage.read(key, offset, length)
+    return storage.read(key, offset, length, etag=etag)
 
 
 @dataclass(frozen=True)
