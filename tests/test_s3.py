@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.web.app import create_app
 from iiifsrv.web.media import REMOTE_CHUNK
+from tests.cache.conftest import REDIS_URL
 from tests.conftest import (
     BLUE,
     GREEN,
@@ -593,44 +595,66 @@ def test_multispectral_object_in_s3_serves_bands_composites_and_spectra(
         assert a.content == b.content  # the same pixels, the same PNG
 
 
-async def test_swift_down_is_a_503_and_service_resumes_by_itself(
-    swift: Swift, s3_env: None, tmp_path: Path
+async def test_the_tiff_structure_is_shared_with_other_replicas_through_the_cache(
+    swift: Swift, s3_env: None, tmp_path: Path, image_root: Path
 ) -> None:
-    """Keep last: it stops and restarts the proxy of the session's Swift."""
-    timeout = 3
-    async with serve(s3_settings(swift, tmp_path, s3_timeout=timeout)) as c:
-        assert (await c.get(f"/iiif/3/{LARGE}/0,0,256,256/256,/0/default.jpg")).status_code == 200
-        assert (await c.get("/health")).status_code == 200
-        swift.stop_proxy()
-        try:
-            for path in (
-                f"/iiif/3/{LARGE}/256,0,256,256/256,/0/default.jpg",  # a stored tile
-                f"/iiif/3/{LARGE}/100,100,300,300/150,/0/default.png",  # a rendered region
-                f"/iiif/3/{TILED}/info.json",  # not looked up yet: the listing fails
-            ):
-                start = time.monotonic()
-                r = await c.get(path)
-                assert r.status_code == 503, r.headers
-                assert r.text.startswith("image storage") and "Traceback" not in r.text
-                assert time.monotonic() - start < timeout + 2  # bounded by s3_timeout
-            health = await c.get("/health")
-            while health.status_code == 200:  # probed at most every 2 s
-                await asyncio.sleep(0.2)
-                health = await c.get("/health")
-            assert health.status_code == 503
-            assert "unavailable" in health.json()["images"]
-        finally:
-            swift.start_proxy()
-        deadline = time.monotonic() + 30
-        path = f"/iiif/3/{LARGE}/256,0,256,256/256,/0/default.jpg"
-        while (r := await c.get(path)).status_code != 200:
-            assert r.status_code == 503, r.text
-            assert time.monotonic() < deadline, "service did not resume"
-            await asyncio.sleep(0.2)
-        assert r.content == stored_tile(swift.large, 0, 1, 0)  # type: ignore[attr-defined]
-        while (await c.get("/health")).status_code != 200:
-            assert time.monotonic() < deadline, "/health did not recover"
-            await asyncio.sleep(0.2)
+    """With cache_url, a TIFF's header blocks are kept in Redis by (key, ETag): a second
+    replica describes the same version without a GET, then one GET per stored tile."""
+    key = f"shared-{uuid.uuid4().hex}/page"
+    path = image_root / f"{TILED}.tif"
+    swift.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}.tif", Body=path.read_bytes())
+    settings = s3_settings(swift, tmp_path, cache_url=REDIS_URL)
+    info = f"/iiif/3/{key.replace('/', '%2F')}/info.json"
+    async with serve(settings) as first:
+        described = await first.get(info)
+        assert described.status_code == 200, described.text
+        assert storage_of(first).counters.gets >= 1  # the header blocks, read once
+        await first.app.state.service.close()  # type: ignore[attr-defined]
+    async with serve(settings) as second:
+        storage = storage_of(second)
+        again = await second.get(info)
+        assert again.status_code == 200 and again.json() == described.json()
+        tile = await second.get(
+            f"/iiif/3/{key.replace('/', '%2F')}/256,0,256,256/256,/0/default.jpg"
+        )
+        assert tile.status_code == 200
+        assert tile.content == stored_tile(path, 0, 1, 0)
+        assert storage.counters.gets == 1  # the tile; the structure came from the cache
+        await second.app.state.service.close()  # type: ignore[attr-defined]
+
+
+def test_dropped_bands_and_removed_objects_delete_only_their_keys(
+    swift: Swift, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A band dropped by a re-ingest and ``objects remove`` delete the bucket objects the
+    catalogue owned, never anything else under the prefix."""
+    folder = tmp_path / "src" / "leaf9"
+    folder.mkdir(parents=True)
+    for i, nm in enumerate((365, 550, 940)):
+        tifffile.imwrite(folder / f"leaf9_{nm}nm.tif", smooth(30, 40, 1, seed=i))
+    monkeypatch.setenv("IIIFSRV_S3_ENDPOINT", swift.endpoint)
+    s3 = swift.client()
+    others = {"rm/leaf9/notes.tif", "rm/leaf9-other.tif", "rm2/leaf9/IR940.tif"}
+    for key in others:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"not the catalogue's")
+    root, data = f"s3://{BUCKET}/rm", str(tmp_path / "data")
+
+    def keys() -> set[str]:
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="rm")
+        return {o["Key"] for o in listed.get("Contents", ())}
+
+    status, out = run_cli("ingest", str(folder), "--images", root, "--data", data)
+    assert status == 0, out
+    bands = {"rm/leaf9/UV365.tif", "rm/leaf9/G550.tif", "rm/leaf9/IR940.tif"}
+    assert keys() == bands | others
+    (folder / "leaf9_940nm.tif").unlink()
+    status, out = run_cli("ingest", str(folder), "--images", root, "--data", data)
+    assert status == 0 and "1 ingested" in out, out
+    assert keys() == bands - {"rm/leaf9/IR940.tif"} | others
+    status, out = run_cli("objects", "remove", "leaf9", "--images", root, "--data", data)
+    assert status == 0 and "2 derivative file(s) deleted" in out, out
+    assert keys() == others
+    assert catalogue_ids(Path(data)) == []
 
 
 @needs_ffmpeg
@@ -680,3 +704,43 @@ async def test_media_from_s3_ranges_poster_and_duration(
         assert (canvas["width"], canvas["height"]) == (64, 48)
         body = canvas["items"][0]["items"][0]["body"]
         assert body["id"] == "http://testserver/media/av/film.mp4"
+
+
+async def test_swift_down_is_a_503_and_service_resumes_by_itself(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    """Keep last: it stops and restarts the proxy of the session's Swift."""
+    timeout = 3
+    async with serve(s3_settings(swift, tmp_path, s3_timeout=timeout)) as c:
+        assert (await c.get(f"/iiif/3/{LARGE}/0,0,256,256/256,/0/default.jpg")).status_code == 200
+        assert (await c.get("/health")).status_code == 200
+        swift.stop_proxy()
+        try:
+            for path in (
+                f"/iiif/3/{LARGE}/256,0,256,256/256,/0/default.jpg",  # a stored tile
+                f"/iiif/3/{LARGE}/100,100,300,300/150,/0/default.png",  # a rendered region
+                f"/iiif/3/{TILED}/info.json",  # not looked up yet: the listing fails
+            ):
+                start = time.monotonic()
+                r = await c.get(path)
+                assert r.status_code == 503, r.headers
+                assert r.text.startswith("image storage") and "Traceback" not in r.text
+                assert time.monotonic() - start < timeout + 2  # bounded by s3_timeout
+            health = await c.get("/health")
+            while health.status_code == 200:  # probed at most every 2 s
+                await asyncio.sleep(0.2)
+                health = await c.get("/health")
+            assert health.status_code == 503
+            assert "unavailable" in health.json()["images"]
+        finally:
+            swift.start_proxy()
+        deadline = time.monotonic() + 30
+        path = f"/iiif/3/{LARGE}/256,0,256,256/256,/0/default.jpg"
+        while (r := await c.get(path)).status_code != 200:
+            assert r.status_code == 503, r.text
+            assert time.monotonic() < deadline, "service did not resume"
+            await asyncio.sleep(0.2)
+        assert r.content == stored_tile(swift.large, 0, 1, 0)  # type: ignore[attr-defined]
+        while (await c.get("/health")).status_code != 200:
+            assert time.monotonic() < deadline, "/health did not recover"
+            await asyncio.sleep(0.2)
