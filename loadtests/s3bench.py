@@ -206,7 +206,8 @@ def run(args: argparse.Namespace, w: int, h: int) -> int:
                 ranges_file.write_text(
                     "".join(f"{target} bytes={o}-{o + n - 1}\n" for o, n in ranges)
                 )
-                bench.wrk(swift.endpoint, ranges_file, case, args.warmup, "0", RANGED)
+                if args.warmup != "0":
+                    bench.wrk(swift.endpoint, ranges_file, case, args.warmup, "0", RANGED)
                 cpu = cpu_seconds([procs[1].pid]), cpu_seconds(swift_groups)
                 raw = bench.wrk(swift.endpoint, ranges_file, case, args.duration, "0", RANGED)
                 cpu_raw = 1000 * (cpu_seconds(swift_groups) - cpu[1]) / max(1, raw.requests)
