@@ -171,9 +171,13 @@ class LiveServer:
 
 
 def start_server(
-    images: Path, data: Path, *extra: str, env: dict[str, str] | None = None
+    images: Path,
+    data: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> LiveServer:
-    port = free_port()
+    port = port or free_port()
     log = data.parent / f"server-{port}.log"
     data.mkdir(parents=True, exist_ok=True)
     cmd = [
