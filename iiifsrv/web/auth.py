@@ -1,7 +1,8 @@
 """Access control over HTTP: the one ``require`` every route calls, the cache headers of
 protected responses, and the IIIF Auth routes (Auth 2.0 probe, access, token and logout;
 Auth 1.0 login, clickthrough, kiosk, external, token and logout) over the one session of
-web/credentials.py.
+web/credentials.py; with ``oidc_issuer`` set, also the OpenID Connect routes of web/oidc.py,
+offered on the login page.
 
 HTTP layer: imports Starlette, access (rules, book, services), credentials, errors, service and
 web.respond. The decision itself is access.rules.decide; nothing here decides by itself.

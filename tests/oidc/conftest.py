@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
 CLIENT_ID = "iiifsrv"
@@ -35,12 +35,7 @@ class Provider:
     def stop(self) -> None:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 5)
 
 
 def start_provider(*redirect_uris: str) -> Provider:

@@ -11,12 +11,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
 
+from tests.access.test_auth_protocol import find
 from tests.conftest import LiveServer, free_port, start_server, stop_server
 from tests.oidc.conftest import (
     CALLBACK,
@@ -83,20 +83,10 @@ def info(client: httpx.Client, server: LiveServer) -> httpx.Response:
     return client.get(f"{server.url}/iiif/3/{IMAGE}/info.json")
 
 
-def service(doc: dict[str, Any], kind: str) -> dict[str, Any]:
-    stack = list(doc.get("service", []))
-    while stack:
-        s = stack.pop(0)
-        if kind in (s.get("type"), s.get("@type"), s.get("profile")):
-            return dict(s)
-        stack += s.get("service", [])
-    raise AssertionError(kind)
-
-
 def start_url(client: httpx.Client, server: LiveServer) -> str:
     """The "Sign in with <provider>" link on the login page the info.json publishes."""
     doc = info(client, server).json()
-    login = service(doc, "http://iiif.io/api/auth/1/login")["@id"]
+    login = find(doc, "http://iiif.io/api/auth/1/login")["@id"]
     page = client.get(login + "?origin=" + server.url)
     assert page.status_code == 200
     assert "Sign in with Example University" in page.text
@@ -118,7 +108,7 @@ def tile(client: httpx.Client, server: LiveServer) -> httpx.Response:
 
 def probe_status(client: httpx.Client, server: LiveServer) -> int:
     anonymous_doc = httpx.get(f"{server.url}/iiif/3/{IMAGE}/info.json").json()
-    r = client.get(service(anonymous_doc, "AuthProbeService2")["id"])
+    r = client.get(find(anonymous_doc, "AuthProbeService2")["id"])
     assert r.status_code == 200
     return int(r.json()["status"])
 
@@ -145,16 +135,16 @@ def test_code_flow_signs_in_and_opens_restricted_tiles(
 
     # the Auth 2.0 token service gives this session a token; the probe says 200 with it alone
     doc = info(client, server).json()
-    token_service = service(doc, "AuthAccessTokenService2")["id"]
+    token_service = find(doc, "AuthAccessTokenService2")["id"]
     page = client.get(token_service, params={"messageId": "m1", "origin": server.url})
     token = re.search(r'"accessToken":"([^"]+)"', page.text)
     assert token, page.text
-    probe = service(doc, "AuthProbeService2")["id"]
+    probe = find(doc, "AuthProbeService2")["id"]
     bare = httpx.get(probe, headers={"Authorization": f"Bearer {token.group(1)}"})
     assert bare.json()["status"] == 200
 
     # signing out (the logout service) ends it
-    client.get(service(doc, "AuthLogoutService2")["id"])
+    client.get(find(doc, "AuthLogoutService2")["id"])
     assert tile(client, server).status_code == 401
 
 
