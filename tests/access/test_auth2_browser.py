@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -60,7 +61,14 @@ def server(sample_root: Path, tmp_path: Path) -> Iterator[str]:
         access_rules=str(rules),
     )
     add_account(settings, "sam", "staff")
-    port = free_port()
+    with serving(settings) as url:
+        yield url
+
+
+@contextmanager
+def serving(settings: Settings, port: int = 0) -> Iterator[str]:
+    """The application with the test page, on uvicorn in a thread: its base URL."""
+    port = port or free_port()
     config = uvicorn.Config(
         WithTestPage(create_app(settings)), host="127.0.0.1", port=port, log_level="warning"
     )
@@ -75,9 +83,11 @@ def server(sample_root: Path, tmp_path: Path) -> Iterator[str]:
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    yield url
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield url
+    finally:
+        srv.should_exit = True
+        thread.join(10)
 
 
 def test_auth2_client_algorithm_in_chromium(server: str) -> None:

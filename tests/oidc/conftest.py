@@ -38,14 +38,15 @@ class Provider:
         stop_process(self.proc, 5)
 
 
-def start_provider(*redirect_uris: str) -> Provider:
-    """The provider on a free loopback port, with the iiifsrv client allowed ``redirect_uris``."""
+def start_provider(*redirect_uris: str, host: str = "127.0.0.1") -> Provider:
+    """The provider on a free loopback port, with the iiifsrv client allowed ``redirect_uris``;
+    ``host`` names it in its issuer URL."""
     node = shutil.which("node")
     if node is None or not (HERE / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("the OpenID provider is not installed: run scripts/setup --test")
     port = free_port()
     proc = subprocess.Popen(
-        [node, "provider.mjs", str(port), CLIENT_SECRET, ",".join(redirect_uris)],
+        [node, "provider.mjs", str(port), CLIENT_SECRET, ",".join(redirect_uris), host],
         cwd=HERE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

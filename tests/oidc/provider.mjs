@@ -2,8 +2,10 @@
 // port, with one static confidential client (iiifsrv) and two test accounts. Started by the
 // `oidc_provider` fixture of tests/oidc/conftest.py:
 //
-//   node provider.mjs PORT CLIENT_SECRET REDIRECT_URI[,REDIRECT_URI...]
+//   node provider.mjs PORT CLIENT_SECRET REDIRECT_URI[,REDIRECT_URI...] [HOST]
 //
+// HOST names the issuer (default 127.0.0.1; "localhost" puts the provider on another site than
+// an iiifsrv on 127.0.0.1, as in real life); it always listens on 127.0.0.1.
 // It prints "ready <issuer>" once it listens. Logins use the package's own development login and
 // consent pages (devInteractions; they accept any password, so the accounts below are who may
 // sign in). Test-only: GET /test/tamper?mode=M alters the id_token of the NEXT token response
@@ -12,8 +14,8 @@
 import Provider from 'oidc-provider';
 import { SignJWT, decodeJwt, exportJWK, generateKeyPair } from 'jose';
 
-const [port, clientSecret, redirectUris] = process.argv.slice(2);
-const issuer = `http://127.0.0.1:${port}`;
+const [port, clientSecret, redirectUris, host = '127.0.0.1'] = process.argv.slice(2);
+const issuer = `http://${host}:${port}`;
 const KID = 'iiifsrv-test-key';
 
 const ACCOUNTS = {
