@@ -40,6 +40,14 @@ JWKS_MIN_REFRESH = 60  # an unknown key fetches the key set again at most this o
 TIMEOUT = 10.0  # seconds for one request to the provider
 
 
+try:  # the HTTP client Authlib uses (the [oidc] extra): its errors are transport failures
+    from httpx2 import HTTPError as _HTTPError
+
+    TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (_HTTPError, OSError)
+except ImportError:  # pragma: no cover - without the extra OidcRoutes refuses to start
+    TRANSPORT_ERRORS = (OSError,)
+
+
 class ProviderError(Exception):
     """The provider could not be reached or gave an unusable answer (502)."""
 
@@ -111,7 +119,7 @@ class OidcRoutes:
         try:
             async with self._client() as client:
                 response = await client.request("GET", url, headers=headers, withhold_token=True)
-        except Exception as exc:  # any transport failure: connection refused, timeout, TLS
+        except TRANSPORT_ERRORS as exc:  # connection refused, timeout, TLS, a broken answer
             raise ProviderError(f"{what}: {type(exc).__name__}") from None
         if response.status_code != 200:
             raise ProviderError(f"{what}: HTTP {response.status_code}")
@@ -166,7 +174,7 @@ class OidcRoutes:
             return exc
         except ValueError:
             raise ProviderError("token endpoint: not JSON") from None
-        except Exception as exc:
+        except TRANSPORT_ERRORS as exc:
             raise ProviderError(f"token endpoint: {type(exc).__name__}") from None
 
     async def _verified(self, id_token: str, nonce: str, access_token: str) -> dict[str, Any]:
