@@ -38,6 +38,7 @@ STATE_MAX_AGE = 600  # seconds a sign-in may take at the provider
 METADATA_MAX_AGE = 3600  # seconds the provider's metadata and keys are kept
 JWKS_MIN_REFRESH = 60  # an unknown key fetches the key set again at most this often
 TIMEOUT = 10.0  # seconds for one request to the provider
+RETRY_AFTER = 5.0  # seconds after a failed discovery before the provider is asked again
 
 
 try:  # the HTTP client Authlib uses (the [oidc] extra): its errors are transport failures
@@ -98,6 +99,7 @@ class OidcRoutes:
         self.scopes = " ".join(dict.fromkeys(["openid", *settings.oidc_scopes.split()]))
         self._metadata: tuple[float, dict[str, Any]] | None = None
         self._jwks: tuple[float, dict[str, Any]] | None = None
+        self._failed = -1e18  # when the discovery document last failed
 
     # -- talking to the provider -----------------------------------------------------------------
 
@@ -133,9 +135,15 @@ class OidcRoutes:
         now = self.wall()
         if self._metadata is not None and now - self._metadata[0] < METADATA_MAX_AGE:
             return self._metadata[1]
-        doc = await self._get_json(
-            self.issuer + "/.well-known/openid-configuration", "discovery document"
-        )
+        if now - self._failed < RETRY_AFTER:  # a provider that is down is not asked per request
+            raise ProviderError("discovery document: failed moments ago")
+        try:
+            doc = await self._get_json(
+                self.issuer + "/.well-known/openid-configuration", "discovery document"
+            )
+        except ProviderError:
+            self._failed = now
+            raise
         if not isinstance(doc, dict) or str(doc.get("issuer", "")).rstrip("/") != self.issuer:
             raise ProviderError("discovery document names another issuer")
         for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):

@@ -63,6 +63,8 @@ async def test_provider_unreachable_before_sign_in(nobody_listening: httpx.Async
     assert r.headers["content-type"].startswith("text/html")
     assert r.headers["cache-control"] == "no-store"
     assert "cannot be reached" in r.text and "Sign-in service unavailable" in r.text
+    again = await c.get(link)  # answered without asking the provider again for a few seconds
+    assert again.status_code == 502 and "cannot be reached" in again.text
 
 
 @pytest.mark.parametrize("trouble", ["provider stopped", "wrong client secret"])
