@@ -15,7 +15,13 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from iiifsrv.settings import Settings
-from tests.access.test_auth2_browser import ARGS, CHROMIUM, serving
+from tests.access.test_auth2_browser import (
+    ARGS,
+    CHROMIUM,
+    access_window,
+    serving,
+    wait_for_image,
+)
 from tests.conftest import free_port
 from tests.oidc.conftest import CALLBACK, CLIENT_ID, CLIENT_SECRET, start_provider
 
@@ -64,20 +70,12 @@ def test_sign_in_with_the_provider_in_chromium(server: str) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page()
-            page.goto(f"{server}/test/auth2.html?info={info}")
-            page.wait_for_function("document.getElementById('before').textContent !== ''")
-            assert page.text_content("#before") == "401"
-            with page.context.expect_page() as opened:
-                page.click("#go")
-            popup = opened.value
-            popup.wait_for_load_state()
+            popup = access_window(page, server, info)
             popup.click("text=Sign in with Example University")
             sign_in_at_provider(popup, "alice")
             with popup.expect_event("close", timeout=15_000):
                 popup.click("button:has-text('Continue')")
-            page.wait_for_function(
-                "document.getElementById('img-size').textContent !== ''", timeout=15_000
-            )
+            wait_for_image(page)
             assert page.text_content("#token") == "AuthAccessToken2"
             assert page.text_content("#after") == "200"
             assert page.text_content("#img-size") == "120x84"
