@@ -6,8 +6,8 @@ level) is read once per (key, version) through a block-cached ranged reader and 
 RemoteSource. Afterwards a stored JPEG tile passed through costs one ranged read
 (Source.read); a rendered region reads the byte ranges of the tiles it covers (adjacent tiles in
 one read) and decodes them. Untiled sources (flat TIFF, JPEG, PNG) are read whole when they are
-at most ``max_whole`` bytes, else refused with 501 ("ingest it"). JPEG2000 is read whole up to
-``max_whole``; beyond, its tile-part index (from TLM markers, else one small read per SOT) is
+at most ``max_whole`` bytes, else refused with 501 ("ingest it"), and so is an untiled
+JPEG2000. A tiled JPEG2000's tile-part index (from TLM markers, else one small read per SOT) is
 kept like a TIFF's structure, and a render reads only the tile-parts under its box and decodes
 a codestream made of those alone (libvips 8.14 and OpenJPEG 2.5.0 would read every tile-part).
 
@@ -188,12 +188,14 @@ def describe_object(
     elif kind == "jp2":
         info, access = _describe_jp2(fh)
         loader = "jp2kload"
-        if version.size > max_whole:
-            codestream = _codestream(fh, blocks if blocks is not None else fh.blocks, info)
+        if info.levels[0].tile_width:  # tiled: read by tile-parts, never whole
+            codestream = _codestream(fh, blocks if blocks is not None else fh.blocks)
+            if codestream.grid() is None and version.size <= max_whole:
+                codestream = None  # tiles off the grid's origin: small enough to read whole
     else:
         info, access = _describe_flat(storage, key, version, kind, max_whole)
         loader = "jpegload" if kind == "jpeg" else ""
-    whole = not tiles and (kind != "jp2" or version.size <= max_whole)
+    whole = not tiles and codestream is None
     if whole and version.size > max_whole:
         raise NotImplementedFeature(
             f"this image is stored untiled ({kind}, {version.size} bytes) and larger than "
@@ -224,18 +226,13 @@ INDEX_BLOCK = (1 << 64) - 1  # in a description's blocks: a JPEG2000's tile-part
 MAX_TILE_PARTS = 100_000  # a codestream without TLM costs one small GET per tile-part, once
 
 
-def _codestream(fh: RangedFile, blocks: dict[int, bytes], info: SourceInfo) -> jp2.Codestream:
+def _codestream(fh: RangedFile, blocks: dict[int, bytes]) -> jp2.Codestream:
     """The tile-part index of the JPEG2000 object ``fh``: from ``blocks`` when another
     replica found it, else from the TLM markers of its main header, else by reading every
     SOT (12 bytes each) with small ranged reads; then kept in ``blocks`` for the next."""
     known = blocks.get(INDEX_BLOCK)
     if known is not None and (found := jp2.Codestream.decode(known)) is not None:
         return found
-    if not info.levels[0].tile_width:
-        raise NotImplementedFeature(
-            f"this JPEG2000 image is stored untiled ({fh.size} bytes) and larger than "
-            "s3_max_whole_object: make a pyramidal derivative with iiifsrv ingest"
-        )
     try:
         box, start, end = jp2.codestream_bounds(cast(Any, fh), fh.size)
         fh.seek(start)
