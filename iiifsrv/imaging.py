@@ -1,8 +1,8 @@
 """Render a Plan from a Source with libvips, and read stored JPEG tiles as they are.
 
 Blocking, CPU-bound: the service calls these in worker threads under its render limiter.
-Imports pyvips, iiifsrv.errors, iiif.plan, sources.{describe,composite,computed} and bandmath
-(computed images); never Starlette.
+Imports pyvips, iiifsrv.errors, iiif.plan, sources.{describe,composite,computed}, bandmath
+(computed images) and engine (the fast decode paths, tried first); never Starlette.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pyvips
 from iiifsrv import bandmath
 from iiifsrv.catalogue import Transform
 from iiifsrv.encoders import encode
+from iiifsrv.engine import mosaic
 from iiifsrv.errors import IIIFError
 from iiifsrv.iiif.plan import Plan, RawTile
 from iiifsrv.sources import remote
@@ -257,6 +258,7 @@ def _to_display(image: pyvips.Image) -> pyvips.Image:
 class RenderOptions:
     jpeg_quality: int = 80
     kernel: str = "linear"  # resampling kernel of the residual (< 2x) after the pyramid level
+    fast_decode: bool = True  # stored TIFF tiles decoded by engine/ where it applies
 
 
 class DecodedLevels:
@@ -271,6 +273,14 @@ class DecodedLevels:
         self._lock = threading.Lock()
         self._images: OrderedDict[tuple[str, str, str, int, int], pyvips.Image] = OrderedDict()
         self._bytes = 0
+
+    def held(self, source: Source, level: int) -> pyvips.Image | None:
+        """The level decoded in memory if it is one this cache keeps (decoding it now if need
+        be), else None."""
+        info = source.info.levels[level]
+        if not self.max_bytes or info.width * info.height > self.max_pixels:
+            return None
+        return self.load(source, level)
 
     def load(self, source: Source, level: int, box: Box | None = None) -> pyvips.Image:
         info = source.info.levels[level]
@@ -385,6 +395,11 @@ def render(
     global renders_started
     renders_started += 1
     try:
+        if options.fast_decode and mosaic.eligible(source, plan):  # tiles without libvips' loader
+            held = levels.held(source, plan.level) if levels else None
+            made = mosaic.render(source, plan, options.jpeg_quality, options.kernel, held)
+            if made is not None:
+                return made
         if isinstance(source, ComputedSource):
             image = _computed_crop_resize(source, plan, levels, options.kernel)
         else:
