@@ -17,6 +17,7 @@ import pyvips
 from iiifsrv.engine import mosaic
 from iiifsrv.settings import load
 from iiifsrv.web.app import create_app
+from tests.ingest_support import run_cli
 
 # Resized outputs: libvips 8.14 reduces horizontally with scalar code, the engine does that pass
 # as a vertical one on the transposed mosaic (engine/resample.py); the two round differently by
@@ -237,3 +238,25 @@ async def test_small_level_held_in_memory_is_not_decoded_again(
         theirs = await _pixels(vips, ident, request)
         assert mine.shape == theirs.shape, request
         assert int(np.abs(mine - theirs).max()) <= RESIZED_MAX, request
+
+
+async def test_htj2k_derivative_is_served(
+    photo_root: Path, tmp_path: Path, fast: httpx.AsyncClient
+) -> None:
+    # The htj2k ingest profile: a High-Throughput JPEG2000 codestream (its tiles cost OpenJPEG
+    # about a third of a JPEG2000 Part 1 tile's CPU), decoded by libvips like any JPEG2000.
+    master = tmp_path / "photo-600x400.png"
+    _photo(600, 400).pngsave(str(master))
+    status, out = run_cli(
+        "ingest", str(master), "--images", str(photo_root), "--data", str(tmp_path / "ingest"),
+        "--profile", "htj2k",
+    )  # fmt: skip
+    assert status == 0, out
+    stored = (photo_root / "photo-600x400.jp2").read_bytes()
+    assert stored[:4] == b"\xff\x4f\xff\x51" and b"\xff\x50" in stored[:4096]  # SOC, SIZ; CAP
+    original = pyvips.Image.new_from_file(str(master)).numpy().astype(np.int16)
+    tile = await _pixels(fast, "photo-600x400.jp2", "256,0,256,256/256,/0/default.jpg")
+    error = tile - original[0:256, 256:512]
+    assert 10 * np.log10(255**2 / float(np.mean(error.astype(np.float64) ** 2))) >= 30.0
+    edge = await _pixels(fast, "photo-600x400.jp2", "512,256,88,144/88,/0/default.jpg")
+    assert edge.shape == (144, 88, 3)

@@ -1,5 +1,5 @@
 """Decode paths beside libvips for the common first views: stored tiles read by offset, decoded
-with libdeflate / libjpeg-turbo (imagecodecs, simplejpeg) or OpenJPEG / OpenJPH, assembled in
+with libdeflate / libjpeg-turbo (imagecodecs, simplejpeg), assembled in
 numpy, at most one libvips resize, one libjpeg-turbo encode.
 
 Blocking, CPU-bound (called from imaging.render in the render threads). Imports numpy,

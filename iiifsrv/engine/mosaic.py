@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +100,13 @@ def render(
     if len(columns) * tw * len(rows) * th > MAX_MOSAIC_PIXELS:
         return None
     try:
-        mosaic = _assemble(source, grid, columns, rows, scale)
+        mosaic = _assemble(
+            lambda index: _tiff_tile(source, grid, index, scale),
+            grid.across,
+            (tw, th, grid.bands),
+            columns,
+            rows,
+        )
     except (ValueError, RuntimeError, OSError) as exc:  # corrupt or truncated tile data
         stats.fallbacks += 1
         log.debug("fast path declined %s: %s", source.path, exc)
@@ -153,19 +160,32 @@ def _dct_scale(grid: TileGrid, box: tuple[int, int, int, int], plan: Plan) -> in
     return next(d for d in tiles.DCT_SCALES if d <= shrink + 1e-9 or d == 1)
 
 
+def _tiff_tile(
+    source: Source, grid: TileGrid, index: int, scale: int
+) -> np.ndarray[Any, Any] | None:
+    count = grid.counts[index]
+    if not count:  # a tile never written: black, as libtiff reads it
+        return None
+    data = source.read(grid.offsets[index], count)
+    if len(data) != count:
+        raise ValueError("stored tile is truncated")
+    return tiles.decode(grid, data, scale)
+
+
 def _assemble(
-    source: Source, grid: TileGrid, columns: range, rows: range, scale: int
+    decode: Callable[[int], np.ndarray[Any, Any] | None],
+    across: int,
+    shape: tuple[int, int, int],
+    columns: range,
+    rows: range,
 ) -> np.ndarray[Any, Any]:
-    tw, th = tiles.decoded_size(grid, scale)
-    mosaic = np.zeros((len(rows) * th, len(columns) * tw, grid.bands), np.uint8)
+    """The tiles ``columns`` x ``rows`` side by side (a tile may be smaller at the edges)."""
+    tw, th, bands = shape
+    mosaic = np.zeros((len(rows) * th, len(columns) * tw, bands), np.uint8)
     for j, row in enumerate(rows):
         for i, column in enumerate(columns):
-            index = row * grid.across + column
-            count = grid.counts[index]
-            if not count:  # a tile never written: black, as libtiff reads it
-                continue
-            data = source.read(grid.offsets[index], count)
-            if len(data) != count:
-                raise ValueError("stored tile is truncated")
-            mosaic[j * th : (j + 1) * th, i * tw : (i + 1) * tw] = tiles.decode(grid, data, scale)
+            pixels = decode(row * across + column)
+            if pixels is not None:
+                h, w = pixels.shape[:2]
+                mosaic[j * th : j * th + h, i * tw : i * tw + w] = pixels
     return mosaic
