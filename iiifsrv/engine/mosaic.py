@@ -18,7 +18,6 @@ from typing import Any
 
 import imagecodecs
 import numpy as np
-import pyvips
 
 from iiifsrv.engine import resample, tiles
 from iiifsrv.engine.tiffgrid import TileGrid, grids
@@ -28,6 +27,7 @@ from iiifsrv.sources.describe import Source
 log = logging.getLogger("iiifsrv.engine")
 
 MAX_MOSAIC_PIXELS = 16_000_000  # larger regions go to libvips, which streams them
+MAX_FULL_SCALE_TILES = 4  # more tiles at full scale: libvips (see render)
 
 
 @dataclass
@@ -35,7 +35,6 @@ class Stats:
     """What the fast path decoded, for tests and benchmarks (never read by the server)."""
 
     renders: int = 0
-    held: int = 0  # renders from a level already decoded in memory (no tile decoded)
     tiles: int = 0
     scales: Counter[int] = field(default_factory=Counter)  # decoded tiles per DCT denominator
     fallbacks: int = 0
@@ -47,14 +46,9 @@ class Stats:
             self.tiles += count
             self.scales[scale] += count
 
-    def add_held(self) -> None:
-        with self._lock:
-            self.renders += 1
-            self.held += 1
-
     def reset(self) -> None:
         with self._lock:
-            self.renders = self.held = self.tiles = self.fallbacks = 0
+            self.renders = self.tiles = self.fallbacks = 0
             self.scales.clear()
 
 
@@ -74,12 +68,9 @@ def eligible(source: Source, plan: Plan) -> bool:
     )
 
 
-def render(
-    source: Source, plan: Plan, jpeg_quality: int, kernel: str, held: pyvips.Image | None = None
-) -> bytes | None:
+def render(source: Source, plan: Plan, jpeg_quality: int, kernel: str) -> bytes | None:
     """The encoded JPEG, or None when this path does not apply (or a tile fails to decode:
-    libvips then renders the request and reports the error if there is one). ``held`` is the
-    level already decoded in memory (a small level imaging.DecodedLevels keeps), if it is."""
+    libvips then renders the request and reports the error if there is one)."""
     if not eligible(source, plan):
         return None
     grid = grids(source)[plan.level]
@@ -87,17 +78,15 @@ def render(
         return None
     box = _level_box(grid, source, plan)
     left, top, right, bottom = box
-    if held is not None and (held.width, held.height) == (grid.width, grid.height):
-        if held.bands != grid.bands or held.format != "uchar":
-            return None
-        stats.add_held()
-        crop = resample.to_array(held.crop(left, top, right - left, bottom - top))
-        return _finish(crop, plan, jpeg_quality, kernel)
     scale = _dct_scale(grid, box, plan)
     columns = range(left // grid.tile_width, (right - 1) // grid.tile_width + 1)
     rows = range(top // grid.tile_height, (bottom - 1) // grid.tile_height + 1)
     tw, th = tiles.decoded_size(grid, scale)
     if len(columns) * tw * len(rows) * th > MAX_MOSAIC_PIXELS:
+        return None
+    if scale == 1 and len(columns) * len(rows) > MAX_FULL_SCALE_TILES:
+        # libvips decodes many tiles in its own threads without the GIL; here each tile is a
+        # GIL hand-off, which costs more than the CPU saved once the cores are oversubscribed.
         return None
     try:
         mosaic = _assemble(

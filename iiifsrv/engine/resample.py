@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pyvips
 
+MAX_HELD = 24_000_000  # larger outputs are resized by libvips' resize, streamed
+
 
 def to_vips(array: np.ndarray[Any, Any]) -> pyvips.Image:
     """A libvips image over the array's memory (kept alive by the image)."""
@@ -28,16 +30,23 @@ def to_array(image: pyvips.Image) -> np.ndarray[Any, Any]:
 
 
 def resize(array: np.ndarray[Any, Any], width: int, height: int, kernel: str) -> pyvips.Image:
-    """The array resized to exactly ``width`` x ``height`` (as imaging._resize does)."""
-    image = to_vips(array)
+    """The array resized to exactly ``width`` x ``height``."""
+    return reduce(to_vips(array), width, height, kernel)
+
+
+def reduce(image: pyvips.Image, width: int, height: int, kernel: str) -> pyvips.Image:
+    """``image`` resized to exactly ``width`` x ``height`` (what imaging did with
+    ``resize``; the horizontal pass of a linear/cubic shrink below 2x done vertically)."""
     if (image.width, image.height) == (width, height):
         return image
     hshrink, vshrink = image.width / width, image.height / height
-    if 1 <= hshrink < 2 and 1 <= vshrink < 2 and kernel in ("linear", "cubic"):
+    held = image.width * height * image.bands  # bytes of the vertical pass, held in memory
+    if 1 <= hshrink < 2 and 1 <= vshrink < 2 and kernel in ("linear", "cubic") and held <= MAX_HELD:
         if vshrink > 1:
             image = image.reducev(vshrink, kernel=kernel)
         if hshrink > 1:
-            image = image.rot90().reducev(hshrink, kernel=kernel).rot270()
+            # rot90 reads whole columns: from memory, not by re-running the decode above.
+            image = image.copy_memory().rot90().reducev(hshrink, kernel=kernel).rot270()
     else:
         image = image.resize(width / image.width, vscale=height / image.height, kernel=kernel)
     if (image.width, image.height) != (width, height):
