@@ -140,6 +140,12 @@ REGISTRY: tuple[Spec, ...] = (
         True,
         "Serve stored JPEG tiles as they are when a request maps exactly.",
     ),
+    Spec(
+        "fast_decode",
+        bool,
+        True,
+        "Decode stored TIFF tiles directly (libdeflate, libjpeg-turbo) for plain JPEG output.",
+    ),
     Spec("vips_cache_mb", int, 64, "libvips operation cache size in MiB."),
     Spec("log_level", str, "info", "Logging level: debug, info, warning, error."),
     Spec("debug", bool, False, "Add Server-Timing headers per stage."),
@@ -381,6 +387,7 @@ class Settings:
     resize_kernel: str = "linear"
     decoded_cache_mb: int = 48
     passthrough: bool = True
+    fast_decode: bool = True
     vips_cache_mb: int = 64
     log_level: str = "info"
     debug: bool = False

@@ -136,6 +136,18 @@ def tiles(ident: str, w: int, h: int, sfs: list[int], tile: int = 256, seed: int
     return out
 
 
+def regions(ident: str, w: int, h: int, smoke: bool) -> list[str]:
+    """201 distinct 6000x4800 regions (60 % of the image; smaller on the smoke image) at widths
+    900..1100: no two share a region, so no decoded level or response can be reused."""
+    rw, rh = (6000, 4800) if not smoke else (w * 6 // 10, h * 6 // 10)
+    rng = random.Random(14)
+    return [
+        f"{ident}/{rng.randrange(0, w - rw)},{rng.randrange(0, h - rh)},{rw},{rh}/"
+        f"{size if not smoke else size // 4},/0/default.jpg"
+        for size in range(900, 1101)
+    ]
+
+
 def viewer_session(ident: str, w: int, h: int, tile: int = 256) -> list[str]:
     """What Mirador/OpenSeadragon ask for: info.json, a thumbnail, then the tiles covering a
     1600x900 viewport at each level while zooming into the centre, then panning right/down."""
@@ -197,6 +209,15 @@ def cases(w: int, h: int, smoke: bool) -> list[Case]:
             "distinct downscaled views full/{900..1100},",
             jpeg,
             [f"{jpeg}/full/{x},/0/default.jpg" for x in range(900, 1101)],
+            conns=8,
+            timeout="30s",
+            warmup=False,
+            goal=1.8,
+        ),
+        Case(
+            "distinct downscaled regions x,y,6000,4800/{900..1100},",
+            jpeg,
+            regions(jpeg, w, h, smoke),
             conns=8,
             timeout="30s",
             warmup=False,
