@@ -42,6 +42,7 @@ from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.access_log import access_log, json_line
 from iiifsrv.web.annotations import routes as annotation_routes
 from iiifsrv.web.auth import Access, AnnotationGuard
+from iiifsrv.access.revocations import Revocations
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.edge import credentialed
 from iiifsrv.web.enrichment import routes as enrichment_routes
@@ -155,7 +156,8 @@ def create_app(settings: Settings) -> Front:
 
     # -- one authenticator for every write (Bearer, path token, session cookie), the viewer
     #    sign-in at /session, and access control (rules, IIIF Auth 2.0 and 1.0) over it --
-    credentials = Credentials(settings)
+    revocations = Revocations(settings.data_path, state.database, settings.session_revocation_check)
+    credentials = Credentials(settings, revocations=revocations)
     access = Access(settings, credentials)
     hot: ByteLRU[Hot] = ByteLRU(settings.cache_bytes, settings.cache_max_item)
     image_apis = {
