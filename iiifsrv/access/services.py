@@ -3,8 +3,8 @@ messages, from a rule and the server's base URL. PURE: standard library and acce
 
 One login, one session behind both: Auth 1.0 cookie services (login, clickthrough, external or
 kiosk) with their token and logout services, for today's viewers; and the Auth 2.0 probe →
-access → token + logout nesting. Every entry carries a ``profile`` (Mirador 4 needs one on every service
-of a 401 info.json, even on the 2.0 probe, where the profile is our extension property).
+access → token + logout nesting. Every entry carries a ``profile`` (Mirador 4 needs one on
+every service of a 401 info.json, even on the 2.0 probe, where it is our extension property).
 Service ids never contain ``?``: clients append ``?origin=`` / ``?messageId=`` by concatenation.
 """
 

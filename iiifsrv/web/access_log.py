@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import logging
+import os
 import re
 import time
 from collections.abc import MutableMapping

@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from iiifsrv import imaging, telemetry
+from iiifsrv.access.revocations import Revocations
 from iiifsrv.agents.outputs import canvas_links
 from iiifsrv.annotations import annotation_page_ref, search_services
 from iiifsrv.annotations.store import open_store
@@ -42,7 +43,6 @@ from iiifsrv.web import presentation as presentation_routes
 from iiifsrv.web.access_log import access_log, json_line
 from iiifsrv.web.annotations import routes as annotation_routes
 from iiifsrv.web.auth import Access, AnnotationGuard
-from iiifsrv.access.revocations import Revocations
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.edge import credentialed
 from iiifsrv.web.enrichment import routes as enrichment_routes
