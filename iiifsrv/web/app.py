@@ -49,6 +49,7 @@ from iiifsrv.web.enrichment import routes as enrichment_routes
 from iiifsrv.web.image_api import Hot, ImageAPI
 from iiifsrv.web.respond import BASE_KEY, error_response, request_base
 from iiifsrv.web.viewers import routes as viewer_routes
+from iiifsrv.web.visibility import Visibility
 
 
 def _error(request: Request, exc: Exception) -> Response:
@@ -213,7 +214,11 @@ def create_app(settings: Settings) -> Front:
     #    lies under /annotations, so it comes first --
     semantic_search = semantic.build(settings, annotation_store)
     semantic_routes = semantic.routes(
-        settings, semantic_search, localise=localise, manifest_canvases=manifest_canvases
+        settings,
+        semantic_search,
+        localise=localise,
+        manifest_canvases=manifest_canvases,
+        visible=Visibility(access, manifest_objects).records,  # hits on canvases one may see
     )
     for route in semantic_routes:  # a manifest's search refused when it is restricted
         if isinstance(route, Route):
