@@ -207,6 +207,14 @@ def settle(page: Page) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def assert_images_arrive(visit: Visit, service: str, since: int) -> None:
+    """The viewer asks for the service's images again, and every answer is 200."""
+    visit.wait_for(image_of(service, 200), since)
+    settle(visit.page)
+    got = visit.tiles(service, since)
+    assert got and all(r.status == 200 for r in got), [(r.status, r.url) for r in got]
+
+
 def sign_in_in_popup(visit: Visit, button: Callable[[], None]) -> None:
     """Click the viewer's button that opens the login service; sign in there (it closes)."""
     with visit.context.expect_page() as opened:
@@ -268,10 +276,7 @@ def test_restricted_image_sign_in_shows_the_tiles_and_sign_out_removes_them(
 
     mark = len(visit.responses)
     sign_in_in_popup(visit, confirm)
-    visit.wait_for(image_of(service, 200), mark)
-    settle(visit.page)
-    after = visit.tiles(service, mark)
-    assert after and all(r.status == 200 for r in after), [(r.status, r.url) for r in after]
+    assert_images_arrive(visit, service, mark)
     assert canvas(visit.page).deviate() > 20, "the canvas is blank after signing in"
     assert not visit.page.get_by_text(login["header"]).first.is_visible()
 
@@ -303,10 +308,7 @@ def test_clickthrough_shows_the_image_once_the_terms_are_accepted(
 
     mark = len(visit.responses)
     agree_in_popup(visit, confirm, terms["confirmLabel"])
-    visit.wait_for(image_of(service, 200), mark)
-    settle(visit.page)
-    after = visit.tiles(service, mark)
-    assert after and all(r.status == 200 for r in after)
+    assert_images_arrive(visit, service, mark)
     assert canvas(visit.page).deviate() > 20, "the canvas is blank after agreeing"
 
 
@@ -342,10 +344,7 @@ def test_degraded_image_shows_the_small_version_then_full_resolution_after_sign_
     button = page.locator("button:visible, a:visible", has_text=login["confirmLabel"]).last
     mark = len(visit.responses)
     sign_in_in_popup(visit, button.click)
-    visit.wait_for(image_of(service, 200), mark)
-    settle(page)
-    full = visit.tiles(service, mark)
-    assert full and all(r.status == 200 for r in full), [(r.status, r.url) for r in full]
+    assert_images_arrive(visit, service, mark)
     sharp = canvas(page)
     assert detail(sharp) > 1.5 * detail(blurred), (detail(sharp), detail(blurred))
 
