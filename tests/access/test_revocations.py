@@ -13,7 +13,6 @@ from iiifsrv.access.revocations import Revocations
 from iiifsrv.database import Database
 from tests.state.conftest import drop_schema, new_schema, pg_url
 
-
 Two = tuple[Revocations, Revocations, Revocations, list[float]]
 
 
