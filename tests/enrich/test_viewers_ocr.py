@@ -84,18 +84,18 @@ def note(server: LiveServer) -> str:
     return NOTE
 
 
-def open_from_landing(page: Page, server: LiveServer, link: str) -> None:
+def open_from_landing(view: Page, server: LiveServer, link: str) -> None:
     """The landing page's link of class ``link`` (mirador, uv) for the printed page."""
-    page.goto(server.url + "/")
-    with page.expect_navigation():
-        page.locator(f"li.object[data-id={samples.PRINTED_ID}] a.{link}").click()
-    page.locator(OSD_CANVAS).first.wait_for()
+    view.goto(server.url + "/")
+    with view.expect_navigation():
+        view.locator(f"li.object[data-id={samples.PRINTED_ID}] a.{link}").click()
+    view.locator(OSD_CANVAS).first.wait_for()
 
 
-def open_sidebar(page: Page, tab: str) -> Locator:
-    page.get_by_role("button", name="Toggle sidebar").click()
-    page.get_by_role("tab", name=tab).click()
-    return page.locator("aside", has_text=tab).first
+def open_sidebar(view: Page, tab: str) -> Locator:
+    view.get_by_role("button", name="Toggle sidebar").click()
+    view.get_by_role("tab", name=tab).click()
+    return view.locator("aside", has_text=tab).first
 
 
 # The pixels Mirador draws annotations with: its overlay canvas, above OpenSeadragon's own.
@@ -108,18 +108,18 @@ DRAWN_PIXELS = """() => {
 }"""
 
 
-def drawn_once(page: Page, condition: str) -> int:
+def drawn_once(view: Page, condition: str) -> int:
     """The number of drawn annotation pixels, once ``condition`` (JS, on ``n``) holds."""
-    page.wait_for_function(f"() => {{ const n = ({DRAWN_PIXELS})(); return {condition}; }}")
-    return int(page.evaluate(DRAWN_PIXELS))
+    view.wait_for_function(f"() => {{ const n = ({DRAWN_PIXELS})(); return {condition}; }}")
+    return int(view.evaluate(DRAWN_PIXELS))
 
 
-def check_machine_layer(page: Page, mode: str) -> None:
+def check_machine_layer(view: Page, mode: str) -> None:
     """The Annotations panel lists every OCR line with its chip and the note without one; the
     switch hides every machine line from the list, the count and the image, and brings them
     back; the scholar's note stays listed and drawn throughout."""
     lines = len(samples.PRINTED_TEXT)
-    panel = open_sidebar(page, "Annotations")
+    panel = open_sidebar(view, "Annotations")
     panel.get_by_text(FIRST_LINE).wait_for()
     panel.get_by_text(NOTE).wait_for()
     items = panel.locator("[annotationid]")
@@ -128,13 +128,13 @@ def check_machine_layer(page: Page, mode: str) -> None:
     assert chips.count() == lines
     assert CHIP not in items.filter(has_text=NOTE).inner_text()
     panel.get_by_text(f"Showing {lines + 1} annotations").wait_for()
-    page.wait_for_load_state("networkidle")
+    view.wait_for_load_state("networkidle")
 
-    page.get_by_role("button", name="Highlight all").click()  # draw every box, not only hovered
-    shown = drawn_once(page, "n > 0")
+    view.get_by_role("button", name="Highlight all").click()  # draw every box, not only hovered
+    shown = drawn_once(view, "n > 0")
     switch = panel.get_by_role("switch", name=SWITCH)
     assert switch.is_checked()
-    shot(page, f"mirador-{mode}-machine-shown")
+    shot(view, f"mirador-{mode}-machine-shown")
 
     switch.click()  # hide the machine layer
     panel.get_by_text("Showing 1 annotation", exact=True).wait_for()
@@ -143,15 +143,15 @@ def check_machine_layer(page: Page, mode: str) -> None:
     assert chips.count() == 0
     assert items.count() == 1 and NOTE in items.first.inner_text()
     # Only the note's box is drawn: some pixels, a small part of the eleven boxes' outlines.
-    hidden = drawn_once(page, f"n < {shown} / 10")
+    hidden = drawn_once(view, f"n < {shown} / 10")
     assert hidden > 0, "the scholar's note is still drawn"
-    shot(page, f"mirador-{mode}-machine-hidden")
+    shot(view, f"mirador-{mode}-machine-hidden")
 
     switch.click()  # and show it again
     panel.get_by_text(f"Showing {lines + 1} annotations").wait_for()
     assert switch.is_checked()
     assert items.count() == lines + 1 and chips.count() == lines
-    drawn_once(page, f"n > {hidden} * 10")
+    drawn_once(view, f"n > {hidden} * 10")
 
 
 def test_mirador_with_the_editor_marks_and_toggles_the_machine_lines(
