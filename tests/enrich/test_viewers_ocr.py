@@ -154,25 +154,19 @@ def check_machine_layer(view: Page, mode: str) -> None:
     drawn_once(view, f"n > {hidden} * 10")
 
 
-def test_mirador_with_the_editor_marks_and_toggles_the_machine_lines(
+@pytest.mark.parametrize("mode", ["editor", "read-only"])
+def test_mirador_marks_the_machine_lines_and_toggles_them_as_a_layer(
     server: LiveServer,
     note: str,
     page: Page,  # noqa: F811
+    mode: str,
 ) -> None:
-    open_from_landing(page, server, "mirador")
-    check_machine_layer(page, "editor")
-
-
-def test_read_only_mirador_marks_and_toggles_the_machine_lines(
-    server: LiveServer,
-    note: str,
-    page: Page,  # noqa: F811
-) -> None:
-    open_from_landing(page, server, "mirador")
-    with page.expect_navigation():
-        page.locator("header a.reader").click()  # the page's link to the read-only Mirador
-    page.locator(OSD_CANVAS).first.wait_for()
-    check_machine_layer(page, "read-only")
+    open_from_landing(page, server, "mirador")  # Mirador with the editor, not signed in
+    if mode == "read-only":
+        with page.expect_navigation():
+            page.locator("header a.reader").click()  # the page's link to the read-only Mirador
+        page.locator(OSD_CANVAS).first.wait_for()
+    check_machine_layer(page, mode)
 
 
 def test_mirador_search_within_finds_the_line(server: LiveServer, page: Page) -> None:  # noqa: F811
