@@ -181,7 +181,7 @@ class OcrRun:
             try:
                 job = pages.job(obj, lang)
             except Exception as exc:  # a catalogue entry whose file is gone, a store down
-                out.append(Result(obj.id, "failed", f"image not found: {exc}"))
+                out.append(Result(obj.id, "failed", f"page not read: {exc}"))
                 continue
             if job is None or not outputs.safe_object(obj.id):
                 out.append(Result(obj.id, "skipped", f"{obj.kind} object: no page image"))
