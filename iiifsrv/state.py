@@ -31,10 +31,14 @@ def open_state(settings: Settings) -> State:
     """The state backends for ``settings``; nothing is opened until first used."""
     if settings.database_url:
         from iiifsrv.catalogue.postgres import PostgresCatalogue
+        from iiifsrv.catalogue.remembered import RememberedCatalogue
         from iiifsrv.presentation.pgstore import PostgresManifestStore
 
         database = Database(settings.database_url)
-        return State(PostgresCatalogue(database), PostgresManifestStore(database), database)
+        # The last-known catalogue keeps images (bands, composites, computed) served while
+        # PostgreSQL is unreachable; writes answer 503 meanwhile.
+        catalogue = RememberedCatalogue(PostgresCatalogue(database))
+        return State(catalogue, PostgresManifestStore(database), database)
     data = settings.data_path
     return State(SqliteCatalogue(data / "catalogue.sqlite3"), FileManifestStore(data))
 
