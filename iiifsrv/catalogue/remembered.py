@@ -1,7 +1,8 @@
 """The catalogue as this replica last saw it, in front of a backend that can go away (PostgreSQL):
 reads keep answering from that view while the backend is unreachable; writes are refused (503).
 
-Imports catalogue.base, catalogue.model and errors. Blocking, thread-safe. Reads ask the backend
+Imports catalogue.base, catalogue.model and errors (``on_fallback`` counts, see state.py).
+Blocking, thread-safe. Reads ask the backend
 first, as before (its change counter, one small query); the whole view is re-read only when the
 counter moved, so a replica sees another's writes at once and keeps a complete view to fall back on.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import builtins
 import logging
 import threading
+from collections.abc import Callable
 
 from iiifsrv.catalogue.base import CatalogueStore
 from iiifsrv.catalogue.model import CatalogueObject, Transform
@@ -20,8 +22,11 @@ log = logging.getLogger("iiifsrv.catalogue")
 
 
 class RememberedCatalogue:
-    def __init__(self, inner: CatalogueStore) -> None:
+    def __init__(
+        self, inner: CatalogueStore, on_fallback: Callable[[], None] | None = None
+    ) -> None:
         self.inner = inner
+        self._on_fallback = on_fallback
         self._reload = threading.Lock()
         self._changes: int | None = None  # the counter the view was read at (None: never read)
         self._objects: dict[str, CatalogueObject] = {}
@@ -45,8 +50,13 @@ class RememberedCatalogue:
         except Unavailable:
             if self._changes is None:
                 raise
-            self.fallbacks += 1
+            self._fell_back()
         return self._objects
+
+    def _fell_back(self) -> None:
+        self.fallbacks += 1
+        if self._on_fallback is not None:
+            self._on_fallback()
 
     def get(self, object_id: str) -> CatalogueObject | None:
         return self._view().get(object_id)
@@ -70,7 +80,7 @@ class RememberedCatalogue:
         try:
             found = self.inner.get_transform(object_id, spec, version)
         except Unavailable:
-            self.fallbacks += 1
+            self._fell_back()
             return self._transforms.get(key)  # None: fitted again (and not kept) meanwhile
         if found is not None:
             self._transforms[key] = found

@@ -59,23 +59,34 @@ def _wait_until(ok: Callable[[], bool], daemon: Daemon, what: str, seconds: floa
     raise RuntimeError(f"{what} did not become ready: {daemon.log.read_text()}")
 
 
-def haproxy_config(backends: list[int], port: int, stats_port: int) -> str:
-    """config/haproxy.cfg with its listening ports and servers moved to the test's ports."""
+def haproxy_config(backends: list[int], port: int, stats_port: int, inter: str = "") -> str:
+    """config/haproxy.cfg with its listening ports moved to the test's, one ``server`` line per
+    backend (shaped like the shipped ones) and, when given, a shorter health-check interval."""
     text = (ROOT / "config" / "haproxy.cfg").read_text()
     text = text.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
     text = text.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{stats_port}")
-    servers = [ln for ln in text.splitlines() if ln.strip().startswith("server r")]
-    assert len(servers) == 2, servers
-    for i, line in enumerate(servers):
-        new = re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{backends[i]}", line)
-        text = text.replace(line, new)
+    lines = text.splitlines()
+    servers = [i for i, ln in enumerate(lines) if ln.strip().startswith("server r")]
+    assert len(servers) == 2 and servers[1] == servers[0] + 1, servers
+    shape = lines[servers[0]]
+    made = [
+        re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{b}", shape).replace(" r1 ", f" r{n} ")
+        for n, b in enumerate(backends, start=1)
+    ]
+    lines[servers[0] : servers[1] + 1] = made
+    text = "\n".join(lines) + "\n"
+    if inter:
+        assert "check inter 1s " in text
+        text = text.replace("check inter 1s ", f"check inter {inter} ")
     return text
 
 
-def start_haproxy(tmp: Path, backends: list[int]) -> tuple[Daemon, int]:
-    port, stats = free_port(), free_port()
+def start_haproxy(
+    tmp: Path, backends: list[int], *, port: int = 0, inter: str = ""
+) -> tuple[Daemon, int]:
+    port, stats = port or free_port(), free_port()
     cfg = tmp / "haproxy.cfg"
-    cfg.write_text(haproxy_config(backends, port, stats))
+    cfg.write_text(haproxy_config(backends, port, stats, inter))
     log = tmp / "haproxy.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
