@@ -1,11 +1,11 @@
 """Start Debian's HAProxy and Varnish with the shipped configurations (config/haproxy.cfg,
-config/varnish.vcl) on free loopback ports in a temporary directory, and stop them.
+config/varnish.vcl, moved to free loopback ports by loadtests/replicas.py, which the replica
+benchmark shares) in a temporary directory, and stop them.
 scripts/setup --test installs both packages."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from loadtests.replicas import haproxy_config, varnish_command, varnish_vcl
+from tests.conftest import free_port
 
 
 def need(binary: str) -> str:
@@ -59,28 +60,6 @@ def _wait_until(ok: Callable[[], bool], daemon: Daemon, what: str, seconds: floa
     raise RuntimeError(f"{what} did not become ready: {daemon.log.read_text()}")
 
 
-def haproxy_config(backends: list[int], port: int, stats_port: int, inter: str = "") -> str:
-    """config/haproxy.cfg with its listening ports moved to the test's, one ``server`` line per
-    backend (shaped like the shipped ones) and, when given, a shorter health-check interval."""
-    text = (ROOT / "config" / "haproxy.cfg").read_text()
-    text = text.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
-    text = text.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{stats_port}")
-    lines = text.splitlines()
-    servers = [i for i, ln in enumerate(lines) if ln.strip().startswith("server r")]
-    assert len(servers) == 2 and servers[1] == servers[0] + 1, servers
-    shape = lines[servers[0]]
-    made = [
-        re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{b}", shape).replace(" r1 ", f" r{n} ")
-        for n, b in enumerate(backends, start=1)
-    ]
-    lines[servers[0] : servers[1] + 1] = made
-    text = "\n".join(lines) + "\n"
-    if inter:
-        assert "check inter 1s " in text
-        text = text.replace("check inter 1s ", f"check inter {inter} ")
-    return text
-
-
 def start_haproxy(
     tmp: Path, backends: list[int], *, port: int = 0, inter: str = ""
 ) -> tuple[Daemon, int]:
@@ -114,15 +93,10 @@ def server_states(stats_port: int) -> dict[str, str]:
 def start_varnish(tmp: Path, backend: int) -> Daemon:
     port = free_port()
     vcl = tmp / "iiifsrv.vcl"
-    text = (ROOT / "config" / "varnish.vcl").read_text()
-    assert '.port = "8080";' in text
-    vcl.write_text(text.replace('.port = "8080";', f'.port = "{backend}";'))
+    vcl.write_text(varnish_vcl(backend))
     work = tmp / "varnish"
     work.mkdir()
-    cmd = [need("varnishd"), "-F", "-n", str(work), "-a", f"127.0.0.1:{port}", "-f", str(vcl)]
-    cmd += ["-s", "malloc,32m", "-T", "none"]
-    if os.geteuid() == 0:
-        cmd += ["-j", "none"]  # root: no privilege separation in a private temp dir
+    cmd = varnish_command(need("varnishd"), work, port, vcl)
     log = tmp / "varnish.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
