@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from iiifsrv.errors import Unavailable
 
@@ -34,6 +34,32 @@ SCHEMA_LOCK = 0x11F5_57A7
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
+# A wait for a pooled connection is made of slices this long: between two, a failed connection
+# attempt or a connection found broken (PostgreSQL gone) ends it, rather than the whole timeout.
+SLICE = 0.25
+
+
+def failures(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> int:
+    """Connection attempts that failed and connections found broken, so far."""
+    stats = pool.get_stats()
+    return stats.get("connections_errors", 0) + stats.get("connections_lost", 0)
+
+
+def borrow(pool: ConnectionPool[Connection], allowed: float, probe: bool) -> Connection:
+    """A connection within ``allowed`` seconds, give it back with ``pool.putconn``; PoolTimeout
+    sooner when a connection fails meanwhile, unless this call is the probe of a database
+    known to be down (attempts begun before it came back may still fail: wait them out)."""
+    deadline = time.monotonic() + allowed
+    seen = failures(pool)
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return pool.getconn(timeout=max(min(left, SLICE), 0.001))
+        except PoolTimeout:
+            if (failures(pool) != seen and not probe) or time.monotonic() >= deadline:
+                raise
+
+
 class Gate:
     """The outage rule every database client follows: after a failure to reach the database,
     calls fail at once for ``retry_s``; then one call at a time tries again, waiting at most
@@ -47,17 +73,18 @@ class Gate:
         self._retry_at: float | None = None  # None: up; else down, next try at this time
         self._probing = False
 
-    def admit(self, wait: float | None = None) -> float:
-        """How long this call may wait for a connection; Unavailable (503) at once while the
-        database is known to be down and it is not this call's turn to try it."""
+    def admit(self, wait: float | None = None) -> tuple[float, bool]:
+        """(how long this call may wait for a connection, whether it is the one probing a
+        database known to be down); Unavailable (503) at once while the database is known to be
+        down and it is not this call's turn to try it."""
         wanted = self.timeout if wait is None else wait
         with self._lock:
             if self._retry_at is None:
-                return wanted
+                return wanted, False
             if self._probing or time.monotonic() < self._retry_at:
                 raise Unavailable(UNAVAILABLE, headers=RETRY_AFTER)
             self._probing = True
-            return min(wanted, self.probe_s)
+            return min(wanted, self.probe_s), True
 
     def up(self) -> None:
         with self._lock:
@@ -129,11 +156,10 @@ class Database:
         """A pooled connection in autocommit mode (use ``conn.transaction()`` to group writes),
         waiting at most ``wait`` seconds for one (default: the gate's timeout); a database that
         cannot be reached is a 503 whose details go to the log."""
-        allowed = self.gate.admit(wait)
+        allowed, probe = self.gate.admit(wait)
         try:
             pool = self._pool or self._open(allowed)
-            with pool.connection(timeout=allowed) as conn:
-                yield conn
+            conn = borrow(pool, allowed, probe)
         except PoolTimeout as exc:
             if self._saturated():
                 self.gate.release()
@@ -144,6 +170,16 @@ class Database:
         except BaseException:
             self.gate.release()
             raise
+        try:
+            with conn:  # as the pool's own connection(): commit, or roll back on error
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise self.gate.down(exc) from None
+        except BaseException:
+            self.gate.release()
+            raise
+        finally:
+            pool.putconn(conn)
         self.gate.up()
 
     def ensure(self, name: str, schema: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from iiifsrv.annotations.model import Checked, Doc, Record, load_doc, xywh
 from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, Writers, now
-from iiifsrv.database import Gate
+from iiifsrv.database import SLICE, Gate, failures
 from iiifsrv.errors import BadRequest, Unavailable
 
 log = logging.getLogger("iiifsrv.annotations")
@@ -113,6 +114,22 @@ def _tsquery(words: list[str]) -> str:
     return " & ".join(terms)
 
 
+async def _borrow(
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]], allowed: float, probe: bool
+) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+    """database.borrow for the async pool: a connection within ``allowed`` seconds, PoolTimeout
+    sooner when a connection attempt fails or one is found broken meanwhile (not when probing)."""
+    deadline = time.monotonic() + allowed
+    seen = failures(pool)
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return await pool.getconn(timeout=max(min(left, SLICE), 0.001))
+        except PoolTimeout:
+            if (failures(pool) != seen and not probe) or time.monotonic() >= deadline:
+                raise
+
+
 def _dumps(doc: Any) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
@@ -128,7 +145,7 @@ class PostgresStore:
     async def open(self) -> None:
         if self._pool is not None:
             return
-        wait = self.gate.admit()
+        wait, _ = self.gate.admit()
         async with self._opening:
             if self._pool is not None:
                 self.gate.release()
@@ -202,17 +219,28 @@ class PostgresStore:
         """A pooled connection, under the outage rule: a 503 at once while the database is
         known to be down; a lost connection or none within the wait is a 503 too."""
         await self.open()
-        assert self._pool is not None
-        wait = self.gate.admit()
+        pool = self._pool
+        assert pool is not None
+        wait, probe = self.gate.admit()
         try:
-            async with self._pool.connection(timeout=wait) as conn:
-                yield conn
+            conn = await _borrow(pool, wait, probe)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self.gate.down(exc)
             raise Unavailable(UNAVAILABLE, headers={"Retry-After": "5"}) from None
         except BaseException:
             self.gate.release()
             raise
+        try:
+            async with conn:  # as the pool's own connection(): commit, or roll back on error
+                yield conn
+        except psycopg.OperationalError as exc:
+            self.gate.down(exc)
+            raise Unavailable(UNAVAILABLE, headers={"Retry-After": "5"}) from None
+        except BaseException:
+            self.gate.release()
+            raise
+        finally:
+            await pool.putconn(conn)
         self.gate.up()
 
     async def _one(self, sql: str, args: list[Any] | tuple[Any, ...]) -> tuple[Any, ...] | None:

@@ -323,14 +323,7 @@ async def test_three_replicas_behind_haproxy_behave_as_one(topology: Topology) -
         load = await asyncio.to_thread(wrk, t.url, reads, 8, 4, True)
         for e in events:
             e.join()
-        recovered = None
-        while time.monotonic() - window["up"] < 20:  # the writer goes on until writes land
-            done = [o for o in outcomes if o[0] > window["up"] and o[2] == 201]
-            if len([o for o in done if o[1] == "manifest"]) and [
-                o for o in done if o[1] == "annotation"
-            ]:
-                recovered = min(o[0] for o in done) - window["up"]
-                break
+        while time.monotonic() - window["up"] < 9:  # writes go on for 9 s after the start
             await asyncio.sleep(0.2)
         stop_writing.set()
         writing.join()
@@ -341,9 +334,17 @@ async def test_three_replicas_behind_haproxy_behave_as_one(topology: Topology) -
         assert all("unavailable" in o[3] for o in during), during
         before_stop = [o for o in outcomes if o[0] < window["down"] - 1.0]
         assert {o[2] for o in before_stop} <= {201}, before_stop
-        assert recovered is not None, outcomes[-6:]
-        after = [o for o in outcomes if o[0] > window["up"] + recovered + 1.0]
-        assert {o[2] for o in after} <= {201}, after
+        since = [o for o in outcomes if o[0] > window["up"]]
+        landed = [o[0] - window["up"] for o in since if o[2] == 201]
+        refused = [o[0] - window["up"] for o in since if o[2] != 201]
+        assert landed, since
+        recovered, last_refused = min(landed), max(refused, default=0.0)
+        # Each replica finds PostgreSQL again by itself (its gate lets one call probe once a
+        # second): within 0.5 s on a quiet machine, up to ~4 s with both cores saturated by
+        # other work; from then on every write lands, on every replica.
+        assert last_refused < 6.0, [(round(o[0] - window["up"], 2), o[1], o[2]) for o in since]
+        after = [o for o in since if o[0] - window["up"] > last_refused]
+        assert len(after) >= 6 and {o[1] for o in after} == {"manifest", "annotation"}, after
         fell_back = [
             value(parse((await c.get(f"{r.url}/metrics")).text),
                   "iiifsrv_catalogue_fallbacks_total") - f
@@ -351,8 +352,9 @@ async def test_three_replicas_behind_haproxy_behave_as_one(topology: Topology) -
         ]  # fmt: skip
         report.append(
             f"PostgreSQL stopped {window['starting'] - window['down']:.1f}s under wrk: image "
-            f"reads {load}; writes while down: {len(during)}, all 503; first writes landed "
-            f"{recovered:.1f}s after the start; catalogue reads from the last-known view per "
+            f"reads {load}; writes while down: {len(during)}, all 503; first write landed "
+            f"{recovered:.1f}s after the start, the last refused {last_refused:.1f}s after, then "
+            f"{len(after)} writes all 201; catalogue reads from the last-known view per "
             f"replica: {[int(f) for f in fell_back]}"
         )
         assert sum(fell_back) > 0
