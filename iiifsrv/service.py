@@ -108,7 +108,9 @@ class ImageService:
         self.resolver = Resolver(settings.images_path)
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
-        self.render_options = imaging.RenderOptions(settings.jpeg_quality, settings.resize_kernel)
+        self.render_options = imaging.RenderOptions(
+            settings.jpeg_quality, settings.resize_kernel, settings.fast_decode
+        )
         self.levels = imaging.DecodedLevels(settings.decoded_cache_mb * 1024 * 1024)
         # The web layer's per-URL cache holds most hits; this one serves equivalent URL forms
         # and coalesces concurrent renders. Together they hold at most 1.125 × cache_bytes.

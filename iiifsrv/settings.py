@@ -140,6 +140,12 @@ REGISTRY: tuple[Spec, ...] = (
         True,
         "Serve stored JPEG tiles as they are when a request maps exactly.",
     ),
+    Spec(
+        "fast_decode",
+        bool,
+        True,
+        "Decode stored TIFF tiles directly (libdeflate, libjpeg-turbo) for plain JPEG output.",
+    ),
     Spec("vips_cache_mb", int, 64, "libvips operation cache size in MiB."),
     Spec("log_level", str, "info", "Logging level: debug, info, warning, error."),
     Spec("debug", bool, False, "Add Server-Timing headers per stage."),
@@ -267,6 +273,14 @@ REGISTRY: tuple[Spec, ...] = (
         "Seconds between checks of the access rules file for changes (0 = every request).",
     ),
     Spec(
+        "session_revocation_check",
+        int,
+        1,
+        "Seconds between reads of the shared sign-out list (the database, or sessions.sqlite3 "
+        "in the data folder): a sign-out reaches every worker and replica within this time "
+        "(0 = every request).",
+    ),
+    Spec(
         "access_token_max_age",
         int,
         600,
@@ -381,6 +395,7 @@ class Settings:
     resize_kernel: str = "linear"
     decoded_cache_mb: int = 48
     passthrough: bool = True
+    fast_decode: bool = True
     vips_cache_mb: int = 64
     log_level: str = "info"
     debug: bool = False
@@ -404,6 +419,7 @@ class Settings:
     auth_failures: int = 10
     access_rules: str = ""
     access_reload: int = 10
+    session_revocation_check: int = 1
     access_token_max_age: int = 600
     oidc_issuer: str = ""
     oidc_client_id: str = ""

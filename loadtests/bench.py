@@ -9,6 +9,7 @@ and RSS. Everything goes to 127.0.0.1 only.
   scripts/bench                 # the full run (about 10 minutes with images already made)
   scripts/bench --smoke         # tiny image, 1-second cases: proves the harness works (CI)
   scripts/bench --s3 --no-cache # the images from a local Swift (S3) beside the same on disk
+  scripts/bench --replicas 3    # 1, 2, 3 replicas behind HAProxy, and Varnish in front (hits)
 """
 
 from __future__ import annotations
@@ -136,6 +137,18 @@ def tiles(ident: str, w: int, h: int, sfs: list[int], tile: int = 256, seed: int
     return out
 
 
+def regions(ident: str, w: int, h: int, smoke: bool) -> list[str]:
+    """201 distinct 6000x4800 regions (60 % of the image; smaller on the smoke image) at widths
+    900..1100: no two share a region, so no decoded level or response can be reused."""
+    rw, rh = (6000, 4800) if not smoke else (w * 6 // 10, h * 6 // 10)
+    rng = random.Random(14)
+    return [
+        f"{ident}/{rng.randrange(0, w - rw)},{rng.randrange(0, h - rh)},{rw},{rh}/"
+        f"{size if not smoke else size // 4},/0/default.jpg"
+        for size in range(900, 1101)
+    ]
+
+
 def viewer_session(ident: str, w: int, h: int, tile: int = 256) -> list[str]:
     """What Mirador/OpenSeadragon ask for: info.json, a thumbnail, then the tiles covering a
     1600x900 viewport at each level while zooming into the centre, then panning right/down."""
@@ -197,6 +210,15 @@ def cases(w: int, h: int, smoke: bool) -> list[Case]:
             "distinct downscaled views full/{900..1100},",
             jpeg,
             [f"{jpeg}/full/{x},/0/default.jpg" for x in range(900, 1101)],
+            conns=8,
+            timeout="30s",
+            warmup=False,
+            goal=1.8,
+        ),
+        Case(
+            "distinct downscaled regions x,y,6000,4800/{900..1100},",
+            jpeg,
+            regions(jpeg, w, h, smoke),
             conns=8,
             timeout="30s",
             warmup=False,
@@ -354,6 +376,12 @@ def main() -> int:
     ap.add_argument("--no-peer", action="store_true", help="measure iiifsrv alone")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="measure 1..N replicas (--workers 1 each) behind HAProxy and Varnish instead",
+    )
+    ap.add_argument(
         "--no-cache",
         action="store_true",
         help="run iiifsrv with its response caches off (cache_bytes=0): passthrough and renders only",
@@ -372,6 +400,11 @@ def main() -> int:
     if shutil.which("wrk") is None:
         log("wrk is not installed: apt-get install wrk (scripts/setup --test installs it)")
         return 2
+    if args.replicas:  # the small pyramid: this measures the topology, not decoding
+        if not args.smoke:
+            images = images.parent.parent / "iiifbench-replicas" / "images"
+        w, h = make_images(images, True)
+        return bench_replicas(images, w, h, args)
     w, h = make_images(images, args.smoke)
     if args.s3:
         import s3bench
@@ -445,6 +478,37 @@ def main() -> int:
         log(f"non-2xx responses or socket errors from iiifsrv in: {bad}")
         return 1
     return 0
+
+
+def bench_replicas(images: Path, w: int, h: int, args: argparse.Namespace) -> int:
+    """A viewer session's tiles through HAProxy over 1..N replicas, then the same through Varnish
+    in front of that HAProxy (every request a cache hit after the warm-up)."""
+    import replicas
+
+    case = Case("viewer session", "bench_jpeg.tif", viewer_session("bench_jpeg.tif", w, h), 16)
+
+    def measure(base: str, listing: Path) -> Result:
+        result = wrk(base, listing, case, args.duration, args.warmup, replicas.WALK)
+        log(f"{base}: {result.rps:.0f}/s p99 {result.p99:.1f} ms")
+        return result
+
+    counts = list(range(1, args.replicas + 1))
+    rows = replicas.run(images, case.paths, counts, measure)
+    print(
+        f"\n{len(case.paths)} paths of a viewer session on a {w}x{h} JPEG pyramid, wrk -t2 "
+        f"-c{case.conns}, {args.duration} per cell after {args.warmup} warm-up, "
+        f"{os.cpu_count()} cores; iiifsrv --workers 1 per replica\n"
+    )
+    print("| replicas | HAProxy req/s | p50 / p99 ms | Varnish in front req/s | p50 / p99 ms "
+          "| failed | load average after |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    failed = 0
+    for n, hp, vn, load in rows:
+        bad = hp.non2xx + hp.errors + vn.non2xx + vn.errors
+        failed += bad
+        print(f"| {n} | {hp.rps:.0f} | {hp.p50:.1f} / {hp.p99:.1f} | {vn.rps:.0f} | "
+              f"{vn.p50:.1f} / {vn.p99:.1f} | {bad} | {load} |")  # fmt: skip
+    return 1 if failed else 0
 
 
 def print_table(rows: list, args: argparse.Namespace, w: int, h: int) -> None:  # type: ignore[type-arg]

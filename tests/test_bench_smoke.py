@@ -40,7 +40,7 @@ def test_bench_smoke_side_by_side() -> None:
     done = _run(*args, *([] if peer else ["--no-peer"]))
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [ln for ln in done.stdout.splitlines() if ln.startswith("| ") and "---" not in ln]
-    assert len(rows) == 8  # header + 7 cases
+    assert len(rows) == 9  # header + 8 cases
     assert "distinct full-resolution tiles, JPEG TIFF" in rows[1]
     if peer:
         assert all(cell.strip().endswith("x") for cell in [r.split("|")[4] for r in rows[1:]])
