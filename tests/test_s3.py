@@ -399,7 +399,13 @@ async def test_a_large_jpeg2000_reads_only_the_tile_parts_of_its_tiles(
     swift.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}.jp2", Body=path.read_bytes())
     tiles = [(512, 512), (1024, 1024), (1792, 256), (0, 1792)]
     urls = [f"/iiif/3/{name}/{x},{y},256,256/256,/0/default.png" for x, y in tiles]
-    others = ["full/256,/0/default.png", "1024,0,1024,1024/512,/0/default.png"]
+    others = [  # after the overview, regions of many tiles (decoded in one thread: no race)
+        "full/256,/0/default.png",
+        "1024,0,1024,1024/512,/0/default.png",
+        "300,300,700,500/700,/0/default.png",
+        "0,1300,900,748/450,/0/default.png",
+        "1500,1500,548,548/274,/0/default.png",
+    ]
     local_settings = load(overrides={"images": str(folder), "data": str(tmp_path / "ld")})
     async with serve(local_settings) as c:
         local = [(await c.get(u)).content for u in urls]

@@ -179,6 +179,7 @@ def write(image: pyvips.Image, stem: Path, encoding: Encoding, tile: int) -> Pat
         fcntl.flock(lock, fcntl.LOCK_EX)  # released only when complete, or when we die
         if encoding.format == "htj2k":
             write_htj2k(image, tmp, encoding, tile)
+            jp2.add_tlm(str(tmp))
         elif encoding.format == "jp2":
             if encoding.lossless:
                 image.jp2ksave(str(tmp), tile_width=tile, tile_height=tile, lossless=True)

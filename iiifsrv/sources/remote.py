@@ -613,7 +613,19 @@ def _jp2_tiles(
     x0, y0 = -(-(c0 * tile_width) >> level), -(-(r0 * tile_height) >> level)
     x1 = min(lw, -(-((c1 + 1) * tile_width) >> level))
     y1 = min(lh, -(-((r1 + 1) * tile_height) >> level))
-    image = image.crop(x0, y0, x1 - x0, y1 - y0)
+    # Decoded here, in this thread: OpenJPEG finds a tile of this small codestream by reading
+    # on from the last one it read, so concurrent decodes by libvips' threads (a lazy image)
+    # can lose their place (measured: 1 in 4 multi-tile regions failed to decode).
+    try:
+        pixels = pyvips.Region.new(image).fetch(x0, y0, x1 - x0, y1 - y0)
+    except pyvips.Error as exc:
+        from iiifsrv.imaging import RenderError
+
+        log.warning("cannot decode tiles of %s: %s", source.key, exc)
+        raise RenderError("cannot decode this JPEG2000 image") from None
+    image = pyvips.Image.new_from_memory(pixels, x1 - x0, y1 - y0, image.bands, image.format).copy(
+        interpretation=image.interpretation, xres=image.xres, yres=image.yres
+    )
     if (x0, y0, x1, y1) == (0, 0, lw, lh):
         return image
     return image.embed(x0, y0, lw, lh)
