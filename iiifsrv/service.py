@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import anyio
 from cachetools import LRUCache
 
-from iiifsrv import imaging, telemetry
+from iiifsrv import dct_crop, imaging, telemetry
 from iiifsrv.caches import described
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.caches.shared import KEY_VERSION, SharedCache, open_shared
@@ -44,6 +44,7 @@ _SOURCE_MISS = telemetry.CACHE.labels("source", "miss")
 _READ_DESCRIBE = telemetry.SOURCE_READS.labels("describe")
 _READ_RAW = telemetry.SOURCE_READS.labels("raw_tile")
 _READ_RENDER = telemetry.SOURCE_READS.labels("render")
+_EDGE_CROPS = telemetry.EDGE_CROPS
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class ImageService:
         self.resolver = Resolver(settings.images_path)
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
+        # Lossless edge-tile crops (fractions of a millisecond) never queue behind renders.
+        self.crop_limiter = anyio.CapacityLimiter(settings.effective_render_threads)
         self.render_options = imaging.RenderOptions(settings.jpeg_quality, settings.resize_kernel)
         self.levels = imaging.DecodedLevels(settings.decoded_cache_mb * 1024 * 1024)
         # The web layer's per-URL cache holds most hits; this one serves equivalent URL forms
@@ -447,6 +450,13 @@ class ImageService:
             return ImageResult(
                 body, "image/jpeg", passthrough=True, timings={"raw": time.perf_counter() - t0}
             )
+        if p.edge_tile is not None and dct_crop.available():
+            cropped = await self._crop(source, p)
+            if cropped is not None:
+                self.responses.put(key, cropped, len(cropped))
+                return ImageResult(
+                    cropped, "image/jpeg", timings={"crop": time.perf_counter() - t0}
+                )
         pending = self._rendering.get(key)
         if pending is not None:
             body = await asyncio.shield(pending)
@@ -489,6 +499,24 @@ class ImageService:
         return ImageResult(
             body, media_type(p.format), cached="render" not in timings, timings=timings
         )
+
+    async def _crop(self, source: Source, p: Plan) -> bytes | None:
+        """A clipped edge tile cut from its stored tile in a worker thread (read and lossless
+        crop, no decode); None when libturbojpeg refuses the stream (then it is rendered)."""
+        assert p.edge_tile is not None
+        try:
+            body = await anyio.to_thread.run_sync(
+                imaging.crop_edge_tile, source, p.edge_tile, limiter=self.crop_limiter
+            )
+        except ObjectChanged as exc:
+            self._note_changed(exc)
+            raise
+        except dct_crop.CropError as exc:
+            log.warning("edge tile of %s rendered instead of cropped: %s", source.path, exc)
+            return None
+        _READ_RAW.inc()
+        _EDGE_CROPS.inc()
+        return body
 
     def _note_changed(self, exc: BaseException) -> None:
         """An object replaced in the store while it was read is listed again next time."""

@@ -53,6 +53,10 @@ RENDER_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 PASSTHROUGH = Counter("iiifsrv_passthrough", "Stored JPEG tiles served as they are (no render).")
+EDGE_CROPS = Counter(
+    "iiifsrv_edge_crops",
+    "Clipped edge tiles cut from their stored JPEG tile without a decode (lossless DCT crop).",
+)
 SOURCE_READS = Counter(
     "iiifsrv_source_reads",
     "Reads of source files: describe (structure), raw_tile (passthrough), render.",
