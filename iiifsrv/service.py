@@ -38,13 +38,15 @@ from iiifsrv.sources.storage import StorageUnavailable
 
 log = logging.getLogger("iiifsrv.service")
 
-# Label children bound once (the service counts what only it knows: see telemetry.py).
-_SOURCE_HIT = telemetry.CACHE.labels("source", "hit")
+# Label children bound once (the service counts what only it knows: see telemetry.py); the
+# per-request ones as integer tallies, flushed once per event-loop iteration.
+_SOURCE_HIT = telemetry.Tally(telemetry.CACHE.labels("source", "hit"))
 _SOURCE_MISS = telemetry.CACHE.labels("source", "miss")
 _READ_DESCRIBE = telemetry.SOURCE_READS.labels("describe")
-_READ_RAW = telemetry.SOURCE_READS.labels("raw_tile")
+_READ_RAW = telemetry.Tally(telemetry.SOURCE_READS.labels("raw_tile"))
 _READ_RENDER = telemetry.SOURCE_READS.labels("render")
-_EDGE_CROPS = telemetry.EDGE_CROPS
+_PASSTHROUGH = telemetry.Tally(telemetry.PASSTHROUGH)
+_EDGE_CROPS = telemetry.Tally(telemetry.EDGE_CROPS)
 
 
 @dataclass(frozen=True)
@@ -445,7 +447,7 @@ class ImageService:
                     self._note_changed(exc)
                     raise
             _READ_RAW.inc()
-            telemetry.PASSTHROUGH.inc()
+            _PASSTHROUGH.inc()
             self.responses.put(key, body, len(body))
             return ImageResult(
                 body, "image/jpeg", passthrough=True, timings={"raw": time.perf_counter() - t0}
