@@ -154,7 +154,8 @@ class Tally:
 
     def inc(self, amount: int = 1) -> None:
         self.count += amount
-        _schedule()
+        if not _flush_scheduled:
+            schedule_flush()
 
     def flush(self) -> None:
         delta = self.count - self.flushed
@@ -185,10 +186,13 @@ class Tallied:
     def observe(self, value: float) -> None:
         if self.direct:
             self.child.observe(value)
+            if not _flush_scheduled:
+                schedule_flush()
             return
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.sum += value
-        _schedule()
+        if not _flush_scheduled:
+            schedule_flush()
 
     def flush(self) -> None:
         buckets = self.child._buckets
@@ -212,7 +216,8 @@ def flush() -> None:
         tally.flush()
 
 
-def _schedule() -> None:
+def schedule_flush() -> None:
+    """Flush at the end of this event-loop iteration (at once outside a loop)."""
     global _flush_scheduled
     if _flush_scheduled:
         return

@@ -108,7 +108,7 @@ def children(pid: int) -> list[int]:
 def start(args: argparse.Namespace, images: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "IIIFSRV_LOG_LEVEL": "warning"}
     if args.target == "iiifsrv":
-        exe = str(ROOT / ".venv" / "bin" / "iiifsrv")
+        exe = args.exe or str(ROOT / ".venv" / "bin" / "iiifsrv")
         if args.cache == "off":
             env["IIIFSRV_CACHE_BYTES"] = "0"
         cmd = [exe, "serve", "--images", str(images), "--data", str(images.parent / "pdata")]
@@ -153,6 +153,7 @@ def main() -> int:
     ap.add_argument("--duration", default="5s")
     ap.add_argument("--warmup", default="1s")
     ap.add_argument("--port", type=int, default=0, help="0: a free port")
+    ap.add_argument("--exe", help="the iiifsrv executable (e.g. another checkout's, to compare)")
     ap.add_argument("--profile", action="store_true", help="py-spy the workers, split by stage")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")

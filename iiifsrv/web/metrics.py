@@ -96,10 +96,10 @@ class Recorder:
         children = self._children.get((route, status))
         if children is None:
             children = self._children[(route, status)] = self._make(route, status)
-        children[0].inc()
-        children[1].observe(seconds)
-        if sent:
-            children[2].inc(sent)
+        requests, latency, sent_bytes = children
+        requests.count += 1
+        sent_bytes.count += sent
+        latency.observe(seconds)  # schedules the flush
 
     def _make(
         self, route: str, status: int
