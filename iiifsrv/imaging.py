@@ -419,7 +419,7 @@ def read_raw_tile(source: Source, tile: RawTile | EdgeTile) -> bytes:
     data = source.read(offset, count)
     if len(data) != count or data[:2] != b"\xff\xd8":
         raise RenderError("stored tile is damaged")
-    return access.jpeg_header + data[2:]
+    return access.jpeg_header + memoryview(data)[2:]  # one copy, not two
 
 
 def crop_edge_tile(source: Source, tile: EdgeTile, stored: bytes | None = None) -> bytes:

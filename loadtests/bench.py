@@ -244,7 +244,11 @@ def start_iiifsrv(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    wait_http(f"http://127.0.0.1:{port}/health")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", seconds=90)
+    except RuntimeError:
+        stop_iiifsrv(proc)  # a server that never answered is not left running
+        raise
     return proc
 
 
