@@ -54,16 +54,22 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("pyvips").setLevel(logging.WARNING)
 
 
+def shown(settings: Settings, name: str) -> Any:
+    """A setting's value as logs and ``iiifsrv settings`` show it: secrets masked."""
+    value: Any = getattr(settings, name)
+    if name == "tokens" and value:
+        value = f"<{len(value.split(','))} token(s)>"
+    if name in ("session_secret", "oidc_client_secret"):
+        value = "<set>" if value and settings.sources.get(name, "default") != "default" else ""
+    if name in ("database_url", "cache_url") and value and "@" in value:
+        value = value.split("://")[0] + "://…@" + value.split("@", 1)[1]
+    return value
+
+
 def log_settings(settings: Settings) -> None:
     log.info("iiifsrv %s", __version__)
     for spec in REGISTRY:
-        value: Any = getattr(settings, spec.name)
-        if spec.name == "tokens" and value:
-            value = f"<{len(value.split(','))} token(s)>"
-        if spec.name == "session_secret":
-            value = "<set>" if settings.sources.get(spec.name, "default") != "default" else ""
-        if spec.name in ("database_url", "cache_url") and value and "@" in value:
-            value = value.split("://")[0] + "://…@" + value.split("@", 1)[1]
+        value = shown(settings, spec.name)
         log.info("setting %s = %r (%s)", spec.name, value, settings.sources.get(spec.name, "?"))
 
 
@@ -273,7 +279,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
         return 0
     settings = _settings(args)
     for spec in REGISTRY:
-        print(f"{spec.name} = {getattr(settings, spec.name)!r}    # {spec.help}")
+        print(f"{spec.name} = {shown(settings, spec.name)!r}    # {spec.help}")
     return 0
 
 

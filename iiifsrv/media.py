@@ -1,11 +1,15 @@
 """Audio and video files: content types, duration and size (probe), poster frames for video.
 
-Blocking I/O; imports only the standard library and iiifsrv.errors. WAV is read with the
-standard ``wave`` module; every other container with Debian's ``ffprobe``, posters with ``ffmpeg``
-(both from the ffmpeg package): one maintained tool that reads every container viewers play.
-Both run on local files only (``-protocol_whitelist file``, the demuxer fixed by extension);
-their results, failures included, are remembered per file version, and their error text goes
-to the log, never to a client.
+Blocking I/O; imports the standard library, iiifsrv.errors, sources.resolve (the identifier
+check) and sources.storage (pure). WAV is read with the standard ``wave`` module; every other
+container with Debian's ``ffprobe``, posters with ``ffmpeg`` (both from the ffmpeg package): one
+maintained tool that reads every container viewers play. They read local files only
+(``-protocol_whitelist file``) or, for an S3 image root, one presigned HTTP(S) URL of the
+object (``http,https,tcp,tls``, seeking by ranged GETs); the demuxer is always fixed by the
+extension. Their results, failures included, are remembered per file version, and their error
+text goes to the log (with the URL replaced by the key), never to a client.
+
+MediaFiles finds A/V files under the image root, a folder or an S3 bucket, and reads them.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ import shutil
 import subprocess
 import threading
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from iiifsrv.errors import NotFound, Unavailable
+from iiifsrv.sources.resolve import check_identifier
+from iiifsrv.sources.storage import Version
 
 log = logging.getLogger("iiifsrv.media")
 
@@ -104,10 +112,12 @@ def _run(command: list[str]) -> str:
     return done.stdout or ""
 
 
-def _input(path: Path) -> list[str]:
-    """ffmpeg/ffprobe input options: local files only, the demuxer named by the extension."""
-    options = ["-protocol_whitelist", "file"]
-    demuxer = DEMUXERS.get(path.suffix.lower())
+def _input(source: str, suffix: str) -> list[str]:
+    """ffmpeg/ffprobe input options: a local file, or the one presigned URL of an object in
+    S3 (nothing else), and the demuxer named by the extension."""
+    remote = source.startswith(("http://", "https://"))
+    options = ["-protocol_whitelist", "http,https,tcp,tls" if remote else "file"]
+    demuxer = DEMUXERS.get(suffix.lower())
     if demuxer:
         options += ["-f", demuxer]
     return options
@@ -119,7 +129,7 @@ def _wav(path: Path) -> MediaInfo:
     return MediaInfo(duration=frames / rate if rate else 0.0)
 
 
-def _ffprobe(path: Path) -> MediaInfo:
+def _ffprobe(source: str, suffix: str) -> MediaInfo:
     exe = shutil.which("ffprobe")
     if exe is None:
         raise ToolMissing("ffprobe is not installed (Debian package ffmpeg)")
@@ -131,9 +141,9 @@ def _ffprobe(path: Path) -> MediaInfo:
         "format=duration:stream=codec_type,width,height,duration",
         "-of",
         "json",
-        *_input(path),
+        *_input(source, suffix),
         "-i",
-        str(path),
+        source,
     ]
     try:
         doc = json.loads(_run(command) or "{}")
@@ -153,7 +163,7 @@ def _ffprobe(path: Path) -> MediaInfo:
 
 # Probe results and failures per file version (path, mtime, size): a broken file costs one
 # ffprobe per version, not one per request.
-_probes: dict[tuple[str, int, int], MediaInfo | None] = {}
+_probes: dict[tuple[str, int | str, int], MediaInfo | None] = {}
 _PROBES_MAX = 4096
 
 
@@ -166,21 +176,33 @@ def probe(path: Path) -> MediaInfo:
     if st is None or not path.is_file():
         raise NotFound(f"no media file {path.name!r}")
     version = (str(path), st.st_mtime_ns, st.st_size)
+    return _probe(version, path.suffix, lambda: str(path), path, str(path))
+
+
+def _probe(
+    version: tuple[str, int | str, int],
+    suffix: str,
+    source: Callable[[], str],
+    local: Path | None,
+    name: str,
+) -> MediaInfo:
+    """Probe once per version: ``source()`` gives what ffprobe reads (a path or a URL)."""
     if version in _probes:
         known = _probes[version]
         if known is None:
             raise Unavailable(CANNOT_READ)
         return known
     info: MediaInfo | None = None
-    if path.suffix.lower() == ".wav":
+    if suffix.lower() == ".wav" and local is not None:
         # A WAV with a float or extensible header raises here: ffprobe reads those.
         with contextlib.suppress(wave.Error, EOFError):
-            info = _wav(path)
+            info = _wav(local)
     if info is None:
+        url = source()
         try:
-            info = _ffprobe(path)
+            info = _ffprobe(url, suffix)
         except _Failed as exc:
-            log.warning("ffprobe cannot read %s: %s", path, exc)
+            log.warning("ffprobe cannot read %s: %s", name, str(exc).replace(url, name))
     if len(_probes) >= _PROBES_MAX:
         _probes.clear()
     _probes[version] = info
@@ -189,8 +211,14 @@ def probe(path: Path) -> MediaInfo:
     return info
 
 
-def poster(source: Path, target: Path, at: float = 1.0) -> Path:
-    """Write a JPEG frame of ``source`` to ``target`` (atomically) and return it."""
+def poster(
+    source: Path | str, target: Path, at: float = 1.0, *, suffix: str = "", name: str = ""
+) -> Path:
+    """Write a JPEG frame of ``source`` (a file, or the URL of a file with extension
+    ``suffix``, logged as ``name``) to ``target`` (atomically) and return it."""
+    text = str(source)
+    suffix = suffix or Path(text).suffix
+    name = name or text
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise ToolMissing("ffmpeg is not installed: no poster image")
@@ -205,9 +233,9 @@ def poster(source: Path, target: Path, at: float = 1.0) -> Path:
         "-y",
         "-ss",
         f"{max(0.0, at):.3f}",
-        *_input(source),
+        *_input(text, suffix),
         "-i",
-        str(source),
+        text,
         "-frames:v",
         "1",
         "-f",
@@ -224,7 +252,7 @@ def poster(source: Path, target: Path, at: float = 1.0) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except _Failed as exc:
-        log.warning("ffmpeg cannot make a poster for %s: %s", source, exc)
+        log.warning("ffmpeg cannot make a poster for %s: %s", name, str(exc).replace(text, name))
         raise Unavailable(NO_POSTER) from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -244,8 +272,20 @@ class Posters:
     def get(self, source: Path) -> Path:
         """The poster of the video ``source``, or NotFound("no poster for this file")."""
         st = source.stat()
-        identity = f"{source}\x1f{st.st_mtime_ns}\x1f{st.st_size}".encode()
-        key = hashlib.blake2b(identity, digest_size=16).hexdigest()
+        identity = f"{source}\x1f{st.st_mtime_ns}\x1f{st.st_size}"
+        return self.make(
+            identity, lambda: probe(source), lambda target, at: poster(source, target, at)
+        )
+
+    def make(
+        self,
+        identity: str,
+        probed: Callable[[], MediaInfo],
+        write: Callable[[Path, float], Path],
+    ) -> Path:
+        """The poster of the file version ``identity``: ``probed()`` says whether it is a video
+        and how long, ``write(target, at)`` writes the frame at ``at`` seconds."""
+        key = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
         target = self.folder / f"{key}.jpg"
         if target.is_file():
             return target
@@ -260,10 +300,10 @@ class Posters:
             if key in self._none:
                 raise NotFound(NO_POSTER)
             try:
-                info = probe(source)
+                info = probed()
                 if not info.video:
                     raise NotFound(NO_POSTER)
-                poster(source, target, min(1.0, info.duration / 2) if info.duration else 0.0)
+                write(target, min(1.0, info.duration / 2) if info.duration else 0.0)
             except ToolMissing:
                 raise
             except (NotFound, Unavailable):
@@ -273,3 +313,101 @@ class Posters:
                     self._none.add(key)
                 raise NotFound(NO_POSTER) from None
         return target
+
+
+# -- A/V files under the image root: a folder or an S3 bucket -----------------------------------
+
+PRESIGN_SECONDS = 300  # how long the URL ffprobe/ffmpeg read an S3 object through is valid
+
+
+class ObjectStore(Protocol):
+    """What MediaFiles needs of an S3 storage (sources/s3.py S3Storage)."""
+
+    def stat(self, key: str) -> Version: ...
+
+    def read(self, key: str, offset: int, length: int, *, etag: str = "") -> bytes: ...
+
+    def presign(self, key: str, seconds: int) -> str: ...
+
+
+@dataclass(frozen=True)
+class MediaObject:
+    path: str  # relative to the image root, "/"-separated ("av/film.mp4")
+    size: int
+    mtime: float
+    tag: str  # what changes with the content: "<mtime_ns>" locally, the ETag in S3
+    file: Path | None = None  # the local file; None when it is in object storage
+
+    @property
+    def identity(self) -> str:
+        if self.file is not None:
+            return f"{self.file}\x1f{self.tag}\x1f{self.size}"
+        return f"s3:{self.path}\x1f{self.tag}\x1f{self.size}"
+
+
+class MediaFiles:
+    """A/V files under the image root: a local folder, or the S3 storage of an s3:// root
+    (then ``store`` is set and keys are the paths relative to the root's prefix)."""
+
+    def __init__(self, root: Path, posters: Path, store: ObjectStore | None = None) -> None:
+        self.root = root
+        self.store = store
+        self.posters = Posters(posters)
+
+    def find(self, path: str) -> MediaObject:
+        """The A/V file ``path`` names (A/V extensions only, nothing outside the root)."""
+        missing = NotFound(f"no media file {path!r}")
+        try:
+            check_identifier(path)
+        except NotFound:
+            raise missing from None
+        if not is_media(path):
+            raise missing
+        if self.store is not None:
+            try:
+                version = self.store.stat(path)
+            except NotFound:
+                raise missing from None
+            return MediaObject(path, version.size, version.mtime, version.tag)
+        root_real = os.path.realpath(self.root)
+        real = os.path.realpath(os.path.join(root_real, *path.split("/")))
+        if not real.startswith(root_real + os.sep) or not is_media(real):
+            raise missing
+        try:
+            st = os.stat(real)
+        except OSError:
+            raise missing from None
+        if not os.path.isfile(real):
+            raise missing
+        return MediaObject(path, st.st_size, st.st_mtime, str(st.st_mtime_ns), Path(real))
+
+    def read(self, obj: MediaObject, offset: int, length: int) -> bytes:
+        """Bytes of an object in S3: one ranged GET of that version (If-Match its ETag)."""
+        assert self.store is not None
+        return self.store.read(obj.path, offset, length, etag=obj.tag)
+
+    def _url(self, obj: MediaObject) -> str:
+        assert self.store is not None
+        return self.store.presign(obj.path, PRESIGN_SECONDS)
+
+    def probe(self, obj: MediaObject) -> MediaInfo:
+        """Duration and frame size (a local file as ``probe`` does; an object through a URL)."""
+        if obj.file is not None:
+            return probe(obj.file)
+        suffix = os.path.splitext(obj.path)[1]
+        version = (f"s3:{obj.path}", obj.tag, obj.size)
+        return _probe(version, suffix, lambda: self._url(obj), None, obj.path)
+
+    def probe_path(self, path: str) -> MediaInfo:
+        return self.probe(self.find(path))
+
+    def poster(self, obj: MediaObject) -> Path:
+        """The poster frame of a video (made once per version), or NotFound."""
+        if obj.file is not None:
+            return self.posters.get(obj.file)
+        suffix = os.path.splitext(obj.path)[1]
+
+        def write(target: Path, at: float) -> Path:
+            return poster(self._url(obj), target, at, suffix=suffix, name=obj.path)
+
+        return self.posters.make(obj.identity, lambda: self.probe(obj), write)

@@ -30,6 +30,7 @@ from iiifsrv.iiif.model import ImageRequest, Limits
 from iiifsrv.iiif.plan import Plan, plan
 from iiifsrv.settings import Settings
 from iiifsrv.sources import composite, computed
+from iiifsrv.sources import remote as remote_blocks
 from iiifsrv.sources.describe import NotAnImage, Source, describe
 from iiifsrv.sources.objects import RemoteImages, open_s3
 from iiifsrv.sources.resolve import Resolver, check_identifier, no_image
@@ -112,7 +113,9 @@ class ImageService:
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
         # Lossless edge-tile crops (fractions of a millisecond) never queue behind renders.
         self.crop_limiter = anyio.CapacityLimiter(settings.effective_render_threads)
-        self.render_options = imaging.RenderOptions(settings.jpeg_quality, settings.resize_kernel)
+        self.render_options = imaging.RenderOptions(
+            settings.jpeg_quality, settings.resize_kernel, settings.fast_decode
+        )
         self.levels = imaging.DecodedLevels(settings.decoded_cache_mb * 1024 * 1024)
         # The web layer's per-URL cache holds most hits; this one serves equivalent URL forms
         # and coalesces concurrent renders. Together they hold at most 1.125 × cache_bytes.
@@ -377,7 +380,7 @@ class ImageService:
                 future: asyncio.Future[Source] = asyncio.get_running_loop().create_future()
                 self._describing["s3:" + identifier] = future
                 try:
-                    known = await anyio.to_thread.run_sync(remote.source, identifier)
+                    known = await self._remote_describe(remote, identifier)
                     future.set_result(known)
                 except BaseException as exc:
                     future.set_exception(exc)
@@ -388,6 +391,25 @@ class ImageService:
         assert known is not None
         self._check_source_size(known)
         return known
+
+    async def _remote_describe(self, remote: RemoteImages, identifier: str) -> Source:
+        """Locate ``identifier`` in the bucket; describe its version unless this process
+        knows it. With a shared cache, the header blocks a description reads (a TIFF's IFDs
+        and tile index, a JPEG2000's header) are kept there by object version, so another
+        replica describes the same version without a GET."""
+        key, version, known = await anyio.to_thread.run_sync(remote.locate_known, identifier)
+        if known is not None:
+            return known
+        if self.shared is None:
+            return await anyio.to_thread.run_sync(remote.describe, key, version)
+        shared_key = self.shared.key("s3head", remote.storage.where, key, version.tag)
+        data = await self.shared.get(shared_key)
+        given = remote_blocks.decode_blocks(data) if data is not None else None
+        blocks: dict[int, bytes] = given if given is not None else {}
+        found = await anyio.to_thread.run_sync(remote.describe, key, version, blocks)
+        if given is None and blocks and (found.tiles or found.loader == "jp2kload"):
+            await self.shared.put(shared_key, remote_blocks.encode_blocks(blocks))
+        return found
 
     def list_images(self, limit: int = 10000) -> list[str]:
         """Identifiers of the images under the root, sorted (blocking; the landing page).

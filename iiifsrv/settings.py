@@ -140,6 +140,12 @@ REGISTRY: tuple[Spec, ...] = (
         True,
         "Serve stored JPEG tiles as they are when a request maps exactly.",
     ),
+    Spec(
+        "fast_decode",
+        bool,
+        True,
+        "Decode stored TIFF tiles directly (libdeflate, libjpeg-turbo) for plain JPEG output.",
+    ),
     Spec("vips_cache_mb", int, 64, "libvips operation cache size in MiB."),
     Spec("log_level", str, "info", "Logging level: debug, info, warning, error."),
     Spec("debug", bool, False, "Add Server-Timing headers per stage."),
@@ -273,6 +279,40 @@ REGISTRY: tuple[Spec, ...] = (
         "Seconds an IIIF Auth access token (for info.json and probes) lasts.",
     ),
     Spec(
+        "oidc_issuer",
+        str,
+        "",
+        "OpenID Connect provider (issuer URL, https; http only on loopback) for signing in with "
+        "an external account; empty = local accounts only (needs the [oidc] extra).",
+    ),
+    Spec("oidc_client_id", str, "", "Client id of iiifsrv at the OpenID provider."),
+    Spec(
+        "oidc_client_secret",
+        str,
+        "",
+        "Client secret at the OpenID provider (set it in the environment, "
+        "IIIFSRV_OIDC_CLIENT_SECRET; never logged).",
+    ),
+    Spec(
+        "oidc_roles_claim",
+        str,
+        "groups",
+        "Claim whose values become the user's roles (a dotted path for nested claims, e.g. "
+        "realm_access.roles for Keycloak, roles for Entra app roles).",
+    ),
+    Spec(
+        "oidc_scopes",
+        str,
+        "openid profile email",
+        "Scopes asked of the OpenID provider (openid is always asked).",
+    ),
+    Spec(
+        "oidc_name",
+        str,
+        "",
+        'Provider name on the sign-in page ("Sign in with <name>"); empty = the issuer\'s host.',
+    ),
+    Spec(
         "access_log",
         str,
         "",
@@ -347,6 +387,7 @@ class Settings:
     resize_kernel: str = "linear"
     decoded_cache_mb: int = 48
     passthrough: bool = True
+    fast_decode: bool = True
     vips_cache_mb: int = 64
     log_level: str = "info"
     debug: bool = False
@@ -365,12 +406,18 @@ class Settings:
     max_connections_per_client: int = 256
     limit_concurrency: int = 1000
     backlog: int = 2048
-    session_secret: str = ""
+    session_secret: str = field(default="", repr=False)
     session_max_age: int = 8 * 3600
     auth_failures: int = 10
     access_rules: str = ""
     access_reload: int = 10
     access_token_max_age: int = 600
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
+    oidc_roles_claim: str = "groups"
+    oidc_scopes: str = "openid profile email"
+    oidc_name: str = ""
     access_log: str = ""
     metrics: bool = True
     shutdown_drain: int = 0
@@ -520,7 +567,34 @@ def load(
         raise SettingsError("setting 'access_token_max_age' must be at least 1 second")
     if values.get("session_max_age", 1) == 0:
         raise SettingsError("setting 'session_max_age' must be at least 1 second")
+    if values.get("oidc_issuer"):
+        _check_oidc(values, sources)
     return Settings(**values, sources=sources)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _check_oidc(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """The OpenID Connect settings belong together: an https issuer (http on loopback only,
+    for tests), a client id and a client secret."""
+    issuer = str(values["oidc_issuer"]).rstrip("/")
+    scheme, _, rest = issuer.partition("://")
+    host = (
+        rest.split("/", 1)[0].rsplit(":", 1)[0]
+        if not rest.startswith("[")
+        else rest.split("]")[0] + "]"
+    )
+    if scheme != "https" and not (scheme == "http" and host in LOOPBACK_HOSTS):
+        raise SettingsError(
+            f"setting 'oidc_issuer' from {sources['oidc_issuer']}: use an https:// URL "
+            "(http:// only on 127.0.0.1 or localhost)"
+        )
+    for name in ("oidc_client_id", "oidc_client_secret"):
+        if not values.get(name):
+            raise SettingsError(f"setting 'oidc_issuer' needs {name!r} too")
+    if not str(values.get("oidc_roles_claim", "groups")).strip():
+        raise SettingsError("setting 'oidc_roles_claim' must name a claim")
 
 
 def to_environ(settings: Settings) -> dict[str, str]:

@@ -9,6 +9,7 @@ and RSS. Everything goes to 127.0.0.1 only.
   scripts/bench                 # the full run (about 10 minutes with images already made)
   scripts/bench --no-cache      # first views: both servers with their caches off
   scripts/bench --smoke         # tiny image, 1-second cases: proves the harness works (CI)
+  scripts/bench --s3 --no-cache # the images from a local Swift (S3) beside the same on disk
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Result:
     p99: float
     non2xx: int
     errors: int
+    requests: int = 0
 
 
 def log(msg: str) -> None:
@@ -81,8 +83,12 @@ def make_images(images: Path, smoke: bool) -> tuple[int, int]:
             img.jp2ksave(str(images / "bench.jp2"), tile_width=256, tile_height=256, Q=45)
         return w, h
     if not (images / "bench_jpeg.tif").exists() or not (images / "bench_deflate.tif").exists():
-        log("making the 10000x8000 test images with the peer's make-images.sh (about 3 min)")
-        run(["bash", str(PEERS / "make-images.sh")], env={**os.environ, "IMAGES": str(images)})
+        if shutil.which("vips") is None:
+            log("making the 10000x8000 test images with pyvips, as make-images.sh does (~3 min)")
+            make_images_pyvips(images)
+        else:
+            log("making the 10000x8000 test images with the peer's make-images.sh (about 3 min)")
+            run(["bash", str(PEERS / "make-images.sh")], env={**os.environ, "IMAGES": str(images)})
     if not (images / "bench.jp2").exists():
         # make-images.sh skips the JP2 when `vips -l | grep -q` meets SIGPIPE under pipefail;
         # write it here from the same pixels, with the same options.
@@ -92,6 +98,28 @@ def make_images(images: Path, smoke: bool) -> tuple[int, int]:
         src.jp2ksave(str(tmp), tile_width=256, tile_height=256, Q=45)
         os.replace(tmp, images / "bench.jp2")
     return 10000, 8000
+
+
+def make_images_pyvips(images: Path, w: int = 10000, h: int = 8000) -> None:
+    """make-images.sh's recipe through pyvips (when the vips command is not installed): per
+    band a fractal surface normalised to sd 40 around 128 plus Gaussian noise (sigma 10)."""
+    import pyvips
+
+    bands = []
+    for dimension in (2.4, 2.6, 2.2):
+        surface = pyvips.Image.fractsurf(w, h, dimension).copy_memory()
+        level = surface.linear(40 / surface.deviate(), 128)
+        bands.append((level + pyvips.Image.gaussnoise(w, h, sigma=10, mean=0)).cast("uchar"))
+    rgb = bands[0].bandjoin(bands[1:]).copy(interpretation="srgb").copy_memory()
+    common = {"tile": True, "pyramid": True, "tile_width": 256, "tile_height": 256}
+    for name, options in (("bench_jpeg.tif", {"compression": "jpeg", "Q": 75}),
+                          ("bench_deflate.tif", {"compression": "deflate"})):  # fmt: skip
+        tmp = images / f".{name}.part"
+        rgb.tiffsave(str(tmp), **options, **common)
+        os.replace(tmp, images / name)
+    tmp = images / ".bench.jp2.part"
+    rgb.jp2ksave(str(tmp), tile_width=256, tile_height=256, Q=45)
+    os.replace(tmp, images / "bench.jp2")
 
 
 # -- request lists -----------------------------------------------------------------------------
@@ -107,6 +135,18 @@ def tiles(ident: str, w: int, h: int, sfs: list[int], tile: int = 256, seed: int
                 out.append(f"{ident}/{x},{y},{rw},{rh}/{math.ceil(rw / sf)},/0/default.jpg")
     random.Random(seed).shuffle(out)
     return out
+
+
+def regions(ident: str, w: int, h: int, smoke: bool) -> list[str]:
+    """201 distinct 6000x4800 regions (60 % of the image; smaller on the smoke image) at widths
+    900..1100: no two share a region, so no decoded level or response can be reused."""
+    rw, rh = (6000, 4800) if not smoke else (w * 6 // 10, h * 6 // 10)
+    rng = random.Random(14)
+    return [
+        f"{ident}/{rng.randrange(0, w - rw)},{rng.randrange(0, h - rh)},{rw},{rh}/"
+        f"{size if not smoke else size // 4},/0/default.jpg"
+        for size in range(900, 1101)
+    ]
 
 
 def viewer_session(ident: str, w: int, h: int, tile: int = 256) -> list[str]:
@@ -190,6 +230,15 @@ def cases(w: int, h: int, smoke: bool) -> list[Case]:
             goal=1.8,
         ),
         Case(
+            "distinct downscaled regions x,y,6000,4800/{900..1100},",
+            jpeg,
+            regions(jpeg, w, h, smoke),
+            conns=8,
+            timeout="30s",
+            warmup=False,
+            goal=1.8,
+        ),
+        Case(
             "distinct tiles, JPEG2000", jp2, tiles(jp2, w, h, [1]), conns=8, timeout="30s", goal=3
         ),
         Case(
@@ -220,7 +269,7 @@ def port_busy(port: int) -> bool:
 
 
 def start_iiifsrv(
-    images: Path, port: int, workers: int, extra_env: dict[str, str]
+    images: Path | str, port: int, workers: int, extra_env: dict[str, str], data: Path | None = None
 ) -> subprocess.Popen[bytes]:
     if port_busy(port):
         raise SystemExit(f"[bench] port {port} is already in use: stop that server or pass --port")
@@ -233,7 +282,7 @@ def start_iiifsrv(
             "--images",
             str(images),
             "--data",
-            str(images.parent / "iiifsrv-data"),
+            str(data or Path(images).parent / "iiifsrv-data"),
             "--port",
             str(port),
             "--workers",
@@ -309,7 +358,9 @@ def memory(pids: list[int]) -> tuple[int, int]:
 # -- wrk ---------------------------------------------------------------------------------------
 
 
-def wrk(base: str, paths_file: Path, case: Case, duration: str, warmup: str) -> Result:
+def wrk(
+    base: str, paths_file: Path, case: Case, duration: str, warmup: str, script: Path = WALK
+) -> Result:
     def once(seconds: str) -> str:
         cmd = [
             "wrk",
@@ -320,7 +371,7 @@ def wrk(base: str, paths_file: Path, case: Case, duration: str, warmup: str) -> 
             case.timeout,
             "--latency",
             "-s",
-            str(WALK),
+            str(script),
             base,
             "--",
             str(paths_file),
@@ -338,6 +389,7 @@ def wrk(base: str, paths_file: Path, case: Case, duration: str, warmup: str) -> 
         float(kv["p99_ms"]),
         int(kv["non2xx"]),
         int(kv["socket_errors"]),
+        int(kv["requests"]),
     )
 
 
@@ -365,6 +417,12 @@ def main() -> int:
         help="first views: iiifsrv's response caches off (cache_bytes=0) and the peer's tile "
         "cache off (CACHE_MB=0): passthrough and renders only",
     )
+    ap.add_argument(
+        "--s3",
+        action="store_true",
+        help="the images from a local OpenStack Swift (s3api) beside the same images on disk, "
+        "and the raw ranged-GET rate of that Swift (instead of the peer; see loadtests/s3bench.py)",
+    )
     args = ap.parse_args()
     if args.smoke:
         args.duration, args.warmup = "1s", "0"
@@ -373,6 +431,10 @@ def main() -> int:
         log("wrk is not installed: apt-get install wrk (scripts/setup --test installs it)")
         return 2
     w, h = make_images(images, args.smoke)
+    if args.s3:
+        import s3bench
+
+        return s3bench.run(args, w, h)
     with_peer = not args.no_peer
     if with_peer and not IIPSRV.exists():
         log("installing the peer (Debian iipimage-server, lighttpd) with setup-iipsrv.sh install")

@@ -171,9 +171,13 @@ class LiveServer:
 
 
 def start_server(
-    images: Path, data: Path, *extra: str, env: dict[str, str] | None = None
+    images: Path,
+    data: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> LiveServer:
-    port = free_port()
+    port = port or free_port()
     log = data.parent / f"server-{port}.log"
     data.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -207,13 +211,18 @@ def start_server(
     raise RuntimeError(f"server did not start: {log.read_text()}")
 
 
-def stop_server(server: LiveServer) -> None:
-    server.proc.terminate()
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    proc.terminate()
     try:
-        server.proc.wait(10)
+        proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait()
+        proc.kill()
+        proc.wait()
+
+
+def stop_server(server: LiveServer) -> None:
+    stop_process(server.proc)
 
 
 @pytest.fixture(scope="session")

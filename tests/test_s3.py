@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 import pyvips
 import tifffile
 
-from iiifsrv.catalogue import CatalogueObject
+from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.errors import NotFound
 from iiifsrv.ingest import publish
 from iiifsrv.settings import Settings, SettingsError, load
@@ -29,6 +30,8 @@ from iiifsrv.sources.remote import COALESCE_GAP, Blocks
 from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.web.app import create_app
+from iiifsrv.web.media import REMOTE_CHUNK
+from tests.cache.conftest import REDIS_URL
 from tests.conftest import (
     BLUE,
     GREEN,
@@ -40,6 +43,7 @@ from tests.conftest import (
     stop_server,
 )
 from tests.ingest_support import catalogue_ids, get, run_cli, smooth
+from tests.presentation_support import needs_ffmpeg, write_mp4, write_wav
 from tests.s3_support import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Swift, start_swift
 from tests.test_passthrough import stored_tile
 from tests.test_validator import run_validator
@@ -589,6 +593,117 @@ def test_multispectral_object_in_s3_serves_bands_composites_and_spectra(
     assert remote[0].json()["bands"] == local[0].json()["bands"]  # the spectral values
     for a, b in zip(remote[1:], local[1:], strict=True):
         assert a.content == b.content  # the same pixels, the same PNG
+
+
+async def test_the_tiff_structure_is_shared_with_other_replicas_through_the_cache(
+    swift: Swift, s3_env: None, tmp_path: Path, image_root: Path
+) -> None:
+    """With cache_url, a TIFF's header blocks are kept in Redis by (key, ETag): a second
+    replica describes the same version without a GET, then one GET per stored tile."""
+    key = f"shared-{uuid.uuid4().hex}/page"
+    path = image_root / f"{TILED}.tif"
+    swift.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}.tif", Body=path.read_bytes())
+    settings = s3_settings(swift, tmp_path, cache_url=REDIS_URL)
+    info = f"/iiif/3/{key.replace('/', '%2F')}/info.json"
+    async with serve(settings) as first:
+        described = await first.get(info)
+        assert described.status_code == 200, described.text
+        assert storage_of(first).counters.gets >= 1  # the header blocks, read once
+        await first.app.state.service.close()  # type: ignore[attr-defined]
+    async with serve(settings) as second:
+        storage = storage_of(second)
+        again = await second.get(info)
+        assert again.status_code == 200 and again.json() == described.json()
+        tile = await second.get(
+            f"/iiif/3/{key.replace('/', '%2F')}/256,0,256,256/256,/0/default.jpg"
+        )
+        assert tile.status_code == 200
+        assert tile.content == stored_tile(path, 0, 1, 0)
+        assert storage.counters.gets == 1  # the tile; the structure came from the cache
+        await second.app.state.service.close()  # type: ignore[attr-defined]
+
+
+def test_dropped_bands_and_removed_objects_delete_only_their_keys(
+    swift: Swift, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A band dropped by a re-ingest and ``objects remove`` delete the bucket objects the
+    catalogue owned, never anything else under the prefix."""
+    folder = tmp_path / "src" / "leaf9"
+    folder.mkdir(parents=True)
+    for i, nm in enumerate((365, 550, 940)):
+        tifffile.imwrite(folder / f"leaf9_{nm}nm.tif", smooth(30, 40, 1, seed=i))
+    monkeypatch.setenv("IIIFSRV_S3_ENDPOINT", swift.endpoint)
+    s3 = swift.client()
+    others = {"rm/leaf9/notes.tif", "rm/leaf9-other.tif", "rm2/leaf9/IR940.tif"}
+    for key in others:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"not the catalogue's")
+    root, data = f"s3://{BUCKET}/rm", str(tmp_path / "data")
+
+    def keys() -> set[str]:
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="rm")
+        return {o["Key"] for o in listed.get("Contents", ())}
+
+    status, out = run_cli("ingest", str(folder), "--images", root, "--data", data)
+    assert status == 0, out
+    bands = {"rm/leaf9/UV365.tif", "rm/leaf9/G550.tif", "rm/leaf9/IR940.tif"}
+    assert keys() == bands | others
+    (folder / "leaf9_940nm.tif").unlink()
+    status, out = run_cli("ingest", str(folder), "--images", root, "--data", data)
+    assert status == 0 and "1 ingested" in out, out
+    assert keys() == bands - {"rm/leaf9/IR940.tif"} | others
+    status, out = run_cli("objects", "remove", "leaf9", "--images", root, "--data", data)
+    assert status == 0 and "2 derivative file(s) deleted" in out, out
+    assert keys() == others
+    assert catalogue_ids(Path(data)) == []
+
+
+@needs_ffmpeg
+async def test_media_from_s3_ranges_poster_and_duration(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    """/media from an S3 root as from a folder: ranges (206, 416), 304, the poster, the
+    manifest's duration and size (ffprobe/ffmpeg read the object through a presigned URL)."""
+    wav = write_wav(tmp_path / "tone.wav", seconds=1.0).read_bytes()
+    mp4 = write_mp4(tmp_path / "film.mp4", seconds=2.0).read_bytes()
+    s3 = swift.client()
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/av/tone.wav", Body=wav)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/av/film.mp4", Body=mp4)
+    settings = s3_settings(swift, tmp_path)
+    Catalogue(settings.data_path / "catalogue.sqlite3").upsert(
+        CatalogueObject(id="s3film", label="A film", kind="video", media="av/film.mp4")
+    )
+    async with serve(settings) as c:
+        storage = storage_of(c)
+        middle = await c.get("/media/av/film.mp4", headers={"Range": "bytes=100-199"})
+        assert middle.status_code == 206, middle.text
+        assert middle.headers["content-range"] == f"bytes 100-199/{len(mp4)}"
+        assert middle.headers["content-type"] == "video/mp4"
+        assert middle.content == mp4[100:200]
+        whole = await c.get("/media/av/tone.wav")
+        assert whole.status_code == 200 and whole.content == wav
+        assert whole.headers["content-length"] == str(len(wav))
+        reads = [r for r in storage.counters.recent if r[0] == "av/tone.wav"]
+        assert reads and all(n <= REMOTE_CHUNK for _, _, n, _ in reads)  # ranged GETs only
+        tail = await c.get("/media/av/tone.wav", headers={"Range": "bytes=-4"})
+        assert tail.status_code == 206 and tail.content == wav[-4:]
+        past = await c.get("/media/av/tone.wav", headers={"Range": f"bytes={len(wav)}-"})
+        assert past.status_code == 416
+        again = await c.get("/media/av/tone.wav", headers={"If-None-Match": whole.headers["etag"]})
+        assert again.status_code == 304
+        assert (await c.get("/media/av/none.wav")).status_code == 404
+        assert (await c.get(f"/media/{TILED}.tif")).status_code == 404  # not an A/V file
+        assert (await c.get("/media/..%2Foutside.mp4")).status_code == 404
+        poster = await c.get("/media/av/film.mp4/poster.jpg")
+        assert poster.status_code == 200, poster.text
+        assert poster.content[:3] == b"\xff\xd8\xff"
+        assert pyvips.Image.new_from_buffer(poster.content, "").width == 64
+        manifest = await c.get("/iiif/manifests/s3film")
+        assert manifest.status_code == 200, manifest.text
+        canvas = manifest.json()["items"][0]
+        assert canvas["duration"] == pytest.approx(2.0, abs=0.1)
+        assert (canvas["width"], canvas["height"]) == (64, 48)
+        body = canvas["items"][0]["items"][0]["body"]
+        assert body["id"] == "http://testserver/media/av/film.mp4"
 
 
 async def test_swift_down_is_a_503_and_service_resumes_by_itself(

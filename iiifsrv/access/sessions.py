@@ -119,3 +119,20 @@ def form_ok(key: bytes, nonce: str | None, presented: str) -> bool:
         and bool(presented)
         and hmac.compare_digest(form_mac(key, nonce or "").encode(), presented.encode())
     )
+
+
+def sign(key: bytes, purpose: str, payload: bytes) -> str:
+    """``payload`` and its HMAC for ``purpose``, as one URL- and cookie-safe value."""
+    return f"{_b64(payload)}.{_b64(_mac(key, purpose, payload))}"
+
+
+def unsign(key: bytes, purpose: str, value: str) -> bytes | None:
+    """The payload of a value made by ``sign`` for ``purpose``, None when forged or malformed."""
+    head, sep, mac = value.partition(".")
+    try:
+        payload, given = _unb64(head), _unb64(mac)
+    except ValueError:
+        return None
+    if not sep or not hmac.compare_digest(given, _mac(key, purpose, payload)):
+        return None
+    return payload

@@ -15,6 +15,7 @@ from typing import Any
 
 from iiifsrv.catalogue import Catalogue, CatalogueStore
 from iiifsrv.ingest import profiles
+from iiifsrv.ingest.derive import IngestError
 from iiifsrv.ingest.publish import S3Target
 from iiifsrv.ingest.run import CATALOGUE_NAME
 from iiifsrv.settings import Settings, load
@@ -129,10 +130,20 @@ def cmd_objects(args: argparse.Namespace) -> int:
         return 0
     # remove
     assert catalogue is not None
-    removed_files = []
-    if not args.keep_files:
-        images = _settings(args).images_path
-        idents = [b.image for b in obj.bands] or [obj.image]
+    removed_files: list[object] = []
+    settings = _settings(args)
+    idents = [b.image for b in obj.bands] or [obj.image]
+    if not args.keep_files and settings.image_root.kind == "s3":
+        target = S3Target.of(
+            settings.image_root, settings.s3_endpoint, settings.s3_region, settings.s3_timeout
+        )
+        try:
+            removed_files.extend(target.remove(idents))
+        except IngestError as exc:
+            print(f"iiifsrv objects remove: {exc}", file=sys.stderr)
+            return 1  # the catalogue still names the object: run it again
+    elif not args.keep_files:
+        images = settings.images_path
         for ident in idents:
             for ext in (".tif", ".jp2"):
                 path = images / f"{ident}{ext}"

@@ -95,6 +95,42 @@ def prepare(image: pyvips.Image, profile: Profile, *, band: bool) -> tuple[pyvip
     return image, profile.eight_bit
 
 
+HTJ2K_MAX_PIXELS = 300_000_000  # encoded from memory (OpenJPH): 900 MB of 8-bit RGB at most
+
+
+def htj2k_step(quality: int) -> float:
+    """OpenJPH's quantisation step for a profile quality 1-100 (45 gives about the size of
+    libvips' jp2ksave Q45 on photographs; 90 is visually lossless)."""
+    return float(2 ** (-(quality / 10) - 2.3))
+
+
+def write_htj2k(image: pyvips.Image, path: Path, encoding: Encoding, tile: int) -> None:
+    """A tiled, multi-resolution High-Throughput JPEG2000 codestream (Part 15): the server
+    decodes its tiles with about a third of the CPU of JPEG2000 Part 1 (docs/benchmarks.md)."""
+    import imagecodecs
+
+    if image.format != "uchar" or image.bands not in (1, 3):
+        raise IngestError("the htj2k format takes 8-bit grey or RGB images: check the profile")
+    if image.width * image.height > HTJ2K_MAX_PIXELS:
+        raise IngestError(
+            f"image too large for the htj2k format ({image.width}x{image.height}, at most "
+            f"{HTJ2K_MAX_PIXELS} pixels): use the jp2 or default profile"
+        )
+    pixels = image.numpy()
+    resolutions = 1
+    while max(image.width, image.height) > tile << (resolutions - 1) and resolutions < 33:
+        resolutions += 1
+    data = imagecodecs.htj2k_encode(
+        pixels,
+        level=None if encoding.lossless else htj2k_step(encoding.quality),
+        tile=(tile, tile),
+        resolutions=resolutions,
+        reversible=encoding.lossless,
+    )
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
 def part_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}{PART_SUFFIX}")
 
@@ -139,7 +175,9 @@ def write(image: pyvips.Image, stem: Path, encoding: Encoding, tile: int) -> Pat
     lock = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released only when complete, or when we die
-        if encoding.format == "jp2":
+        if encoding.format == "htj2k":
+            write_htj2k(image, tmp, encoding, tile)
+        elif encoding.format == "jp2":
             if encoding.lossless:
                 image.jp2ksave(str(tmp), tile_width=tile, tile_height=tile, lossless=True)
             else:

@@ -22,20 +22,20 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class Encoding:
-    format: str  # "tiff" or "jp2"
+    format: str  # "tiff", "jp2" or "htj2k" (High-Throughput JPEG2000 codestream, named .jp2)
     compression: str = "deflate"  # tiff only
     quality: int = 85
     lossless: bool = False  # jp2 only
 
     @property
     def is_lossless(self) -> bool:
-        if self.format == "jp2":
+        if self.format in ("jp2", "htj2k"):
             return self.lossless
         return self.compression != "jpeg"
 
     @property
     def extension(self) -> str:
-        return ".jp2" if self.format == "jp2" else ".tif"
+        return ".jp2" if self.format in ("jp2", "htj2k") else ".tif"
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ def _encoding(name: str, kind: str, table: object) -> Encoding:
     if not isinstance(table, dict):
         raise ProfileError(f"profile {name!r}: [{kind}] is missing")
     fmt = str(table.get("format", "tiff"))
-    if fmt not in ("tiff", "jp2"):
-        raise ProfileError(f"profile {name!r}: [{kind}] format must be 'tiff' or 'jp2'")
+    if fmt not in ("tiff", "jp2", "htj2k"):
+        raise ProfileError(f"profile {name!r}: [{kind}] format must be 'tiff', 'jp2' or 'htj2k'")
     compression = str(table.get("compression", "deflate"))
     if fmt == "tiff" and compression not in TIFF_COMPRESSIONS:
         raise ProfileError(

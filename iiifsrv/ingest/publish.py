@@ -90,6 +90,22 @@ class S3Target:
             with contextlib.suppress(OSError):
                 path.unlink()
 
+    def remove(self, identifiers: list[str]) -> list[str]:
+        """Delete the derivatives ingest wrote for ``identifiers`` (``<id>.tif``, ``<id>.jp2``
+        under the prefix, nothing else); the keys deleted."""
+        storage = self.storage()
+        removed = []
+        for ident in identifiers:
+            for ext in EXTENSIONS:
+                key = f"{ident}{ext}"
+                try:
+                    if storage.exists(key):
+                        _delete(storage, key)
+                        removed.append(key)
+                except IIIFError as exc:
+                    raise IngestError(f"cannot delete {key} from {self}: {exc.message}") from None
+        return removed
+
 
 def _identifiers(obj: CatalogueObject) -> list[str]:
     return [b.image for b in obj.bands] or [obj.image]

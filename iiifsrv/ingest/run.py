@@ -370,15 +370,28 @@ def _outcomes(
                 yield Outcome(job.object_id, job.source, "failed", f"worker failed: {exc}")
 
 
-def _remove_dropped_bands(old: CatalogueObject | None, new: CatalogueObject, images: Path) -> None:
+def _remove_dropped_bands(
+    old: CatalogueObject | None,
+    new: CatalogueObject,
+    images: Path,
+    target: S3Target | None,
+    err: IO[str],
+) -> None:
+    """Delete the derivatives of bands the new version of an object no longer has (in the
+    image folder, or in the bucket of an S3 root)."""
     if old is None or not old.bands:
         return
     keep = {b.image for b in new.bands}
-    for band in old.bands:
-        if band.image not in keep:
-            for ext in (".tif", ".jp2"):
-                with contextlib.suppress(OSError):
-                    os.unlink(images / f"{band.image}{ext}")
+    dropped = [band.image for band in old.bands if band.image not in keep]
+    for image in dropped:
+        for ext in (".tif", ".jp2"):
+            with contextlib.suppress(OSError):
+                os.unlink(images / f"{image}{ext}")
+    if target is not None and dropped:
+        try:
+            target.remove(dropped)
+        except derive.IngestError as exc:  # the catalogue no longer names them: only a leftover
+            print(f"warning: {exc}", file=err, flush=True)
 
 
 def run(
@@ -428,7 +441,7 @@ def run(
             catalogue.upsert(obj)
             for key, transform in outcome.transforms:
                 catalogue.put_transform(obj.id, key, obj.version, transform)
-            _remove_dropped_bands(previous.get(obj.id), obj, opts.images)
+            _remove_dropped_bands(previous.get(obj.id), obj, opts.images, target, err)
             if found is not None and hashes is not None:
                 similarity.keep(hashes, obj, found)
         progress.clear()

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -63,8 +64,12 @@ class Presentation:
         store: ManifestStore | None = None,
         collection_page_size: int = collections.PAGE_SIZE,
         activity_page_size: int = activity.PAGE_SIZE,
+        probe: Callable[[str], media.MediaInfo] | None = None,
     ) -> None:
         self.settings = settings
+        # Duration and frame size of an A/V file named relative to the image root (a folder
+        # by default; the app passes one that reads an S3 root too).
+        self.probe = probe or (lambda path: media.probe(self.images / path))
         self.hooks = hooks or Hooks()
         self.data = settings.data_path
         self.images = settings.images_path
@@ -97,7 +102,7 @@ class Presentation:
             return obj
         if obj.duration and (obj.kind == "audio" or (obj.width and obj.height)):
             return obj
-        info = media.probe(self.images / obj.media)
+        info = self.probe(obj.media)
         return dataclasses.replace(
             obj,
             duration=obj.duration or info.duration,

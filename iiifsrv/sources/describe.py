@@ -86,9 +86,10 @@ class Source:
         return f"{self.inode}:{self.mtime_ns}:{self.size}"
 
     def read(self, offset: int, length: int) -> bytes:
-        """Bytes of the stored object: one ranged read (a pread, or one ranged GET)."""
+        """Bytes of the stored object: one ranged read (a pread, or one ranged GET of the
+        version described: If-Match its ETag)."""
         if self.storage is not None:
-            return self.storage.read(self.key, offset, length)
+            return self.storage.read(self.key, offset, length, etag=self.version)
         return read_file(self.path, offset, length)
 
     @property

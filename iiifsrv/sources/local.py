@@ -49,7 +49,8 @@ class LocalStorage:
             raise NotFound("no such object") from None
         return version_of(st)
 
-    def read(self, key: str, offset: int, length: int) -> bytes:
+    def read(self, key: str, offset: int, length: int, *, etag: str = "") -> bytes:
+        """``etag`` is not checked: a local file's version is checked by its stat."""
         try:
             return read_file(self.path(key), offset, length)
         except OSError:

@@ -82,14 +82,25 @@ class RemoteImages:
 
     def source(self, identifier: str) -> RemoteSource:
         """Locate (listing again after ``revalidate`` s) and describe once per version."""
+        key, version, known = self.locate_known(identifier)
+        return known if known is not None else self.describe(key, version)
+
+    def locate_known(self, identifier: str) -> tuple[str, Version, RemoteSource | None]:
+        """Locate ``identifier`` (one listing): its key, version and the description of that
+        version if this process has it."""
         key, version = self.locate(identifier)
         with self._lock:
             self._found[identifier] = Found(key, version, time.monotonic())
             self._stale.discard(key)
             known = self._described.get((key, version.tag))
-        if known is not None:
-            return known
-        described = describe_object(self.storage, key, version, self.where, self.max_whole)
+        return key, version, known
+
+    def describe(
+        self, key: str, version: Version, blocks: dict[int, bytes] | None = None
+    ) -> RemoteSource:
+        """Describe ``key`` at ``version`` (from ``blocks`` where given, see
+        remote.describe_object) and keep the description."""
+        described = describe_object(self.storage, key, version, self.where, self.max_whole, blocks)
         with self._lock:
             self._described[(key, version.tag)] = described
         return described

@@ -18,8 +18,10 @@ from __future__ import annotations
 import io
 import logging
 import math
+import struct
 import threading
 import time
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +55,14 @@ COALESCE_GAP = 16 * 1024  # tiles closer than this are fetched in one ranged rea
 class RangedFile(io.RawIOBase):
     """A read-only, seekable file over ranged reads, in BLOCK-sized cached blocks."""
 
-    def __init__(self, storage: Storage, key: str, size: int, etag: str = "") -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        key: str,
+        size: int,
+        etag: str = "",
+        blocks: dict[int, bytes] | None = None,
+    ) -> None:
         super().__init__()
         self.storage = storage
         self.key = key
@@ -61,7 +70,8 @@ class RangedFile(io.RawIOBase):
         self.etag = etag
         self.name = key
         self.pos = 0
-        self.blocks: dict[int, bytes] = {}
+        # Blocks read so far (or given: then those are not read again).
+        self.blocks: dict[int, bytes] = {} if blocks is None else blocks
 
     def readable(self) -> bool:
         return True
@@ -116,10 +126,7 @@ class RangedFile(io.RawIOBase):
 
 
 def _read(storage: Storage, key: str, offset: int, length: int, etag: str) -> bytes:
-    reader: Any = storage
-    if etag and hasattr(reader, "bucket"):  # S3: If-Match the version that was described
-        return bytes(reader.read(key, offset, length, etag=etag))
-    return storage.read(key, offset, length)
+    return storage.read(key, offset, length, etag=etag)
 
 
 @dataclass(frozen=True)
@@ -151,12 +158,20 @@ class RemoteSource(Source):
 
 
 def describe_object(
-    storage: Storage, key: str, version: Version, where: str, max_whole: int
+    storage: Storage,
+    key: str,
+    version: Version,
+    where: str,
+    max_whole: int,
+    blocks: dict[int, bytes] | None = None,
 ) -> RemoteSource:
-    """Describe the object ``key`` at ``version`` with as few ranged reads as it takes."""
+    """Describe the object ``key`` at ``version`` with as few ranged reads as it takes.
+
+    ``blocks`` (BLOCK-sized, by index) are the object's header blocks when known (another
+    replica read them: see encode_blocks); the blocks read here are added to it."""
     if version.size <= 0:
         raise NotAnImage("not an image file")
-    fh = RangedFile(storage, key, version.size, version.tag)
+    fh = RangedFile(storage, key, version.size, version.tag, blocks)
     kind = sniff(fh.read(16))
     if kind is None:
         raise NotAnImage("not an image file")
@@ -180,7 +195,7 @@ def describe_object(
             f"s3_max_whole_object ({max_whole} bytes): make a pyramidal derivative with "
             "iiifsrv ingest"
         )
-    fh.blocks.clear()  # the structure is parsed: the header blocks are no longer needed
+    fh.blocks = {}  # the structure is parsed: the header blocks are no longer needed here
     mtime_ns = int(version.mtime * 1e9)
     return RemoteSource(
         path=f"{where}{key}",
@@ -196,6 +211,37 @@ def describe_object(
         tiles=tiles,
         whole=whole,
     )
+
+
+BLOCKS_FORMAT = b"B1"
+
+
+def encode_blocks(blocks: dict[int, bytes]) -> bytes:
+    """The header blocks a description read, as bytes for the shared cache (zlib: IFDs and
+    tile indexes compress well)."""
+    out = bytearray(BLOCKS_FORMAT)
+    for index, data in sorted(blocks.items()):
+        out += struct.pack(">QI", index, len(data)) + data
+    return zlib.compress(bytes(out), 1)
+
+
+def decode_blocks(data: bytes) -> dict[int, bytes] | None:
+    """The blocks ``encode_blocks`` wrote, or None for anything else."""
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error:
+        return None
+    if not raw.startswith(BLOCKS_FORMAT):
+        return None
+    blocks: dict[int, bytes] = {}
+    at = len(BLOCKS_FORMAT)
+    while at < len(raw):
+        if at + 12 > len(raw):
+            return None
+        index, length = struct.unpack_from(">QI", raw, at)
+        blocks[index] = raw[at + 12 : at + 12 + length]
+        at += 12 + length
+    return blocks
 
 
 def _tile_levels(fh: RangedFile, info: SourceInfo) -> tuple[TileLevel, ...]:

@@ -37,8 +37,9 @@ class Storage(Protocol):
         """The object's current version; raises NotFound if there is none."""
         ...
 
-    def read(self, key: str, offset: int, length: int) -> bytes:
-        """``length`` bytes from ``offset`` (fewer only at the end of the object)."""
+    def read(self, key: str, offset: int, length: int, *, etag: str = "") -> bytes:
+        """``length`` bytes from ``offset`` (fewer only at the end of the object); with
+        ``etag``, of that version only (a replaced object is an error, never mixed)."""
         ...
 
     def list(self, prefix: str) -> Iterator[tuple[str, Version]]:

@@ -30,6 +30,7 @@ from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.conditional import CORS_HEADERS, NOSNIFF, PREFLIGHT_HEADERS
 from iiifsrv.errors import IIIFError
 from iiifsrv.lifecycle import DRAIN
+from iiifsrv.media import MediaFiles
 from iiifsrv.presentation.builder import Hooks
 from iiifsrv.presentation.service import Presentation
 from iiifsrv.service import ImageService
@@ -195,6 +196,12 @@ def create_app(settings: Settings) -> Front:
     #    canvas's annotation page and declare the content search services --
     #    (plus the semantic variant of Content Search 2.0 when the [semantic] extra is on) --
     semantic_on = semantic.enabled(settings)
+    # A/V files under the image root (a folder or the S3 root's bucket): /media and durations
+    media_files = MediaFiles(
+        settings.images_path,
+        settings.data_path / "posters",
+        service.remote.storage if service.remote is not None else None,
+    )
     presentation = Presentation(
         settings,
         Hooks(
@@ -205,6 +212,7 @@ def create_app(settings: Settings) -> Front:
         ),
         catalogue=state.catalogue,
         store=state.manifests,
+        probe=media_files.probe_path,
     )
 
     async def canvas_known(uri: str) -> bool:
@@ -251,7 +259,7 @@ def create_app(settings: Settings) -> Front:
     routes += presentation_routes.routes(presentation, credentials, access)
     # -- machine enrichment: the JSON-LD context, agents' URIs, OCR files (ALTO, hOCR) --
     routes += enrichment_routes(settings)
-    routes += media_routes.routes(settings, access)
+    routes += media_routes.routes(settings, access, media_files)
     # -- Prometheus metrics of every worker (multiprocess mode under several workers) --
     tiers: dict[str, metrics_routes.Counted] = {"hot": hot, "response": service.responses}
     shared = service.shared

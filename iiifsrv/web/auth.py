@@ -1,7 +1,8 @@
 """Access control over HTTP: the one ``require`` every route calls, the cache headers of
 protected responses, and the IIIF Auth routes (Auth 2.0 probe, access, token and logout;
 Auth 1.0 login, clickthrough, kiosk, external, token and logout) over the one session of
-web/credentials.py.
+web/credentials.py; with ``oidc_issuer`` set, also the OpenID Connect routes of web/oidc.py,
+offered on the login page.
 
 HTTP layer: imports Starlette, access (rules, book, services), credentials, errors, service and
 web.respond. The decision itself is access.rules.decide; nothing here decides by itself.
@@ -198,7 +199,7 @@ CLOSE_JS = "window.close();\n"
 CLOSE_SCRIPT = '<script src="/auth/close.js"></script>'
 
 
-def _page(title: str, body: str, *, close: bool = False) -> str:
+def page(title: str, body: str, *, close: bool = False) -> str:
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
@@ -320,7 +321,7 @@ class AuthRoutes:
         return nonce, sessions.form_mac(self.creds.key, nonce)
 
     def _form_ok(self, scope: Scope, given: str) -> bool:
-        return sessions.form_ok(self.creds.key, _cookie(scope, FORM_COOKIE), given)
+        return sessions.form_ok(self.creds.key, cookie_value(scope, FORM_COOKIE), given)
 
     def _form_cookie(self, scope: Scope, nonce: str, max_age: int = 900) -> str:
         base = urlsplit(base_url(scope, self.settings.public_url))
@@ -333,14 +334,14 @@ class AuthRoutes:
     def _form_page(self, request: Request, title: str, inner: str, status: int = 200) -> Response:
         nonce, mac = self._form_pair()
         body = inner.replace("{csrf}", f'<input type=hidden name=csrf value="{mac}">')
-        response = html_response(_page(title, body), headers={"Cache-Control": NO_STORE})
+        response = html_response(page(title, body), headers={"Cache-Control": NO_STORE})
         response.status_code = status
         response.headers.append("Set-Cookie", self._form_cookie(request.scope, nonce))
         return response
 
     def _done(self, request: Request, message: str, cookie: str | None) -> Response:
         body = f"<h1>{html.escape(message)}</h1><p>You may close this window.</p>"
-        response = html_response(_page(message, body, close=True), {"Cache-Control": NO_STORE})
+        response = html_response(page(message, body, close=True), {"Cache-Control": NO_STORE})
         if cookie:
             response.headers.append("Set-Cookie", cookie)
         response.headers.append("Set-Cookie", self._form_cookie(request.scope, "", 0))
@@ -373,10 +374,19 @@ class AuthRoutes:
         "required></label><button type=submit>Sign in</button></form>"
     )
 
+    def _login_form(self, request: Request, error: str = "") -> str:
+        """The sign-in form, with "Sign in with <provider>" first when OpenID Connect is on."""
+        form = self.LOGIN_FORM.replace("{error}", error)
+        if self.settings.oidc_issuer:
+            from iiifsrv.web.oidc import login_link
+
+            link = login_link(request.scope, self.settings, dict(request.query_params))
+            form = form.replace("<form ", link + "<form ", 1)
+        return form
+
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
-            form = self.LOGIN_FORM.replace("{error}", "")
-            return self._form_page(request, "Sign in", form)
+            return self._form_page(request, "Sign in", self._login_form(request))
         fields = await self._posted(request)
         try:
             _, cookie = await self.creds.password_sign_in(
@@ -384,7 +394,7 @@ class AuthRoutes:
             )
         except Unauthorized:
             error = "<p role=alert>Wrong user name or password.</p>"
-            form = self.LOGIN_FORM.replace("{error}", error)
+            form = self._login_form(request, error)
             return self._form_page(request, "Sign in", form, status=401)
         return self._done(request, "You are signed in", cookie)
 
@@ -413,7 +423,7 @@ class AuthRoutes:
     async def external(self, request: Request) -> Response:
         """Auth 1.0 external: clients never open it; it says what the service is."""
         return html_response(
-            _page("Reading room", "<h1>Reading room</h1><p>Access follows your network.</p>"),
+            page("Reading room", "<h1>Reading room</h1><p>Access follows your network.</p>"),
             {"Cache-Control": NO_STORE},
         )
 
@@ -493,7 +503,7 @@ class AuthRoutes:
         if origin is None:
             # no valid origin to post to: a page that posts nothing (and says why)
             return html_response(
-                _page("Invalid origin", "<p>invalidOrigin: origin must be scheme://host</p>"),
+                page("Invalid origin", "<p>invalidOrigin: origin must be scheme://host</p>"),
                 {"Cache-Control": NO_STORE},
             )
         if not message_id or len(message_id) > 1000:
@@ -535,7 +545,7 @@ class AuthRoutes:
         origin = valid_origin(params.get("origin"))
         if origin is None:
             return html_response(
-                _page("Invalid origin", "<p>invalidOrigin: origin must be scheme://host</p>"),
+                page("Invalid origin", "<p>invalidOrigin: origin must be scheme://host</p>"),
                 {"Cache-Control": NO_STORE},
             )
         doc["messageId"] = message_id[:1000]
@@ -565,7 +575,13 @@ class AuthRoutes:
 
     def routes(self) -> list[BaseRoute]:
         form = ["GET", "HEAD", "POST"]
+        external: list[BaseRoute] = []
+        if self.settings.oidc_issuer:
+            from iiifsrv.web.oidc import OidcRoutes
+
+            external = OidcRoutes(self.settings, self.creds, self._done).routes()
         return [
+            *external,
             Route(svc.LOGIN, self.login, methods=form),
             Route(svc.CLICKTHROUGH, self.clickthrough, methods=form),
             Route(svc.KIOSK, self.kiosk, methods=["GET", "HEAD"]),
@@ -578,7 +594,7 @@ class AuthRoutes:
         ]
 
 
-def _cookie(scope: Scope, name: str) -> str | None:
+def cookie_value(scope: Scope, name: str) -> str | None:
     from http.cookies import CookieError, SimpleCookie
 
     from iiifsrv.web.respond import header

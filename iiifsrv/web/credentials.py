@@ -28,6 +28,8 @@ from starlette.types import Scope
 
 from iiifsrv.access import sessions
 from iiifsrv.access.accounts import Account, Accounts
+from iiifsrv.access.oidc import External, from_fingerprint
+from iiifsrv.access.oidc import fingerprint as oidc_fingerprint
 from iiifsrv.access.rules import Subject
 from iiifsrv.access.throttle import Throttle
 from iiifsrv.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
@@ -129,10 +131,14 @@ class Credentials:
         self._accounts_seen[name] = (now, found)
         return found
 
-    def holder(self, session: sessions.Session) -> User | Account | None:
-        """Who a live session belongs to: a token's user, a local account, or None (anonymous,
-        or an account removed or whose password changed)."""
+    def holder(self, session: sessions.Session) -> User | Account | External | None:
+        """Who a live session belongs to: a token's user, a local account, a user of the OpenID
+        provider (when one is configured), or None (anonymous, or an account removed or whose
+        password changed)."""
         fp = session.fingerprint
+        external = from_fingerprint(fp)
+        if external is not None:
+            return external if self.settings.oidc_issuer else None
         if fp.startswith(ACCOUNT_PREFIX):
             name, _, stamp = fp[len(ACCOUNT_PREFIX) :].rpartition(":")
             account = self.account(name)
@@ -175,7 +181,7 @@ class Credentials:
         holder = self.holder(session)
         if isinstance(holder, User):
             return Subject(holder.name, token_roles(holder), address, session.terms)
-        if isinstance(holder, Account):
+        if isinstance(holder, Account | External):
             return Subject(holder.name, frozenset(holder.roles), address, session.terms)
         return Subject(address=address, agreed=session.terms)
 
@@ -270,7 +276,7 @@ class Credentials:
             "user": holder.name if holder is not None else None,
             "editor": isinstance(holder, User) and holder.editor,
             "writer": isinstance(holder, User),
-            "roles": sorted(holder.roles) if isinstance(holder, Account) else [],
+            "roles": sorted(holder.roles) if isinstance(holder, Account | External) else [],
             "terms": session.terms,
             "expires": expires.replace("+00:00", "Z"),
             "csrf": sessions.csrf_value(self.key, session),
@@ -342,6 +348,11 @@ class Credentials:
         return self.new_session(
             scope, f"{ACCOUNT_PREFIX}{account.name}:{account.stamp}", terms=bool(old and old.terms)
         )
+
+    def external_sign_in(self, scope: Scope, user: External) -> tuple[sessions.Session, str]:
+        """A session for a user the OpenID provider signed in (roles from its claims)."""
+        old = self.quiet_current(scope)
+        return self.new_session(scope, oidc_fingerprint(user), terms=bool(old and old.terms))
 
     def agree(self, scope: Scope) -> tuple[sessions.Session, str]:
         """The session, signed in or not, with the clickthrough terms accepted."""

@@ -1,13 +1,13 @@
 """Audio and video delivery under /media/{path}: byte ranges (206, 416), ETag/304, CORS, and a
-poster frame for video at /media/{path}/poster.jpg.
+poster frame for video at /media/{path}/poster.jpg. The files are under the image root, a
+folder or an S3 bucket (media.MediaFiles): from S3 the bytes come in ranged GETs of at most
+REMOTE_CHUNK, each of the version the headers describe.
 
-HTTP layer: imports Starlette, anyio, conditional, errors, media, settings and
-sources.resolve.
+HTTP layer: imports Starlette, anyio, conditional, errors, media and settings.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,12 +27,12 @@ from iiifsrv.conditional import (
     strong_etag,
 )
 from iiifsrv.errors import NotFound, RangeNotSatisfiable
-from iiifsrv.media import Posters, is_media, media_type
+from iiifsrv.media import MediaFiles, MediaObject, media_type
 from iiifsrv.settings import Settings
-from iiifsrv.sources.resolve import check_identifier
 from iiifsrv.web.auth import Access, protect
 
 CHUNK = 256 * 1024
+REMOTE_CHUNK = 1024 * 1024  # one ranged GET: a viewer's typical range, few GETs per MB
 POSTER = "/poster.jpg"
 # ASCII digits, at most 19 (an int64): longer positions are ignored like any malformed range.
 _RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]{0,19})\s*-\s*([0-9]{0,19})\s*$", re.IGNORECASE)
@@ -70,17 +70,18 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
-def _resolve(root: Path, path: str) -> Path:
-    """A media file under the image root (A/V extensions only) or NotFound (one message)."""
-    try:
-        check_identifier(path)
-    except NotFound:
-        raise NotFound(f"no media file {path!r}") from None
-    root_real = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(root_real, *path.split("/")))
-    if not real.startswith(root_real + os.sep) or not is_media(real) or not os.path.isfile(real):
-        raise NotFound(f"no media file {path!r}")
-    return Path(real)
+async def _remote_chunks(
+    files: MediaFiles, obj: MediaObject, first: int, length: int
+) -> AsyncIterator[bytes]:
+    position, end = first, first + length
+    while position < end:
+        data = await anyio.to_thread.run_sync(
+            files.read, obj, position, min(REMOTE_CHUNK, end - position)
+        )
+        if not data:
+            break
+        position += len(data)
+        yield data
 
 
 async def _chunks(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
@@ -95,9 +96,10 @@ async def _chunks(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
             yield data
 
 
-def routes(settings: Settings, access: Access | None = None) -> list[BaseRoute]:
-    root = settings.images_path
-    posters = Posters(settings.data_path / "posters")
+def routes(
+    settings: Settings, access: Access | None = None, files: MediaFiles | None = None
+) -> list[BaseRoute]:
+    files = files or MediaFiles(settings.images_path, settings.data_path / "posters")
 
     async def media(request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -105,16 +107,15 @@ def routes(settings: Settings, access: Access | None = None) -> list[BaseRoute]:
         path = request.path_params["path"]
         if path.endswith(POSTER):
             return await poster(request, path[: -len(POSTER)])
-        file = await anyio.to_thread.run_sync(_resolve, root, path)
+        obj = await anyio.to_thread.run_sync(files.find, path)
         decision = access.require(request.scope, Resource(path)) if access else None
-        st = file.stat()
-        size = st.st_size
-        etag = strong_etag(file, st.st_mtime_ns, size)
+        size = obj.size
+        etag = strong_etag(obj.file or f"s3:{obj.path}", obj.tag, size)
         headers = {
-            "Content-Type": media_type(file.name),
+            "Content-Type": media_type(obj.path),
             "Accept-Ranges": "bytes",
             "ETag": etag,
-            "Last-Modified": http_date(st.st_mtime),
+            "Last-Modified": http_date(obj.mtime),
             "Cache-Control": settings.cache_control,
             **CORS_HEADERS,
         }
@@ -124,7 +125,7 @@ def routes(settings: Settings, access: Access | None = None) -> list[BaseRoute]:
                 etag = headers["ETag"] = strong_etag(etag, decision.key)
         if not_modified(
             etag,
-            st.st_mtime,
+            obj.mtime,
             request.headers.get("if-none-match"),
             request.headers.get("if-modified-since"),
         ):
@@ -150,14 +151,19 @@ def routes(settings: Settings, access: Access | None = None) -> list[BaseRoute]:
             headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         if request.method == "HEAD" or length == 0:
             return Response(status_code=status, headers=headers)
-        return StreamingResponse(_chunks(file, first, length), status_code=status, headers=headers)
+        body = (
+            _chunks(obj.file, first, length)
+            if obj.file is not None
+            else _remote_chunks(files, obj, first, length)
+        )
+        return StreamingResponse(body, status_code=status, headers=headers)
 
     async def poster(request: Request, path: str) -> Response:
-        file = await anyio.to_thread.run_sync(_resolve, root, path)
+        obj = await anyio.to_thread.run_sync(files.find, path)
         decision = access.require(request.scope, Resource(path)) if access else None
-        if not media_type(file.name).startswith("video/"):
+        if not media_type(obj.path).startswith("video/"):
             raise NotFound("only video files have a poster image")
-        image = await anyio.to_thread.run_sync(posters.get, file)
+        image = await anyio.to_thread.run_sync(files.poster, obj)
         headers = {"Cache-Control": settings.cache_control, **CORS_HEADERS}
         if decision is not None:
             protect(decision, headers)

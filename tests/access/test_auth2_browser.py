@@ -9,12 +9,13 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv.settings import Settings
@@ -60,7 +61,14 @@ def server(sample_root: Path, tmp_path: Path) -> Iterator[str]:
         access_rules=str(rules),
     )
     add_account(settings, "sam", "staff")
-    port = free_port()
+    with serving(settings) as url:
+        yield url
+
+
+@contextmanager
+def serving(settings: Settings, port: int = 0) -> Iterator[str]:
+    """The application with the test page, on uvicorn in a thread: its base URL."""
+    port = port or free_port()
     config = uvicorn.Config(
         WithTestPage(create_app(settings)), host="127.0.0.1", port=port, log_level="warning"
     )
@@ -75,9 +83,29 @@ def server(sample_root: Path, tmp_path: Path) -> Iterator[str]:
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    yield url
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield url
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+def access_window(page: Page, server: str, info: str) -> Page:
+    """The test page on ``info`` (the probe says 401 first) and the access window its button
+    opens."""
+    page.goto(f"{server}/test/auth2.html?info={info}")
+    page.wait_for_function("document.getElementById('before').textContent !== ''")
+    assert page.text_content("#before") == "401"
+    with page.context.expect_page() as opened:
+        page.click("#go")
+    popup = opened.value
+    popup.wait_for_load_state()
+    return popup
+
+
+def wait_for_image(page: Page) -> None:
+    """Until the test page shows the image it loaded after the token and the probe."""
+    page.wait_for_function("document.getElementById('img-size').textContent !== ''", timeout=15_000)
 
 
 def test_auth2_client_algorithm_in_chromium(server: str) -> None:
@@ -86,22 +114,14 @@ def test_auth2_client_algorithm_in_chromium(server: str) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page()
-            page.goto(f"{server}/test/auth2.html?info={info}")
-            page.wait_for_function("document.getElementById('before').textContent !== ''")
-            assert page.text_content("#before") == "401"
+            popup = access_window(page, server, info)
             assert page.text_content("#heading") == "Restricted material"
-            with page.context.expect_page() as opened:
-                page.click("#go")
-            popup = opened.value
-            popup.wait_for_load_state()
             assert "/auth/login?origin=" in popup.url
             popup.fill("input[name=user]", "sam")
             popup.fill("input[name=password]", PASSWORD)
             with popup.expect_event("close", timeout=15_000):
                 popup.click("button[type=submit]")
-            page.wait_for_function(
-                "document.getElementById('img-size').textContent !== ''", timeout=15_000
-            )
+            wait_for_image(page)
             assert page.text_content("#token") == "AuthAccessToken2"
             assert page.text_content("#after") == "200"
             assert page.text_content("#img-size").startswith("120x")

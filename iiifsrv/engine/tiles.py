@@ -1,0 +1,57 @@
+"""Decode one stored TIFF tile into a numpy array: libdeflate, LZW, zstd (imagecodecs) with the
+horizontal predictor undone, or JPEG (libjpeg-turbo through simplejpeg) at a DCT scale of
+1/1, 1/2, 1/4 or 1/8.
+
+Blocking, CPU-bound; imports numpy, imagecodecs, simplejpeg and engine.tiffgrid. The codecs
+release the GIL while they decode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import imagecodecs
+import numpy as np
+import simplejpeg
+
+from iiifsrv.engine.tiffgrid import PREDICTOR_HORIZONTAL, TileGrid
+
+DCT_SCALES = (8, 4, 2, 1)  # denominators libjpeg-turbo decodes with its fast (SIMD) IDCTs
+
+
+def decoded_size(grid: TileGrid, scale: int) -> tuple[int, int]:
+    """Width and height of a tile decoded at 1/``scale``."""
+    return -(-grid.tile_width // scale), -(-grid.tile_height // scale)
+
+
+def decode(grid: TileGrid, data: bytes, scale: int = 1) -> np.ndarray[Any, Any]:
+    """The tile's pixels, shape (height, width, bands), uint8; JPEG tiles at 1/``scale``."""
+    tw, th, bands = grid.tile_width, grid.tile_height, grid.bands
+    if grid.codec == "jpeg":
+        stream = grid.jpeg_header + data[2:]
+        space = "GRAY" if bands == 1 else "RGB"
+        width, height = decoded_size(grid, scale)
+        # libjpeg-turbo picks the smallest of its N/8 scales that is at least this size.
+        array: np.ndarray[Any, Any] = simplejpeg.decode_jpeg(
+            stream, colorspace=space, min_width=width, min_height=height
+        )
+        if array.shape[:2] != (height, width):
+            raise ValueError(f"JPEG tile decoded to {array.shape}, not {height}x{width}")
+        return array.reshape(height, width, bands)
+    if scale != 1:
+        raise ValueError("only JPEG tiles decode at a reduced scale")
+    size = tw * th * bands
+    if grid.codec == "deflate":
+        raw: Any = imagecodecs.deflate_decode(data, out=size)
+    elif grid.codec == "lzw":
+        raw = imagecodecs.lzw_decode(data, buffersize=size)
+    elif grid.codec == "zstd":
+        raw = imagecodecs.zstd_decode(data, out=size)
+    else:
+        raw = data
+    if len(raw) < size:
+        raise ValueError(f"tile decoded to {len(raw)} bytes, not {size}")
+    pixels: np.ndarray[Any, Any] = np.frombuffer(raw, np.uint8, size).reshape(th, tw, bands)
+    if grid.predictor == PREDICTOR_HORIZONTAL:
+        pixels = imagecodecs.delta_decode(pixels, axis=-2)
+    return pixels
