@@ -273,6 +273,14 @@ REGISTRY: tuple[Spec, ...] = (
         "Seconds between checks of the access rules file for changes (0 = every request).",
     ),
     Spec(
+        "session_revocation_check",
+        int,
+        1,
+        "Seconds between reads of the shared sign-out list (the database, or sessions.sqlite3 "
+        "in the data folder): a sign-out reaches every worker and replica within this time "
+        "(0 = every request).",
+    ),
+    Spec(
         "access_token_max_age",
         int,
         600,
@@ -411,6 +419,7 @@ class Settings:
     auth_failures: int = 10
     access_rules: str = ""
     access_reload: int = 10
+    session_revocation_check: int = 1
     access_token_max_age: int = 600
     oidc_issuer: str = ""
     oidc_client_id: str = ""

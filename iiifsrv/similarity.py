@@ -17,6 +17,7 @@ import pyvips
 from iiifsrv.catalogue import CatalogueObject, CatalogueStore
 from iiifsrv.catalogue.hashes import Hashes, ImageHash, PostgresHashes, SqliteHashes
 from iiifsrv.catalogue.postgres import PostgresCatalogue
+from iiifsrv.catalogue.remembered import RememberedCatalogue
 from iiifsrv.catalogue.sqlite import SqliteCatalogue
 from iiifsrv.errors import IIIFError
 from iiifsrv.sources.resolve import Resolver
@@ -103,6 +104,8 @@ def fingerprint_file(path: str | Path) -> Fingerprint:
 
 def hashes_for(catalogue: CatalogueStore) -> Hashes | None:
     """The hash table beside ``catalogue`` (None for a backend without one)."""
+    if isinstance(catalogue, RememberedCatalogue):
+        catalogue = catalogue.inner
     if isinstance(catalogue, SqliteCatalogue):
         return SqliteHashes(catalogue.path)
     if isinstance(catalogue, PostgresCatalogue):

@@ -94,6 +94,11 @@ DB_POOL = Gauge(
     ["store", "state"],
     multiprocess_mode="livesum",
 )
+CATALOGUE_FALLBACKS = Counter(
+    "iiifsrv_catalogue_fallbacks",
+    "Catalogue reads answered from this replica's last-known view because PostgreSQL was "
+    "unreachable (images go on being served meanwhile).",
+)
 RSS = Gauge(
     "iiifsrv_worker_resident_bytes",
     "Resident memory of each worker process (label pid with several workers).",

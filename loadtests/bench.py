@@ -10,6 +10,7 @@ and RSS. Everything goes to 127.0.0.1 only.
   scripts/bench --no-cache      # first views: both servers with their caches off
   scripts/bench --smoke         # tiny image, 1-second cases: proves the harness works (CI)
   scripts/bench --s3 --no-cache # the images from a local Swift (S3) beside the same on disk
+  scripts/bench --replicas 3    # 1, 2, 3 replicas behind HAProxy, and Varnish in front (hits)
 """
 
 from __future__ import annotations
@@ -400,6 +401,12 @@ def main() -> int:
     ap.add_argument("--no-peer", action="store_true", help="measure iiifsrv alone")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="measure 1..N replicas (--workers 1 each) behind HAProxy and Varnish instead",
+    )
+    ap.add_argument(
         "--no-cache",
         action="store_true",
         help="first views: iiifsrv's response caches off (cache_bytes=0) and the peer's tile "
@@ -418,6 +425,11 @@ def main() -> int:
     if shutil.which("wrk") is None:
         log("wrk is not installed: apt-get install wrk (scripts/setup --test installs it)")
         return 2
+    if args.replicas:  # the small pyramid: this measures the topology, not decoding
+        if not args.smoke:
+            images = images.parent.parent / "iiifbench-replicas" / "images"
+        w, h = make_images(images, True)
+        return bench_replicas(images, w, h, args)
     w, h = make_images(images, args.smoke)
     if args.s3:
         import s3bench
@@ -491,6 +503,37 @@ def main() -> int:
         log(f"non-2xx responses or socket errors from iiifsrv in: {bad}")
         return 1
     return 0
+
+
+def bench_replicas(images: Path, w: int, h: int, args: argparse.Namespace) -> int:
+    """A viewer session's tiles through HAProxy over 1..N replicas, then the same through Varnish
+    in front of that HAProxy (every request a cache hit after the warm-up)."""
+    import replicas
+
+    case = Case("viewer session", "bench_jpeg.tif", viewer_session("bench_jpeg.tif", w, h), 16)
+
+    def measure(base: str, listing: Path) -> Result:
+        result = wrk(base, listing, case, args.duration, args.warmup, replicas.WALK)
+        log(f"{base}: {result.rps:.0f}/s p99 {result.p99:.1f} ms")
+        return result
+
+    counts = list(range(1, args.replicas + 1))
+    rows = replicas.run(images, case.paths, counts, measure)
+    print(
+        f"\n{len(case.paths)} paths of a viewer session on a {w}x{h} JPEG pyramid, wrk -t2 "
+        f"-c{case.conns}, {args.duration} per cell after {args.warmup} warm-up, "
+        f"{os.cpu_count()} cores; iiifsrv --workers 1 per replica\n"
+    )
+    print("| replicas | HAProxy req/s | p50 / p99 ms | Varnish in front req/s | p50 / p99 ms "
+          "| failed | load average after |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    failed = 0
+    for n, hp, vn, load in rows:
+        bad = hp.non2xx + hp.errors + vn.non2xx + vn.errors
+        failed += bad
+        print(f"| {n} | {hp.rps:.0f} | {hp.p50:.1f} / {hp.p99:.1f} | {vn.rps:.0f} | "
+              f"{vn.p50:.1f} / {vn.p99:.1f} | {bad} | {load} |")  # fmt: skip
+    return 1 if failed else 0
 
 
 def print_table(rows: list, args: argparse.Namespace, w: int, h: int) -> None:  # type: ignore[type-arg]

@@ -33,6 +33,7 @@ class Rule:
     roles: frozenset[str] = frozenset()
     locations: tuple[Network, ...] = ()
     max_size: int = 0  # degraded: longest side the public may see
+    kiosk: bool = False  # locations are kiosk machines: a kiosk service, not an external one
     label: str = ""
     heading: str = ""
     note: str = ""
@@ -183,7 +184,18 @@ class RulesError(ValueError):
     """A rules file that cannot be used; names the rule and the problem."""
 
 
-_KEYS = {"match", "object", "access", "roles", "locations", "max_size", "label", "heading", "note"}
+_KEYS = {
+    "match",
+    "object",
+    "access",
+    "roles",
+    "locations",
+    "kiosk",
+    "max_size",
+    "label",
+    "heading",
+    "note",
+}
 
 
 def _strings(value: Any, where: str, key: str) -> list[str]:
@@ -221,6 +233,9 @@ def parse_rule(index: int, doc: Any) -> Rule:
         raise RulesError(f"{where}: a degraded rule needs max_size (the long side in pixels)")
     if mode in ("restricted", "degraded") and not roles and not locations:
         raise RulesError(f"{where}: a {mode} rule needs roles or locations (who may see all)")
+    kiosk = doc.get("kiosk", False)
+    if not isinstance(kiosk, bool) or (kiosk and not locations):
+        raise RulesError(f"{where}: kiosk = true needs locations (the kiosk machines' addresses)")
     texts = {}
     for key in ("label", "heading", "note"):
         value = doc.get(key, "")
@@ -235,6 +250,7 @@ def parse_rule(index: int, doc: Any) -> Rule:
         roles=roles,
         locations=tuple(locations),
         max_size=max_size,
+        kiosk=kiosk,
         **texts,
     )
 

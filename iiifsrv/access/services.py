@@ -1,10 +1,10 @@
 """The IIIF Authorization Flow 2.0 and Auth 1.0 service descriptions, probe results and token
 messages, from a rule and the server's base URL. PURE: standard library and access.rules only.
 
-One login, one session behind both: Auth 1.0 cookie services (login, clickthrough, external)
-with their token and logout services, for today's viewers; and the Auth 2.0 probe → access →
-token + logout nesting. Every entry carries a ``profile`` (Mirador 4 needs one on every service
-of a 401 info.json, even on the 2.0 probe, where the profile is our extension property).
+One login, one session behind both: Auth 1.0 cookie services (login, clickthrough, external or
+kiosk) with their token and logout services, for today's viewers; and the Auth 2.0 probe →
+access → token + logout nesting. Every entry carries a ``profile`` (Mirador 4 needs one on
+every service of a 401 info.json, even on the 2.0 probe, where it is our extension property).
 Service ids never contain ``?``: clients append ``?origin=`` / ``?messageId=`` by concatenation.
 """
 
@@ -97,7 +97,17 @@ def _access_services_2(base: str, rule: Rule) -> list[dict[str, Any]]:
         "label": _en("Sign out"),
     }
     out: list[dict[str, Any]] = []
-    if rule.locations:
+    if rule.locations and rule.kiosk:  # opened by the client without interaction
+        out.append(
+            {
+                "id": f"{base}{KIOSK}",
+                "type": "AuthAccessService2",
+                "profile": "kiosk",
+                "label": _en("Kiosk"),
+                "service": [token],
+            }
+        )
+    elif rule.locations:
         out.append(
             {
                 "type": "AuthAccessService2",
@@ -145,12 +155,13 @@ def cookie_services_1(base: str, rule: Rule, version: int) -> list[dict[str, Any
     }
     out: list[dict[str, Any]] = []
     if rule.locations:
+        kind = "kiosk" if rule.kiosk else "external"
         out.append(
             {
-                idk: f"{base}{EXTERNAL}",
+                idk: f"{base}{KIOSK if rule.kiosk else EXTERNAL}",
                 typek: "AuthCookieService1",
-                "profile": AUTH1 + "external",
-                "label": "Reading room",
+                "profile": AUTH1 + kind,
+                "label": "Kiosk" if rule.kiosk else "Reading room",
                 "failureHeader": t["heading"],
                 "failureDescription": t["note"],
                 "service": [token],

@@ -2,9 +2,12 @@
 through the AnnotationService by the OCR agent (recorded as Software, with tesseract's version
 as generator), plus the page's ALTO and hOCR kept in <data>/ocr/<object>/ for the manifest.
 
+Pages are read through the server's source layer, from a local image folder or an S3 root
+(sources/objects.py: the same listing, ranged reads and decoding as the Image API).
 One tesseract process per job (--jobs, default one per core), each single-threaded. Resumable
-and idempotent: an object whose image, languages and engine are unchanged since its last run is
-skipped; a rerun replaces the agent's previous lines on that canvas (kept as deleted versions).
+and idempotent: an object whose image (file or object version), languages and engine are
+unchanged since its last run is skipped; a rerun replaces the agent's previous lines on that
+canvas (kept as deleted versions).
 Blocking entry ``run``; imports agents.{tesseract,outputs}, annotations.*, catalogue, imaging,
 sources, state (the catalogue), ingest.run (progress bar) and settings.
 """
@@ -30,6 +33,9 @@ from iiifsrv.annotations.store import open_store
 from iiifsrv.annotations.urls import Urls
 from iiifsrv.catalogue import CatalogueObject
 from iiifsrv.settings import Settings
+from iiifsrv.sources.describe import Source, describe
+from iiifsrv.sources.objects import RemoteImages, open_s3
+from iiifsrv.sources.resolve import Resolver
 from iiifsrv.tokens import User
 
 STATE = "state.json"
@@ -41,9 +47,11 @@ LOCAL_BASE = "http://localhost"
 @dataclass(frozen=True)
 class Job:
     object_id: str
-    path: str
-    identity: str  # the image file's path, size and mtime: unchanged image = same identity
+    image: str  # the page's identifier under the image root
+    path: str  # its local file, or "" when the root is in object storage
+    identity: str  # file: path, size, mtime; object: s3 URL and ETag (unchanged = same)
     lang: str
+    remote: Settings | None = None  # object storage: the settings that open it, in the worker
 
 
 @dataclass(frozen=True)
@@ -54,18 +62,42 @@ class Result:
     lines: int = 0
 
 
-def image_path(settings: Settings, obj: CatalogueObject) -> str | None:
-    """The file of an image object's picture, or None (A/V and multispectral: no text page)."""
-    if obj.kind != "image" or not obj.image:
-        return None
-    from iiifsrv.sources.resolve import Resolver
+class Pages:
+    """Where the objects' pages are: the image root, local or in object storage, located as
+    the server locates an identifier."""
 
-    return Resolver(settings.images_path).resolve(obj.image)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.remote: RemoteImages | None = None
+        if settings.image_root.kind == "s3":
+            self.remote = open_s3(settings.image_root, settings)
+
+    def job(self, obj: CatalogueObject, lang: str) -> Job | None:
+        """The OCR job of an image object's page, or None (A/V and multispectral: no text
+        page). Raises when the page cannot be found (NotFound) or the store is down."""
+        if obj.kind != "image" or not obj.image:
+            return None
+        if self.remote is not None:
+            key, version = self.remote.locate(obj.image)
+            identity = f"{self.remote.where}{key}:{version.tag}"
+            return Job(obj.id, obj.image, "", identity, lang, self.settings)
+        path = Resolver(self.settings.images_path).resolve(obj.image)
+        st = os.stat(path)
+        return Job(obj.id, obj.image, path, f"{path}:{st.st_size}:{st.st_mtime_ns}", lang)
 
 
-def _identity(path: str) -> str:
-    st = os.stat(path)
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+_opened: dict[str, RemoteImages] = {}  # per process: one S3 client for all its pages
+
+
+def page_source(job: Job) -> Source:
+    """The page's description, read as the server reads it (a file, or ranged reads)."""
+    if job.remote is None:
+        return describe(job.path, os.stat(job.path))
+    root = job.remote.image_root
+    remote = _opened.get(str(root))
+    if remote is None:
+        remote = _opened[str(root)] = open_s3(root, job.remote)
+    return remote.source(job.image)
 
 
 def recognise(job: Job) -> tesseract.Page:
@@ -73,10 +105,8 @@ def recognise(job: Job) -> tesseract.Page:
     import pyvips
 
     from iiifsrv import imaging
-    from iiifsrv.sources.describe import describe
 
-    source = describe(job.path, os.stat(job.path))
-    image = imaging.load_level(source, 0)
+    image = imaging.load_level(page_source(job), 0)
     if image.hasalpha():
         image = image.flatten(background=255)
     image = image.colourspace("b-w") if image.bands >= 3 else image.extract_band(0)
@@ -146,16 +176,16 @@ class OcrRun:
         self, objects: Iterable[CatalogueObject], lang: str, force: bool
     ) -> list[Job | Result]:
         out: list[Job | Result] = []
+        pages = Pages(self.settings)
         for obj in objects:
             try:
-                path = image_path(self.settings, obj)
-            except Exception as exc:  # a catalogue entry whose file is gone
-                out.append(Result(obj.id, "failed", f"image not found: {exc}"))
+                job = pages.job(obj, lang)
+            except Exception as exc:  # a catalogue entry whose file is gone, a store down
+                out.append(Result(obj.id, "failed", f"page not read: {exc}"))
                 continue
-            if path is None or not outputs.safe_object(obj.id):
+            if job is None or not outputs.safe_object(obj.id):
                 out.append(Result(obj.id, "skipped", f"{obj.kind} object: no page image"))
                 continue
-            job = Job(obj.id, path, _identity(path), lang)
             folder = outputs.ocr_folder(self.settings.data_path, obj.id)
             if not force and _state(folder) == self._fingerprint(job):
                 out.append(Result(obj.id, "unchanged"))
@@ -206,8 +236,6 @@ def run(
     from iiifsrv.state import open_catalogue
 
     tesseract.check_languages(lang)
-    if settings.image_root.path is None:
-        raise tesseract.EngineError("enrich ocr reads images from a local folder, not s3://")
     catalogue = open_catalogue(settings)  # SQLite in data, or PostgreSQL (database_url)
     if object_ids:
         objects = []

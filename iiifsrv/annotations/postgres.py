@@ -1,7 +1,8 @@
 """PostgreSQL backend of the annotation store (psycopg 3 async, psycopg_pool), tsvector full text.
 
-Imports psycopg, psycopg_pool, store (interface), model and errors. Tables live in the schema
-that the connection's search_path names first (e.g. ``?options=-csearch_path%3Dannos``).
+Imports psycopg, psycopg_pool, store (interface), model, errors and database (the outage rule,
+``Gate``: its own async pool fails fast while PostgreSQL is down and finds it again by itself).
+Tables live in the schema the connection's search_path names first (``?options=-csearch_path%3D``).
 """
 
 from __future__ import annotations
@@ -9,19 +10,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from iiifsrv.annotations.model import Checked, Doc, Record, load_doc, xywh
 from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, Writers, now
+from iiifsrv.database import SLICE, Gate, failures
 from iiifsrv.errors import BadRequest, Unavailable
 
 log = logging.getLogger("iiifsrv.annotations")
 # What a client is told; the database's own message (hosts, ports, users) goes to the log.
-UNAVAILABLE = "annotation database unavailable"
+UNAVAILABLE = (
+    "the annotation database is unavailable: annotations wait until it is back (images are "
+    "still served); try again shortly"
+)
 
 SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS iiifsrv_annotation_changes;
@@ -107,6 +114,22 @@ def _tsquery(words: list[str]) -> str:
     return " & ".join(terms)
 
 
+async def _borrow(
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]], allowed: float, probe: bool
+) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+    """database.borrow for the async pool: a connection within ``allowed`` seconds, PoolTimeout
+    sooner when a connection attempt fails or one is found broken meanwhile (not when probing)."""
+    deadline = time.monotonic() + allowed
+    seen = failures(pool)
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return await pool.getconn(timeout=max(min(left, SLICE), 0.001))
+        except PoolTimeout:
+            if (failures(pool) != seen and not probe) or time.monotonic() >= deadline:
+                raise
+
+
 def _dumps(doc: Any) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
@@ -117,17 +140,28 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
         self._max_size = max_size
         self._opening = asyncio.Lock()
+        self.gate = Gate(timeout=5.0)
 
     async def open(self) -> None:
         if self._pool is not None:
             return
+        wait, _ = self.gate.admit()
         async with self._opening:
             if self._pool is not None:
+                self.gate.release()
                 return
             pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]
-            pool = AsyncConnectionPool(self.url, min_size=1, max_size=self._max_size, open=False)
+            pool = AsyncConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self._max_size,
+                open=False,
+                timeout=self.gate.timeout,
+                check=AsyncConnectionPool.check_connection,
+                kwargs={"connect_timeout": 5},
+            )
             try:
-                await pool.open(wait=True, timeout=10)
+                await pool.open(wait=True, timeout=wait)
                 async with pool.connection() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                     await conn.execute(SCHEMA)
@@ -135,8 +169,9 @@ class PostgresStore:
                 await self._migrate(pool)
             except (psycopg.Error, Exception) as exc:
                 await pool.close()
-                log.error("annotation database unavailable: %s", exc)
-                raise Unavailable(UNAVAILABLE) from None
+                self.gate.down(exc)
+                raise Unavailable(UNAVAILABLE, headers={"Retry-After": "5"}) from None
+            self.gate.up()
             self._pool = pool
 
     @staticmethod
@@ -179,36 +214,52 @@ class PostgresStore:
             await self._pool.close()
             self._pool = None
 
-    async def _pool_ready(self) -> AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]:
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
+        """A pooled connection, under the outage rule: a 503 at once while the database is
+        known to be down; a lost connection or none within the wait is a 503 too."""
         await self.open()
-        assert self._pool is not None
-        return self._pool
+        pool = self._pool
+        assert pool is not None
+        wait, probe = self.gate.admit()
+        try:
+            conn = await _borrow(pool, wait, probe)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self.gate.down(exc)
+            raise Unavailable(UNAVAILABLE, headers={"Retry-After": "5"}) from None
+        except BaseException:
+            self.gate.release()
+            raise
+        try:
+            async with conn:  # as the pool's own connection(): commit, or roll back on error
+                yield conn
+        except psycopg.OperationalError as exc:
+            self.gate.down(exc)
+            raise Unavailable(UNAVAILABLE, headers={"Retry-After": "5"}) from None
+        except BaseException:
+            self.gate.release()
+            raise
+        finally:
+            await pool.putconn(conn)
+        self.gate.up()
 
     async def _one(self, sql: str, args: list[Any] | tuple[Any, ...]) -> tuple[Any, ...] | None:
-        pool = await self._pool_ready()
         try:
-            async with pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(sql, args)
                 return await cur.fetchone()
         except psycopg.DataError as exc:
             log.warning("annotation value refused by the database: %s", exc)
             raise BadRequest("a value in this annotation cannot be stored") from None
-        except psycopg.OperationalError as exc:
-            log.error("annotation database unavailable: %s", exc)
-            raise Unavailable(UNAVAILABLE) from None
 
     async def _all(self, sql: str, args: list[Any]) -> list[Record]:
-        pool = await self._pool_ready()
         try:
-            async with pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(sql, args)
                 rows = await cur.fetchall()
         except psycopg.DataError as exc:
             log.warning("annotation value refused by the database: %s", exc)
             raise BadRequest("a value in this annotation cannot be stored") from None
-        except psycopg.OperationalError as exc:
-            log.error("annotation database unavailable: %s", exc)
-            raise Unavailable(UNAVAILABLE) from None
         # Decoding big documents is CPU work: off the event loop.
         return await asyncio.to_thread(_records, rows)
 
@@ -264,12 +315,11 @@ class PostgresStore:
         replace: bool,
     ) -> tuple[list[Record], int]:
         stamp = now()
-        pool = await self._pool_ready()
         writer = (creator, kind, generator)
         rows = [self._row(key, checked, "", writer, stamp) for key, checked in items]
         replaced = 0
         try:
-            async with pool.connection() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 if replace:
                     cur = await conn.execute(
                         f"UPDATE {TABLE} SET deleted = TRUE, body_text = '', modified = %s,"
@@ -285,9 +335,6 @@ class PostgresStore:
         except psycopg.DataError as exc:
             log.warning("annotation value refused by the database: %s", exc)
             raise BadRequest("a value in this batch cannot be stored") from None
-        except psycopg.OperationalError as exc:
-            log.error("annotation database unavailable: %s", exc)
-            raise Unavailable(UNAVAILABLE) from None
         made = [
             Record(
                 key,
@@ -400,28 +447,20 @@ class PostgresStore:
     # ---- migration: canvas keys (see AnnotationService.ready) ------------------------------
 
     async def absolute_uris(self) -> set[str]:
-        pool = await self._pool_ready()
-        try:
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    f"SELECT canvas FROM {TABLE} WHERE canvas LIKE 'http%%'"
-                    f" UNION SELECT manifest FROM {TABLE} WHERE manifest LIKE 'http%%'"
-                )
-                return {str(r[0]) for r in await cur.fetchall()}
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"annotation database unavailable: {exc}") from None
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                f"SELECT canvas FROM {TABLE} WHERE canvas LIKE 'http%%'"
+                f" UNION SELECT manifest FROM {TABLE} WHERE manifest LIKE 'http%%'"
+            )
+            return {str(r[0]) for r in await cur.fetchall()}
 
     async def rename(self, renames: dict[str, str]) -> int:
-        pool = await self._pool_ready()
         count = 0
-        try:
-            async with pool.connection() as conn, conn.transaction():
-                for old, new in renames.items():
-                    for column in ("canvas", "manifest"):
-                        cur = await conn.execute(
-                            f"UPDATE {TABLE} SET {column} = %s WHERE {column} = %s", (new, old)
-                        )
-                        count += cur.rowcount
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"annotation database unavailable: {exc}") from None
+        async with self._connection() as conn, conn.transaction():
+            for old, new in renames.items():
+                for column in ("canvas", "manifest"):
+                    cur = await conn.execute(
+                        f"UPDATE {TABLE} SET {column} = %s WHERE {column} = %s", (new, old)
+                    )
+                    count += cur.rowcount
         return count

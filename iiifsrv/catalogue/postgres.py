@@ -34,6 +34,10 @@ INSERT INTO iiifsrv_changes (name, n) VALUES ('catalogue', 0) ON CONFLICT DO NOT
 """
 
 
+# Reads have the last-known view (catalogue/remembered.py) to fall back on: they wait little.
+READ_WAIT = 0.5
+
+
 def _bump(conn: Connection) -> None:
     conn.execute("UPDATE iiifsrv_changes SET n = n + 1 WHERE name = 'catalogue'")
 
@@ -51,19 +55,19 @@ class PostgresCatalogue:
         return self.database
 
     def get(self, object_id: str) -> CatalogueObject | None:
-        with self._conn().connection() as conn:
+        with self._conn().connection(READ_WAIT) as conn:
             row = conn.execute(
                 "SELECT doc FROM iiifsrv_objects WHERE id = %s", (object_id,)
             ).fetchone()
         return CatalogueObject.from_json(json.loads(row[0])) if row else None
 
     def list(self) -> builtins.list[CatalogueObject]:
-        with self._conn().connection() as conn:
+        with self._conn().connection(READ_WAIT) as conn:
             rows = conn.execute("SELECT doc FROM iiifsrv_objects ORDER BY id").fetchall()
         return [CatalogueObject.from_json(json.loads(r[0])) for r in rows]
 
     def changes(self) -> int:
-        with self._conn().connection() as conn:
+        with self._conn().connection(READ_WAIT) as conn:
             row = conn.execute("SELECT n FROM iiifsrv_changes WHERE name = 'catalogue'").fetchone()
         return int(row[0]) if row else 0
 
@@ -93,7 +97,7 @@ class PostgresCatalogue:
     # -- fitted transforms of computed images ----------------------------------------------
 
     def get_transform(self, object_id: str, spec: str, version: str) -> Transform | None:
-        with self._conn().connection() as conn:
+        with self._conn().connection(READ_WAIT) as conn:
             row = conn.execute(
                 "SELECT doc FROM iiifsrv_transforms "
                 "WHERE object_id = %s AND spec = %s AND version = %s",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import MutableMapping
@@ -67,6 +68,7 @@ def json_line(
         "duration_ms": round(seconds * 1000, 3),
         "referer": _header(headers, b"referer"),
         "user_agent": _header(headers, b"user-agent"),
+        "pid": os.getpid(),  # which worker answered
     }
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote
 import anyio
 from starlette.types import Receive, Scope, Send
 
+from iiifsrv.annotations.model import Record
 from iiifsrv.annotations.service import AnnotationService, User
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import BadRequest, IIIFError, PayloadTooLarge
@@ -45,6 +46,8 @@ class Context:
     max_bytes: int
     list_cap: int = 1000
     manifest_canvases: ManifestCanvases | None = None
+    # search hits the reader may see (web/visibility.py); None: all
+    visible: Callable[[Scope, list[Record]], Awaitable[list[Record]]] | None = None
 
 
 @dataclass

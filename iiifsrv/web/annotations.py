@@ -56,6 +56,7 @@ from iiifsrv.web.annotation_http import (
 )
 from iiifsrv.web.auth import Access, AnnotationGuard, ObjectsOf
 from iiifsrv.web.credentials import Credentials
+from iiifsrv.web.visibility import Visibility
 
 LDP_CONTAINER_LINK = (
     '<http://www.w3.org/ns/ldp#BasicContainer>; rel="type", '
@@ -421,6 +422,8 @@ class ProtocolAPI:
             if words:
                 found = await store.search(selection, [*words[:-1], words[-1] + "*"], creator,
                                            AUTOCOMPLETE_SCAN)  # fmt: skip
+                if self.ctx.visible is not None:
+                    found = await self.ctx.visible(req.scope, found)
                 lead = " ".join(words[:-1])
 
                 def count() -> list[tuple[str, int]]:
@@ -440,6 +443,8 @@ class ProtocolAPI:
             if n > 0 and n * size >= total:
                 raise NotFound("no such page of results")
             records = await store.search(selection, words, creator, size, n * size)
+            if self.ctx.visible is not None:
+                records = await self.ctx.visible(req.scope, records)
             query = {k: v for k, v in req.query.items() if k != "page"}
 
             def page_url(k: int | None) -> str:
@@ -496,6 +501,11 @@ def routes(
         max_bytes=settings.annotation_max_bytes,
         list_cap=settings.annotation_list_cap,
         manifest_canvases=manifest_canvases,
+        visible=(
+            Visibility(access, objects_of).records
+            if access is not None and objects_of is not None
+            else None
+        ),
     )
     annotot: ASGIApp = AnnototAPI(ctx)
     protocol: ASGIApp = ProtocolAPI(ctx)

@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from iiifsrv import imaging, telemetry
+from iiifsrv.access.revocations import Revocations
 from iiifsrv.agents.outputs import canvas_links
 from iiifsrv.annotations import annotation_page_ref, search_services
 from iiifsrv.annotations.store import open_store
@@ -49,6 +50,7 @@ from iiifsrv.web.enrichment import routes as enrichment_routes
 from iiifsrv.web.image_api import Hot, ImageAPI
 from iiifsrv.web.respond import BASE_KEY, error_response, request_base
 from iiifsrv.web.viewers import routes as viewer_routes
+from iiifsrv.web.visibility import Visibility
 
 
 def _error(request: Request, exc: Exception) -> Response:
@@ -176,7 +178,8 @@ def create_app(settings: Settings) -> Front:
 
     # -- one authenticator for every write (Bearer, path token, session cookie), the viewer
     #    sign-in at /session, and access control (rules, IIIF Auth 2.0 and 1.0) over it --
-    credentials = Credentials(settings)
+    revocations = Revocations(settings.data_path, state.database, settings.session_revocation_check)
+    credentials = Credentials(settings, revocations=revocations)
     access = Access(settings, credentials)
     hot: ByteLRU[Hot] = ByteLRU(settings.cache_bytes, settings.cache_max_item)
     image_apis = {
@@ -239,7 +242,11 @@ def create_app(settings: Settings) -> Front:
     #    lies under /annotations, so it comes first --
     semantic_search = semantic.build(settings, annotation_store)
     semantic_routes = semantic.routes(
-        settings, semantic_search, localise=localise, manifest_canvases=manifest_canvases
+        settings,
+        semantic_search,
+        localise=localise,
+        manifest_canvases=manifest_canvases,
+        visible=Visibility(access, manifest_objects).records,  # hits on canvases one may see
     )
     for route in semantic_routes:  # a manifest's search refused when it is restricted
         if isinstance(route, Route):

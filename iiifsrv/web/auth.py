@@ -41,7 +41,7 @@ from iiifsrv.access.rules import (
 )
 from iiifsrv.access.sessions import Session
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
-from iiifsrv.errors import BadRequest, Forbidden, IIIFError, Unauthorized
+from iiifsrv.errors import BadRequest, Forbidden, IIIFError, Unauthorized, Unavailable
 from iiifsrv.iiif.model import Limits
 from iiifsrv.settings import Settings
 from iiifsrv.sources import composite, computed
@@ -449,6 +449,8 @@ class AuthRoutes:
             session = self.creds.current(request.scope)
         except Unauthorized as exc:
             return None, "expiredAspect" if "expired" in exc.message else "invalidAspect"
+        except Unavailable:  # the sign-out list cannot be read: no token on a guess
+            return None, "unavailable"
         return session, None
 
     def _token_for(self, request: Request) -> tuple[str, int] | str:
@@ -456,6 +458,8 @@ class AuthRoutes:
         gets a token without a session (the external service): it names an anonymous
         session, and the address still decides."""
         session, error = self._aspect(request)
+        if error == "unavailable":
+            return error
         if session is None:
             rules = self.access.book.rules()
             address = self.creds.subject_of(request.scope).address
@@ -517,6 +521,7 @@ class AuthRoutes:
                 "missingAspect": ("Not signed in", "Sign in or accept the terms first."),
                 "expiredAspect": ("Session expired", "Your session has ended: sign in again."),
                 "invalidAspect": ("Session not valid", "Sign in again."),
+                "unavailable": ("Try again later", "Sign-in cannot be checked right now."),
             }
             heading, note = notes.get(result, ("Access denied", ""))
             return self._token_page(origin, svc.token_error_2(message_id, result, heading, note))
@@ -534,7 +539,7 @@ class AuthRoutes:
                 "error": svc.ERRORS_1[result],
                 "description": "sign in or accept the terms first",
             }
-            status = 401
+            status = 503 if result == "unavailable" else 401
         else:
             doc = {"accessToken": result[0], "expiresIn": result[1]}
             status = 200

@@ -30,6 +30,7 @@ from iiifsrv.access import sessions
 from iiifsrv.access.accounts import Account, Accounts
 from iiifsrv.access.oidc import External, from_fingerprint
 from iiifsrv.access.oidc import fingerprint as oidc_fingerprint
+from iiifsrv.access.revocations import Revocations
 from iiifsrv.access.rules import Subject
 from iiifsrv.access.throttle import Throttle
 from iiifsrv.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
@@ -88,6 +89,7 @@ class Credentials:
         self,
         settings: Settings,
         *,
+        revocations: Revocations | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -102,7 +104,10 @@ class Credentials:
         self.accounts = Accounts(settings.data_path)
         self._accounts_seen: dict[str, tuple[float, Account | None]] = {}
         self.checking = anyio.CapacityLimiter(PASSWORD_CHECKS)
-        self.revoked: dict[str, int] = {}  # session ids signed out before they expire
+        # session ids signed out before they expire, shared by every worker and replica
+        self.revocations = revocations or Revocations(
+            settings.data_path, None, settings.session_revocation_check, wall=wall
+        )
         self.clock = clock
         self.wall = wall
 
@@ -146,7 +151,7 @@ class Credentials:
         return self.by_fingerprint.get(fp) if fp else None
 
     def live(self, session: sessions.Session) -> bool:
-        return session.expires > self.wall() and session.sid not in self.revoked
+        return session.expires > self.wall() and not self.revocations.revoked(session.sid)
 
     def current(self, scope: Scope) -> sessions.Session | None:
         """The request's session, None without one; 401 when expired, signed out, signed by
@@ -364,9 +369,7 @@ class Credentials:
         it."""
         old = self.quiet_current(scope)
         if old is not None:
-            now = int(self.wall())
-            self.revoked = {s: e for s, e in self.revoked.items() if e > now}
-            self.revoked[old.sid] = old.expires
+            self.revocations.revoke(old.sid, old.expires)
         return self.cookie(scope, "", 0)
 
     def quiet_current(self, scope: Scope) -> sessions.Session | None:

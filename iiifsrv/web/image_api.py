@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from starlette.types import Receive, Scope, Send
 
 from iiifsrv.access import services as auth_services
+from iiifsrv.access import tiers
 from iiifsrv.access.rules import DEGRADE, DENY, PUBLIC, Decision, Rule
 from iiifsrv.caches.memory import ByteLRU
 from iiifsrv.conditional import (
@@ -279,7 +280,9 @@ class ImageAPI:
             )
             body = await shared.get(shared_key)
         if body is None:
-            body = self._info_body(base, image_id, identifier, source, spectral, limits, rule)
+            body = self._info_body(
+                base, image_id, identifier, source, spectral, limits, rule, tier=tier
+            )
             if shared is not None and not denial:
                 await shared.put(shared_key, body)
         if denial:
@@ -300,6 +303,8 @@ class ImageAPI:
         spectral: str,
         limits: Limits,
         rule: Rule | None,
+        *,
+        tier: bool = False,
     ) -> bytes:
         build = infojson.info_v3 if self.version >= 3 else infojson.info_v2
         services: list[dict[str, Any]] = []
@@ -308,6 +313,8 @@ class ImageAPI:
         if rule is not None:  # the same services whether this client may see it or not
             services += auth_services.info_services(base, identifier, rule, self.version)
         doc: dict[str, Any] = build(image_id, source.info, limits, services=services or None)
+        if tier:
+            doc = tiers.small_info(doc)
         if rule is not None:
             doc["@context"] = [auth_services.AUTH2_CONTEXT, doc["@context"]]
         return json.dumps(doc, separators=(",", ":")).encode()
@@ -368,11 +375,13 @@ class ImageAPI:
             limits = tier_limits(self.service.limits, rule.max_size)
         access = decision.key if decision.protected else ""
         planned = await self.service.plan(identifier, request, limits=limits, access=access)
-        if decision.kind == DEGRADE and not tier:
-            # Thumbnails and small views of the full service stay open; larger is refused.
-            p = planned.plan
-            if max(p.width, p.height) > decision.max_size:
-                raise denied(decision, f"an image larger than {decision.max_size} pixels")
+        if rule is not None and (tier or decision.kind == DEGRADE):
+            # The small version, whole or in part, at its own scale or less: a crop of the full
+            # resolution is refused however small it is (the tier's limit even when signed in).
+            p, info = planned.plan, planned.source.info
+            full, region = (info.width, info.height), (p.region.w, p.region.h)
+            if tiers.too_sharp(rule.max_size, full, region, (p.width, p.height)):
+                raise denied(decision, f"a view sharper than the {rule.max_size}-pixel version")
         raw = scope.get("raw_path") or scope["path"].encode()
         encoded = "/".join(raw.decode("latin-1")[len(self.prefix) :].strip("/").split("/")[:-4])
         canonical = f"{self._image_id(base, encoded)}/{planned.plan.canonical}"

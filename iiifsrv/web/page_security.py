@@ -10,7 +10,9 @@ from __future__ import annotations
 from starlette.responses import HTMLResponse
 
 # What the viewers need: images, manifests, info.json and A/V from any IIIF server; MUI/emotion
-# and Universal Viewer set inline styles.
+# and Universal Viewer set inline styles. Frames: only this server's pages, i.e. the IIIF Auth
+# token service, which both viewers load in a hidden iframe (another server's token service
+# would need third-party cookies, which today's browsers block anyway: see the README).
 CSP = "; ".join(
     [
         "default-src 'self'",
@@ -21,7 +23,7 @@ CSP = "; ".join(
         "connect-src 'self' http: https: data: blob:",
         "font-src 'self' data:",
         "worker-src 'self' blob:",
-        "frame-src 'none'",
+        "frame-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
         "frame-ancestors 'none'",

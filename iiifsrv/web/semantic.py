@@ -17,6 +17,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope as AsgiScope
 
 from iiifsrv.annotations import search
 from iiifsrv.annotations.identity import present
@@ -36,6 +37,7 @@ SUPPORTED = ("q",)
 
 ManifestCanvases = Callable[[str], Awaitable[list[str] | None]]
 Localise = Callable[[str], Awaitable[str | None]]
+Visible = Callable[[AsgiScope, list[Record]], Awaitable[list[Record]]]
 
 
 class NotInstalled(IIIFError):
@@ -60,8 +62,10 @@ def routes(
     *,
     localise: Localise | None = None,
     manifest_canvases: ManifestCanvases | None = None,
+    visible: Visible | None = None,
 ) -> list[BaseRoute]:
-    """Mount before /annotations (which would otherwise take the path)."""
+    """Mount before /annotations (which would otherwise take the path). ``visible`` keeps the
+    hits the reader may see (web/visibility.py), with or without a manifest."""
 
     async def scope_of(request: Request, urls: Urls) -> tuple[Scope, str]:
         segment = request.path_params.get("manifest", "")
@@ -107,6 +111,8 @@ def routes(
             rec = await semantic.store.get(hit.key)
             if rec is not None and not rec.deleted:
                 records.append(rec)
+        if visible is not None:
+            records = await visible(request.scope, records)
         service_url = urls.semantic(key)
         query = {k: v for k, v in request.query_params.items() if k != "page"}
 

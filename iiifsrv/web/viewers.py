@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from iiifsrv.access.rules import DENY, Resource
+from iiifsrv.access.services import LOGOUT
 from iiifsrv.conditional import CORS_HEADERS, not_modified
 from iiifsrv.errors import BadRequest, NotFound, Unavailable
 from iiifsrv.presentation.builder import manifest_url
@@ -298,9 +299,10 @@ def render_mirador(
     return _page("Mirador · iiifsrv", body, head)
 
 
-def render_uv(base: str, manifest: str, script: str) -> str:
+def render_uv(base: str, manifest: str, script: str, logout: str = "") -> str:
     """Universal Viewer, started by a static module (src/uv.js) from data-manifest; no token
-    form: this page shows other servers' manifests and never writes."""
+    form: this page shows other servers' manifests and never writes. With ``logout`` (access
+    rules in force), a Sign out button: Universal Viewer 4.4 offers none once an image shows."""
     head = '<link rel=stylesheet href="/static/build/uv/uv.css">' + VIEWER_CSS
     if not manifest:  # Universal Viewer has no workspace to open manifests in
         body = _header(base, "", "mirador") + (
@@ -309,8 +311,14 @@ def render_uv(base: str, manifest: str, script: str) -> str:
             f'<a href="{base}/">start page</a>.</p>'
         )
         return _page("Universal Viewer · iiifsrv", body, head)
+    sign_out = (
+        f'<form><button type=button id=sign-out data-logout="{html.escape(logout)}">'
+        "Sign out</button></form>"
+        if logout
+        else ""
+    )
     body = (
-        _header(base, manifest, "mirador")
+        _header(base, manifest, "mirador", sign_out)
         + f'<div id=uv class=uv data-manifest="{html.escape(manifest)}"></div>'
         + '<script src="/static/build/uv/umd/UV.js"></script>'
         + f'<script type=module src="{html.escape(script)}"></script>'
@@ -400,8 +408,9 @@ def routes(
         if not (BUILD / "uv" / "umd" / "UV.js").is_file():
             raise Unavailable(NOT_BUILT)
         script, _styles = assets.entry(UV_ENTRY)
+        logout = f"{base(request)}{LOGOUT}" if access is not None and access.active else ""
         return html_response(
-            render_uv(base(request), manifest, script), {"Cache-Control": "no-cache"}
+            render_uv(base(request), manifest, script, logout), {"Cache-Control": "no-cache"}
         )
 
     async def compare(request: Request) -> Response:

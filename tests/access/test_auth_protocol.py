@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -219,3 +220,52 @@ async def test_manifest_declares_the_probe_of_protected_images(clients: Clients)
     assert errors(manifest) == []
     public = (await c.get(by_name["sixteen-bit"])).json()
     assert "AuthProbeService2" not in json.dumps(public)
+
+
+async def test_kiosk_rule_advertises_kiosk_services_that_work_without_interaction(
+    clients: Clients, protected: Any
+) -> None:
+    """A location rule with ``kiosk = true``: the info.json offers the Auth 1.0 kiosk cookie
+    service and the Auth 2.0 ``kiosk`` access service (not ``external``); a kiosk machine opens
+    it (no form, the page closes itself), gets a token, and sees the image; elsewhere the same
+    steps give a token that the probe still answers 403 for (the address decides)."""
+    Path(protected.access_rules).write_text(
+        '[[rule]]\nmatch = "jpeg2000"\naccess = "restricted"\n'
+        + 'locations = ["10.9.0.0/16"]\nkiosk = true\n'
+    )
+    room, outside = clients(READING_ROOM), clients(("192.0.2.7", 4000))
+    doc = await info(outside, "jpeg2000")
+    kiosk1 = find(doc, "http://iiif.io/api/auth/1/kiosk")
+    probe = find(doc, "AuthProbeService2")
+    kiosk2 = probe["service"][0]
+    assert kiosk2["profile"] == "kiosk" and kiosk2["id"] == kiosk1["@id"]
+    assert "?" not in kiosk2["id"]
+    with pytest.raises(AssertionError):
+        find(doc, "http://iiif.io/api/auth/1/external")
+    token_url = find(kiosk1, "http://iiif.io/api/auth/1/token")["@id"]
+    for where, client, status in ((READING_ROOM, room, 200), (("192.0.2.7", 4000), outside, 403)):
+        page = await client.get(kiosk2["id"] + f"?origin={ORIGIN}")
+        assert page.status_code == 200 and "<form" not in page.text
+        assert "/auth/close.js" in page.text
+        message, _ = posted(await client.get(f"{token_url}?messageId=k&origin={ORIGIN}"))
+        bearer = {"Authorization": f"Bearer {message['accessToken']}"}
+        result = await clients(where).get(probe["id"], headers=bearer)  # no cookie: the token
+        assert result.json()["status"] == status
+
+
+async def test_token_service_says_unavailable_when_sign_outs_cannot_be_read(
+    clients: Clients, protected: Any
+) -> None:
+    """The shared sign-out list cannot be read (here: its SQLite file is a folder): no token on
+    a guess, the ``unavailable`` profile (2.0), ``unavailable`` with 503 (1.0 JSON)."""
+    (Path(protected.data) / "sessions.sqlite3").mkdir()
+    c = clients()
+    doc = await info(c, "palimpsest%2FIR940")
+    access = find(doc, "AuthProbeService2")["service"][0]
+    assert (await login(c, access["id"])).status_code == 200
+    token2 = find(access, "AuthAccessTokenService2")["id"]
+    message, _ = posted(await c.get(token2, params={"messageId": "u", "origin": ORIGIN}))
+    assert message["type"] == "AuthAccessTokenError2" and message["profile"] == "unavailable"
+    token1 = find(find(doc, "http://iiif.io/api/auth/1/login"), "AuthTokenService1")["@id"]
+    r = await c.get(token1)
+    assert r.status_code == 503 and r.json()["error"] == "unavailable"

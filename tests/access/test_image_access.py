@@ -110,6 +110,34 @@ async def test_degraded_tier(clients: Clients) -> None:
     assert (await anon.get("/iiif/3/.degraded/sixteen-bit/info.json")).status_code == 404
 
 
+async def test_degraded_tier_never_gives_full_resolution_in_pieces(clients: Clients) -> None:
+    """A 256-pixel crop of a 256-pixel region is full resolution: every crop sharper than the
+    small version is refused, by the tier (even to staff) and by the full service; the tier's
+    info.json offers only its sizes (level 0, no tiles), which viewers then use."""
+    anon, staff = clients(), clients()
+    await sign_in(staff)
+    for version, level0 in ((3, "level0"), (2, "http://iiif.io/api/image/2/level0.json")):
+        doc = (await anon.get(f"/iiif/{version}/.degraded/large/info.json")).json()
+        assert "tiles" not in doc and "extraFeatures" not in doc
+        profile = doc["profile"][0] if version == 2 else doc["profile"]
+        assert profile == level0
+        if version == 2:
+            assert "supports" not in doc["profile"][1]
+        for size in doc["sizes"]:
+            url = f"/iiif/{version}/.degraded/large/full/{size['width']},/0/default.jpg"
+            assert (await anon.get(url)).status_code == 200
+    for path in (".degraded/large", "large"):
+        for region in ("0,0,256,256/256,256", "0,0,512,512/128,128", "0,0,100,100/max"):
+            r = await anon.get(f"/iiif/3/{path}/{region}/0/default.jpg")
+            assert r.status_code == 401, (path, region)
+    crop = await staff.get("/iiif/3/.degraded/large/0,0,256,256/256,256/0/default.jpg")
+    assert crop.status_code == 403, "the tier stays the small version when signed in"
+    assert (await staff.get("/iiif/3/large/0,0,256,256/256,256/0/default.jpg")).status_code == 200
+    # at the small version's scale or below, any part is open
+    quarter = await anon.get("/iiif/3/large/0,0,1000,750/128,/0/default.jpg")
+    assert quarter.status_code == 200
+
+
 async def test_clickthrough_and_location(clients: Clients) -> None:
     anon, room = clients(), clients(READING_ROOM)
     url = "/iiif/3/flat/full/64,/0/default.jpg"

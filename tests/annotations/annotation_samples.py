@@ -51,3 +51,27 @@ def container(canvas: str = CANVAS) -> str:
 def path(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+PSALTER: dict[str, Any] = {
+    "@context": "http://iiif.io/api/presentation/3/context.json",
+    "id": MANIFEST,
+    "type": "Manifest",
+    "label": {"en": ["Psalter (synthetic canvases)"]},
+    "items": [
+        {"id": c, "type": "Canvas", "width": 1000, "height": 1500, "items": []}
+        for c in (CANVAS, CANVAS2)
+    ],
+}
+
+
+async def published_search(client: Any, headers: dict[str, str], version: int = 2) -> str:
+    """The Content Search service (1 or 2) of the synthetic canvases' manifest, as a client
+    finds it: the manifest is published (PUT, with a write token), then read back."""
+    path = urlsplit(MANIFEST).path
+    put = await client.put(path, json=PSALTER, headers=headers)
+    assert put.status_code in (200, 201), put.text
+    served = (await client.get(path)).json()
+    kind = f"SearchService{version}"
+    found = [s for s in served["service"] if kind in (s.get("type"), s.get("@type"))]
+    return str(found[0].get("id", found[0].get("@id")))

@@ -196,11 +196,3 @@ def test_cli_refuses_unknown_languages_and_objects(tmp_path: Path) -> None:
     assert cli.main(["enrich", "ocr", "--all", "--lang", "klingon", *paths]) == 2
     assert cli.main(["enrich", "ocr", *paths]) == 2
     assert cli.main(["enrich", "ocr", "nothing-here", *paths]) == 1
-
-
-def test_cli_says_object_storage_is_not_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = ["enrich", "ocr", "--all", "--data", str(tmp_path), "--images", "s3://bucket/p"]
-    assert cli.main(args) == 2
-    assert "local folder, not s3://" in capsys.readouterr().err

@@ -1,11 +1,11 @@
 """Start Debian's HAProxy and Varnish with the shipped configurations (config/haproxy.cfg,
-config/varnish.vcl) on free loopback ports in a temporary directory, and stop them.
+config/varnish.vcl, moved to free loopback ports by loadtests/replicas.py, which the replica
+benchmark shares) in a temporary directory, and stop them.
 scripts/setup --test installs both packages."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from loadtests.replicas import haproxy_config, varnish_command, varnish_vcl
+from tests.conftest import free_port
 
 
 def need(binary: str) -> str:
@@ -59,23 +60,12 @@ def _wait_until(ok: Callable[[], bool], daemon: Daemon, what: str, seconds: floa
     raise RuntimeError(f"{what} did not become ready: {daemon.log.read_text()}")
 
 
-def haproxy_config(backends: list[int], port: int, stats_port: int) -> str:
-    """config/haproxy.cfg with its listening ports and servers moved to the test's ports."""
-    text = (ROOT / "config" / "haproxy.cfg").read_text()
-    text = text.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
-    text = text.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{stats_port}")
-    servers = [ln for ln in text.splitlines() if ln.strip().startswith("server r")]
-    assert len(servers) == 2, servers
-    for i, line in enumerate(servers):
-        new = re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{backends[i]}", line)
-        text = text.replace(line, new)
-    return text
-
-
-def start_haproxy(tmp: Path, backends: list[int]) -> tuple[Daemon, int]:
-    port, stats = free_port(), free_port()
+def start_haproxy(
+    tmp: Path, backends: list[int], *, port: int = 0, inter: str = ""
+) -> tuple[Daemon, int]:
+    port, stats = port or free_port(), free_port()
     cfg = tmp / "haproxy.cfg"
-    cfg.write_text(haproxy_config(backends, port, stats))
+    cfg.write_text(haproxy_config(backends, port, stats, inter))
     log = tmp / "haproxy.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -103,15 +93,10 @@ def server_states(stats_port: int) -> dict[str, str]:
 def start_varnish(tmp: Path, backend: int) -> Daemon:
     port = free_port()
     vcl = tmp / "iiifsrv.vcl"
-    text = (ROOT / "config" / "varnish.vcl").read_text()
-    assert '.port = "8080";' in text
-    vcl.write_text(text.replace('.port = "8080";', f'.port = "{backend}";'))
+    vcl.write_text(varnish_vcl(backend))
     work = tmp / "varnish"
     work.mkdir()
-    cmd = [need("varnishd"), "-F", "-n", str(work), "-a", f"127.0.0.1:{port}", "-f", str(vcl)]
-    cmd += ["-s", "malloc,32m", "-T", "none"]
-    if os.geteuid() == 0:
-        cmd += ["-j", "none"]  # root: no privilege separation in a private temp dir
+    cmd = varnish_command(need("varnishd"), work, port, vcl)
     log = tmp / "varnish.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)

@@ -14,8 +14,7 @@ from typing import Any
 
 import httpx
 
-from iiifsrv.annotations.urls import encode_uri
-from tests.annotations.annotation_samples import CANVAS, MANIFEST, anno, container
+from tests.annotations.annotation_samples import CANVAS, anno, container, published_search
 from tests.annotations.conftest import ALICE, BOB, EDITOR, backend_settings, client, pg_schema  # noqa: F401
 
 SPOOF = {"type": "Person", "nickname": "alice", "name": "alice"}
@@ -41,18 +40,18 @@ async def test_creator_is_the_writer_everywhere(client: httpx.AsyncClient) -> No
         a["annotatedBy"]["name"]
         for a in (await client.get("/sas/search", params={"uri": CANVAS})).json()
     ] == ["bob", "bob"]
-    manifest = encode_uri(MANIFEST)
+    search2 = await published_search(client, ALICE)
     for items in (
         (await client.get(container() + "page")).json()["items"],
         (await client.get(container())).json()["first"]["items"],
-        (await client.get(f"/annotations/search/2/{manifest}?q=spoofed")).json()["items"],
+        (await client.get(search2, params={"q": "spoofed"})).json()["items"],
     ):
         bob = {"id": "http://test/users/bob", "type": "Person", "name": "bob", "nickname": "bob"}
         assert [a["creator"] for a in items] == [bob] * 2
     for r in (
         await client.get("/annotot/pages", params={"uri": CANVAS}),
         await client.get(container() + "page"),
-        await client.get(f"/annotations/search/2/{manifest}?q=spoofed"),
+        await client.get(search2, params={"q": "spoofed"}),
     ):
         assert "alice" not in r.text and "generator" not in r.text
 

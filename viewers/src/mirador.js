@@ -7,7 +7,9 @@
 import Mirador from 'mirador';
 import annotationPlugins from 'mirador-annotation-editor';
 import 'mirador-annotation-editor/dist/index.css';
+import authRefreshPlugins from './auth-refresh-plugin.js';
 import IiifsrvAdapter from './iiifsrv-adapter.js';
+import machineLayerPlugins from './machine-layer.jsx';
 import { fetchSession, setupSignInForm } from './session.js';
 import spectrumPlugins from './spectrum-plugin.js';
 
@@ -61,8 +63,17 @@ const config = (session) => ({
 if (editor) {
   fetchSession(base).then((session) => {
     setupSignInForm(base, session);
-    window.miradorInstance = Mirador.viewer(config(session), [...annotationPlugins, ...spectrumPlugins]);
+    window.miradorInstance = Mirador.viewer(config(session), [
+      ...machineLayerPlugins, // before the editor's: its CanvasAnnotations wrapper renders the list
+      ...annotationPlugins,
+      ...spectrumPlugins,
+      ...authRefreshPlugins,
+    ]);
   });
 } else {
-  window.miradorInstance = Mirador.viewer(config({ user: null }), spectrumPlugins);
+  window.miradorInstance = Mirador.viewer(config({ user: null }), [
+    ...machineLayerPlugins,
+    ...spectrumPlugins,
+    ...authRefreshPlugins,
+  ]);
 }

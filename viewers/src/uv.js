@@ -21,3 +21,20 @@ const NO_SHARING = {
 const uv = manifest && window.UV.init('uv', { manifest, embedded: false });
 if (uv) uv.on('configure', ({ cb }) => cb(NO_SHARING));
 window.uv = uv;
+
+// Sign out (shown when access rules are in force): Universal Viewer 4.4 keeps no sign-out
+// control once an image shows. The IIIF Auth logout service opens in a window that closes
+// itself; then the page starts again, and Universal Viewer asks for its images anew.
+const signOut = document.getElementById('sign-out');
+if (signOut) {
+  signOut.addEventListener('click', () => {
+    const win = window.open(signOut.dataset.logout, 'iiifsrv-logout');
+    if (!win) return;
+    const timer = window.setInterval(() => {
+      if (win.closed) {
+        window.clearInterval(timer);
+        window.location.reload();
+      }
+    }, 250);
+  });
+}
