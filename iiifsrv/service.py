@@ -474,7 +474,9 @@ class ImageService:
             return ImageResult(
                 body, "image/jpeg", passthrough=True, timings={"raw": time.perf_counter() - t0}
             )
-        if p.edge_tile is not None and dct_crop.available():
+        # Local files only for now: from object storage an edge tile is still rendered from the
+        # level kept decoded (no GET), which the S3 bench's one-GET-per-tile budget relies on.
+        if p.edge_tile is not None and source.storage is None and dct_crop.available():
             cropped = await self._crop(source, p)
             if cropped is not None:
                 self.responses.put(key, cropped, len(cropped))

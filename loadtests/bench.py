@@ -421,7 +421,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.smoke:
         args.duration, args.warmup = "1s", "0"
-    images = Path(args.images or f"/tmp/iiifbench{'-smoke' if args.smoke else ''}/images")
+    args.images = args.images or f"/tmp/iiifbench{'-smoke' if args.smoke else ''}/images"
+    images = Path(args.images)
     if shutil.which("wrk") is None:
         log("wrk is not installed: apt-get install wrk (scripts/setup --test installs it)")
         return 2
