@@ -15,7 +15,7 @@ RUN npm run build
 FROM debian:bookworm-slim
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvips42 ffmpeg python3 python3-venv ca-certificates curl \
+ && apt-get install -y --no-install-recommends libvips42 libturbojpeg0 ffmpeg python3 python3-venv ca-certificates curl \
     tesseract-ocr tesseract-ocr-eng tesseract-ocr-lat tesseract-ocr-deu tesseract-ocr-fra fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 

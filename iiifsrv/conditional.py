@@ -5,6 +5,7 @@ PURE: imports only the standard library. Takes header values as strings, returns
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from email.utils import formatdate, parsedate_to_datetime
 
@@ -37,7 +38,14 @@ def strong_etag(*parts: object) -> str:
 
 
 def http_date(timestamp: float) -> str:
-    return formatdate(int(timestamp), usegmt=True)
+    return _http_date(int(timestamp))
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    """Formatting costs more than the rest of a stored tile's headers; a few thousand source
+    modification times cover every file a worker serves at once."""
+    return formatdate(seconds, usegmt=True)
 
 
 def _etag_list(header: str) -> list[str]:

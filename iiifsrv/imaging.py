@@ -16,21 +16,25 @@ from typing import Any
 
 import pyvips
 
-from iiifsrv import bandmath
+from iiifsrv import bandmath, dct_crop
 from iiifsrv.catalogue import Transform
 from iiifsrv.encoders import encode
 from iiifsrv.engine import mosaic, resample
 from iiifsrv.errors import IIIFError
-from iiifsrv.iiif.plan import Plan, RawTile
+from iiifsrv.iiif.plan import EdgeTile, Plan, RawTile
 from iiifsrv.sources import remote
 from iiifsrv.sources.composite import CompositeSource, combine
 from iiifsrv.sources.computed import ComputedSource
 from iiifsrv.sources.describe import Source
 from iiifsrv.sources.remote import RemoteSource
 
-# Counts renders actually started (decoding). Tests use it to prove a refused request decoded
-# nothing; it is never read by the server itself.
+# Counts renders actually started: pixel decodes, and lossless crops of clipped edge tiles (which
+# make new bytes without decoding). Tests use it to prove a refused request rendered nothing;
+# it is never read by the server itself.
 renders_started = 0
+# Counts pixel decodes only (render()): tests prove with it that stored tiles, full or clipped at
+# an edge, are served without one.
+decodes_started = 0
 
 
 class RenderError(IIIFError):
@@ -379,8 +383,9 @@ def render(
     levels: DecodedLevels | None = None,
 ) -> bytes:
     """Decode only what the plan needs from the chosen level, transform, encode."""
-    global renders_started
+    global renders_started, decodes_started
     renders_started += 1
+    decodes_started += 1
     try:
         if options.fast_decode and mosaic.eligible(source, plan):  # tiles without libvips' loader
             made = mosaic.render(source, plan, options.jpeg_quality, options.kernel)
@@ -407,7 +412,7 @@ def render(
         raise RenderError("cannot decode this image") from None
 
 
-def read_raw_tile(source: Source, tile: RawTile) -> bytes:
+def read_raw_tile(source: Source, tile: RawTile | EdgeTile) -> bytes:
     """The stored JPEG tile as a complete JPEG stream (JPEGTables spliced in), not decoded."""
     access = source.access[tile.level]
     index = tile.row * access.tiles_across + tile.column
@@ -415,4 +420,14 @@ def read_raw_tile(source: Source, tile: RawTile) -> bytes:
     data = source.read(offset, count)
     if len(data) != count or data[:2] != b"\xff\xd8":
         raise RenderError("stored tile is damaged")
-    return access.jpeg_header + data[2:]
+    return access.jpeg_header + memoryview(data)[2:]  # one copy, not two
+
+
+def crop_edge_tile(source: Source, tile: EdgeTile, stored: bytes | None = None) -> bytes:
+    """A clipped edge tile cut from its stored (padded) tile in the DCT domain: no decode, no
+    re-quantisation; ``stored`` is the tile as read_raw_tile gives it (read here when None).
+    Raises dct_crop.CropError when libturbojpeg refuses (the caller renders instead)."""
+    global renders_started
+    renders_started += 1
+    data = stored if stored is not None else read_raw_tile(source, tile)
+    return dct_crop.crop(data, tile.width, tile.height)

@@ -4,11 +4,20 @@ know (the service counts renders and source reads, the web layer requests and by
 Imports prometheus_client only. With several workers ``iiifsrv serve`` sets
 PROMETHEUS_MULTIPROC_DIR before they start, so every value lives in a file there and one scrape
 of any worker reports them all (see ``registry``).
+
+There, one increment costs a lock and an mmap write (a histogram observation two): per request
+that was the largest Python cost of a replayed tile. Per-request figures are therefore kept as
+plain integers (``Tally``, ``Tallied``) on the event loop and moved into the Prometheus values by
+``flush``: at the end of the loop iteration that counted them (one write per figure for however
+many requests that iteration served), and before every scrape.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import os
+from typing import Any
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -53,6 +62,10 @@ RENDER_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 PASSTHROUGH = Counter("iiifsrv_passthrough", "Stored JPEG tiles served as they are (no render).")
+EDGE_CROPS = Counter(
+    "iiifsrv_edge_crops",
+    "Clipped edge tiles cut from their stored JPEG tile without a decode (lossless DCT crop).",
+)
 SOURCE_READS = Counter(
     "iiifsrv_source_reads",
     "Reads of source files: describe (structure), raw_tile (passthrough), render.",
@@ -125,3 +138,98 @@ def resident_bytes() -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+# -- per-request figures, counted as integers and flushed in batches --------------------------
+
+_tallies: list[Tally | Tallied] = []
+_flush_scheduled = False
+
+
+class Tally:
+    """A counter (child) counted as a plain integer on the event loop; ``flush`` adds it."""
+
+    __slots__ = ("child", "count", "flushed")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.count = 0
+        self.flushed = 0
+        _tallies.append(self)
+
+    def inc(self, amount: int = 1) -> None:
+        self.count += amount
+        if not _flush_scheduled:
+            schedule_flush()
+
+    def flush(self) -> None:
+        delta = self.count - self.flushed
+        if delta:
+            self.flushed += delta
+            self.child.inc(delta)
+
+
+class Tallied:
+    """A histogram (child) whose observations are counted per bucket as plain numbers; ``flush``
+    adds the new counts to the child's buckets and sum (prometheus_client keeps them as
+    ``_buckets`` and ``_sum``; without them every observation goes straight to the child)."""
+
+    __slots__ = ("child", "bounds", "counts", "sum", "flushed", "flushed_sum", "direct")
+
+    def __init__(self, child: Any, bounds: tuple[float, ...]) -> None:
+        self.child = child
+        self.bounds = bounds  # upper bounds without +Inf, ascending
+        self.counts = [0] * (len(bounds) + 1)
+        self.flushed = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.flushed_sum = 0.0
+        buckets = getattr(child, "_buckets", None)
+        self.direct = buckets is None or len(buckets) != len(bounds) + 1
+        if not self.direct:
+            _tallies.append(self)
+
+    def observe(self, value: float) -> None:
+        if self.direct:
+            self.child.observe(value)
+            if not _flush_scheduled:
+                schedule_flush()
+            return
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        if not _flush_scheduled:
+            schedule_flush()
+
+    def flush(self) -> None:
+        buckets = self.child._buckets
+        for index, count in enumerate(self.counts):
+            delta = count - self.flushed[index]
+            if delta:
+                self.flushed[index] = count
+                buckets[index].inc(delta)
+        delta_sum = self.sum - self.flushed_sum
+        if delta_sum:
+            self.flushed_sum = self.sum
+            self.child._sum.inc(delta_sum)
+
+
+def flush() -> None:
+    """Move every tally's new counts into its Prometheus values (the sampler calls this before a
+    scrape; counting schedules it at the end of the current loop iteration)."""
+    global _flush_scheduled
+    _flush_scheduled = False
+    for tally in _tallies:
+        tally.flush()
+
+
+def schedule_flush() -> None:
+    """Flush at the end of this event-loop iteration (at once outside a loop)."""
+    global _flush_scheduled
+    if _flush_scheduled:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # counted outside an event loop: at once
+        flush()
+        return
+    _flush_scheduled = True
+    loop.call_soon(flush)

@@ -7,6 +7,7 @@ case against both in alternation (wrk, bounded in time) and prints the table of 
 and RSS. Everything goes to 127.0.0.1 only.
 
   scripts/bench                 # the full run (about 10 minutes with images already made)
+  scripts/bench --no-cache      # first views: both servers with their caches off
   scripts/bench --smoke         # tiny image, 1-second cases: proves the harness works (CI)
   scripts/bench --s3 --no-cache # the images from a local Swift (S3) beside the same on disk
   scripts/bench --replicas 3    # 1, 2, 3 replicas behind HAProxy, and Varnish in front (hits)
@@ -138,15 +139,17 @@ def tiles(ident: str, w: int, h: int, sfs: list[int], tile: int = 256, seed: int
 
 
 def regions(ident: str, w: int, h: int, smoke: bool) -> list[str]:
-    """201 distinct 6000x4800 regions (60 % of the image; smaller on the smoke image) at widths
-    900..1100: no two share a region, so no decoded level or response can be reused."""
-    rw, rh = (6000, 4800) if not smoke else (w * 6 // 10, h * 6 // 10)
+    """Distinct downscaled regions, as issue 14's table: 20 places of a 6000x4800 region (60 % of
+    the image; the same share of the smoke image) at each width 900..1100 (0.09w..0.11w): 4020
+    URLs, no two alike, so a run of the usual length never repeats one and no decoded level or
+    response can be reused."""
+    rw, rh = w * 6 // 10, h * 6 // 10
+    sizes = range(w * 9 // 100, w * 11 // 100 + 1)
     rng = random.Random(14)
-    return [
-        f"{ident}/{rng.randrange(0, w - rw)},{rng.randrange(0, h - rh)},{rw},{rh}/"
-        f"{size if not smoke else size // 4},/0/default.jpg"
-        for size in range(900, 1101)
-    ]
+    places = [(rng.randrange(0, w - rw), rng.randrange(0, h - rh)) for _ in range(20)]
+    out = [f"{ident}/{x},{y},{rw},{rh}/{size},/0/default.jpg" for size in sizes for x, y in places]
+    rng.shuffle(out)
+    return out
 
 
 def viewer_session(ident: str, w: int, h: int, tile: int = 256) -> list[str]:
@@ -279,7 +282,11 @@ def start_iiifsrv(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    wait_http(f"http://127.0.0.1:{port}/health")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", seconds=90)
+    except RuntimeError:
+        stop_iiifsrv(proc)  # a server that never answered is not left running
+        raise
     return proc
 
 
@@ -291,8 +298,23 @@ def stop_iiifsrv(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def peer(action: str, images: Path, port: int) -> None:
-    env = {**os.environ, "IMAGES": str(images), "HTTP_PORT": str(port), "NPROCS": "2"}
+def peer_run_dir(images: Path) -> Path:
+    """The peer's PID files, logs and lighttpd.conf: beside this bench's images, so two benches
+    with their own images and ports never stop each other's peer."""
+    return images.parent / "peer-run"
+
+
+def peer(action: str, images: Path, port: int, cache: bool = True) -> None:
+    """``cache=False``: iipsrv's tile cache off too (``CACHE_MB=0``), for first views."""
+    env = {
+        **os.environ,
+        "IMAGES": str(images),
+        "HTTP_PORT": str(port),
+        "FCGI_PORT0": str(port + 1000),
+        "RUN": str(peer_run_dir(images)),
+        "NPROCS": "2",
+        "CACHE_MB": "10" if cache else "0",
+    }
     run(["bash", str(PEERS / "setup-iipsrv.sh"), action], env=env, stdout=subprocess.DEVNULL)
 
 
@@ -304,9 +326,8 @@ def iiifsrv_pids(proc: subprocess.Popen[bytes]) -> list[int]:
     return children or [proc.pid]
 
 
-def iipsrv_pids() -> list[int]:
-    run_dir = Path(os.environ.get("RUN", "/tmp/iiifbench/run"))
-    return [int(p.read_text()) for p in run_dir.glob("iipsrv-*.pid")]
+def iipsrv_pids(images: Path) -> list[int]:
+    return [int(p.read_text()) for p in peer_run_dir(images).glob("iipsrv-*.pid")]
 
 
 def memory(pids: list[int]) -> tuple[int, int]:
@@ -371,7 +392,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="iiifsrv workers (2 = the cores here)")
     ap.add_argument("--port", type=int, default=8182)
     ap.add_argument("--peer-port", type=int, default=8090)
-    ap.add_argument("--images", default="/tmp/iiifbench/images")
+    ap.add_argument(
+        "--images",
+        help="where the test images are made and kept (default /tmp/iiifbench/images, "
+        "/tmp/iiifbench-smoke/images with --smoke); the peer's run files go beside them",
+    )
     ap.add_argument("--only", help="run only cases whose name contains this text")
     ap.add_argument("--no-peer", action="store_true", help="measure iiifsrv alone")
     ap.add_argument("--json", help="also write the results as JSON to this file")
@@ -384,7 +409,8 @@ def main() -> int:
     ap.add_argument(
         "--no-cache",
         action="store_true",
-        help="run iiifsrv with its response caches off (cache_bytes=0): passthrough and renders only",
+        help="first views: iiifsrv's response caches off (cache_bytes=0) and the peer's tile "
+        "cache off (CACHE_MB=0): passthrough and renders only",
     )
     ap.add_argument(
         "--s3",
@@ -395,7 +421,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.smoke:
         args.duration, args.warmup = "1s", "0"
-        args.images = "/tmp/iiifbench-smoke/images"
+    args.images = args.images or f"/tmp/iiifbench{'-smoke' if args.smoke else ''}/images"
     images = Path(args.images)
     if shutil.which("wrk") is None:
         log("wrk is not installed: apt-get install wrk (scripts/setup --test installs it)")
@@ -421,7 +447,7 @@ def main() -> int:
     )
     if with_peer:
         peer("stop", images, args.peer_port)
-        peer("start", images, args.peer_port)
+        peer("start", images, args.peer_port, cache=not args.no_cache)
     rows = []
     try:
         for index, case in enumerate(cases(w, h, args.smoke)):
@@ -442,7 +468,7 @@ def main() -> int:
                     base, file = f"http://127.0.0.1:{args.peer_port}", peer_file
                 results[who] = wrk(base, file, case, args.duration, args.warmup)
             rss, hwm = memory(iiifsrv_pids(ours))
-            peer_rss = memory(iipsrv_pids())[0] if with_peer else 0
+            peer_rss = memory(iipsrv_pids(images))[0] if with_peer else 0
             rows.append((case, results, rss, hwm, peer_rss))
             r = results["ours"]
             ratio = (
@@ -513,9 +539,11 @@ def bench_replicas(images: Path, w: int, h: int, args: argparse.Namespace) -> in
 
 def print_table(rows: list, args: argparse.Namespace, w: int, h: int) -> None:  # type: ignore[type-arg]
     cache = "caches OFF" if args.no_cache else "caches on (default 96 MiB per worker)"
+    peer_cache = "tile cache OFF" if args.no_cache else "tile cache 10 MB"
     print(
         f"\nimage {w}x{h}, wrk -t2, {args.duration} per case after {args.warmup} warm-up, "
-        f"iiifsrv --workers {args.workers} ({cache}), iipsrv 2 processes behind lighttpd\n"
+        f"iiifsrv --workers {args.workers} ({cache}), iipsrv 2 processes behind lighttpd "
+        f"({peer_cache}), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
     )
     print(
         "| case | iiifsrv req/s | iipsrv req/s | ratio | goal | iiifsrv p50 / p99 ms | iipsrv p50 / p99 ms | iiifsrv non-2xx | iiifsrv RSS (peak worker) MB | iipsrv RSS MB |"

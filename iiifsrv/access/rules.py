@@ -135,6 +135,22 @@ def _decide_one(subject: Subject, resource: Resource, rules: Sequence[Rule]) -> 
     return Decision(DENY, rule, status=status)
 
 
+def governed(resource: Resource, rules: Sequence[Rule]) -> bool:
+    """Whether any decision about ``resource`` could differ from PUBLIC: the first rule that
+    applies to it (or to one of its parts) is not a public one. When False, ``decide`` returns
+    PUBLIC for every subject, so the subject need not even be known."""
+    for identifier in (resource.identifier, *resource.parts):
+        one = (
+            resource
+            if identifier == resource.identifier
+            else Resource(identifier, resource.object_id)
+        )
+        rule = next((r for r in rules if r.applies(one)), None)
+        if rule is not None and rule.mode != "public":
+            return True
+    return False
+
+
 _RANK = {ALLOW: 0, DEGRADE: 1, DENY: 2}
 
 

@@ -35,6 +35,18 @@ class RawTile:
 
 
 @dataclass(frozen=True)
+class EdgeTile:
+    """A clipped tile at a level's right or bottom edge: the top-left ``width`` x ``height``
+    pixels of the stored (padded) tile are exactly the output."""
+
+    level: int
+    column: int
+    row: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class Plan:
     region: Box  # in full-resolution pixels, clipped to the image
     width: int  # output size before rotation
@@ -47,6 +59,7 @@ class Plan:
     canonical: str  # region/size/rotation/quality.format in the request's API version
     key: str  # version-neutral identity of the output pixels and encoding
     raw_tile: RawTile | None = None
+    edge_tile: EdgeTile | None = None  # cut losslessly from the stored tile (no decode)
 
 
 def fmt_number(value: float) -> str:
@@ -221,6 +234,35 @@ def find_raw_tile(info: SourceInfo, region: Box, width: int, height: int) -> Raw
     return None
 
 
+def find_edge_tile(info: SourceInfo, region: Box, width: int, height: int) -> EdgeTile | None:
+    """The stored tile whose top-left part this output exactly is: a clipped tile at a level's
+    right or bottom edge, asked for at the level's own resolution (what viewers request there)."""
+    for index, level in enumerate(info.levels):
+        if not level.raw_jpeg or not level.tile_width or not level.tile_height:
+            continue
+        tw, th = level.tile_width, level.tile_height
+        if width > tw or height > th or (width == tw and height == th):
+            continue
+        sf = scale_factor(info, index)
+        if not sf:
+            continue
+        span_w, span_h = tw * sf, th * sf
+        if region.x % span_w or region.y % span_h:
+            continue
+        column, row = region.x // span_w, region.y // span_h
+        left, top = column * tw, row * th
+        if left >= level.width or top >= level.height:
+            continue
+        if (width, height) != (min(tw, level.width - left), min(th, level.height - top)):
+            continue
+        if region.w != min(span_w, info.width - region.x):
+            continue
+        if region.h != min(span_h, info.height - region.y):
+            continue
+        return EdgeTile(index, column, row, width, height)
+    return None
+
+
 def canonical_region(region: Box, info: SourceInfo) -> str:
     if region.x == 0 and region.y == 0 and region.w == info.width and region.h == info.height:
         return "full"
@@ -268,14 +310,20 @@ def plan(req: ImageRequest, info: SourceInfo, limits: Limits, *, passthrough: bo
         f"{region.x},{region.y},{region.w},{region.h}/{width},{height}/"
         f"{'!' if mirror else ''}{fmt_number(degrees)}/{quality}.{req.format}"
     )
-    raw = None
+    raw = edge = None
     if passthrough and req.format == "jpg" and quality == "default" and degrees == 0 and not mirror:
         raw = find_raw_tile(info, region, width, height)
+        if raw is None:
+            edge = find_edge_tile(info, region, width, height)
     return Plan(
         region=region,
         width=width,
         height=height,
-        level=raw.level if raw else choose_level(info, region, width, height),
+        level=raw.level
+        if raw
+        else edge.level
+        if edge
+        else choose_level(info, region, width, height),
         degrees=degrees,
         mirror=mirror,
         quality=quality,
@@ -283,4 +331,5 @@ def plan(req: ImageRequest, info: SourceInfo, limits: Limits, *, passthrough: bo
         canonical=canonical,
         key=key,
         raw_tile=raw,
+        edge_tile=edge,
     )

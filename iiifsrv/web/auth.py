@@ -34,8 +34,10 @@ from iiifsrv.access.rules import (
     PUBLIC,
     Decision,
     Resource,
+    Rule,
     Subject,
     decide,
+    governed,
 )
 from iiifsrv.access.sessions import Session
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
@@ -119,11 +121,25 @@ class Access:
         self.credentials = credentials
         path = Path(settings.access_rules) if settings.access_rules else None
         self.book = RuleBook(path, settings.access_reload)
+        # Whether a rule governs a resource, per rule set in force: resources no rule governs
+        # are public for everyone, decided without reading a cookie.
+        self._governed_rules: tuple[Rule, ...] = ()
+        self._governed: dict[Resource, bool] = {}
 
     @property
     def active(self) -> bool:
         """Whether any rule is in force (without rules no cookie is even read)."""
         return bool(self.book.rules())
+
+    def _is_governed(self, resource: Resource, rules: tuple[Rule, ...]) -> bool:
+        if rules is not self._governed_rules:
+            self._governed_rules, self._governed = rules, {}
+        known = self._governed.get(resource)
+        if known is None:
+            if len(self._governed) >= 50_000:
+                self._governed.clear()
+            known = self._governed[resource] = governed(resource, rules)
+        return known
 
     def subject(self, scope: Scope, *, bearer: bool = False) -> Subject:
         if bearer:
@@ -132,7 +148,7 @@ class Access:
 
     def decision(self, scope: Scope, resource: Resource, *, bearer: bool = False) -> Decision:
         rules = self.book.rules()
-        if not rules:
+        if not rules or not self._is_governed(resource, rules):
             return PUBLIC
         return decide(self.subject(scope, bearer=bearer), resource, rules)
 

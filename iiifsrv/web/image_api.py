@@ -79,6 +79,7 @@ def _request_headers(scope: Scope) -> dict[bytes, bytes]:
 
 
 HotKey = tuple[bytes | None, str, bytes | None, str]
+REPLAY_TRIED = "iiifsrv.replay"  # set once the per-URL cache was consulted for this request
 
 
 def _hot_key(scope: Scope, base: str, req: dict[bytes, bytes]) -> HotKey:
@@ -121,28 +122,12 @@ class ImageAPI:
             except IIIFError as exc:
                 await error_response(send, exc, head=method == "HEAD")
                 return
-        if (method == "GET" or method == "HEAD") and self.access is not None:
-            # Access is decided before anything else, the per-URL replay included.
-            scope[DECISION_KEY] = self._decide(scope)
-        if method == "GET" or method == "HEAD":
-            req = _request_headers(scope)
-            hot = self.hot.get(_hot_key(scope, base, req))
-            if hot is not None and hot.fresh():
-                conditional = b"if-none-match" in req or b"if-modified-since" in req
-                if conditional and not_modified(
-                    hot.etag,
-                    hot.mtime_ns / 1e9,
-                    _str(req.get(b"if-none-match")),
-                    _str(req.get(b"if-modified-since")),
-                ):
-                    headers = [h for h in hot.headers if h[0] != b"content-length"]
-                    await send({"type": "http.response.start", "status": 304, "headers": headers})
-                    await send({"type": "http.response.body", "body": b""})
-                    return
-                await send({"type": "http.response.start", "status": 200, "headers": hot.headers})
-                await send(
-                    {"type": "http.response.body", "body": b"" if method == "HEAD" else hot.body}
-                )
+        if (method == "GET" or method == "HEAD") and REPLAY_TRIED not in scope:
+            hit = self.replay(scope, base)
+            if hit is not None:
+                status, headers, body = hit
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
                 return
         try:
             if method == "OPTIONS":
@@ -158,6 +143,33 @@ class ImageAPI:
         except Exception:
             log.exception("unexpected error for %s", scope.get("path"))
             await error_response(send, IIIFError("internal error"), head=method == "HEAD")
+
+    def replay(
+        self, scope: Scope, base: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """A GET or HEAD answered from the per-URL cache: (status, headers, body), or None.
+
+        Access is decided first, the replay included (the decision is kept in the scope for
+        the rest of the request); a hit costs one lstat, no parsing or planning. Front calls
+        this itself for requests without credentials, and sends the result without wrapping
+        ``send``."""
+        scope[REPLAY_TRIED] = True
+        if self.access is not None:
+            scope[DECISION_KEY] = self._decide(scope)
+        if not self.hot.enabled:
+            return None
+        req = _request_headers(scope)
+        hot = self.hot.get(_hot_key(scope, base, req))
+        if hot is None or not hot.fresh():
+            return None
+        if (b"if-none-match" in req or b"if-modified-since" in req) and not_modified(
+            hot.etag,
+            hot.mtime_ns / 1e9,
+            _str(req.get(b"if-none-match")),
+            _str(req.get(b"if-modified-since")),
+        ):
+            return 304, [h for h in hot.headers if h[0] != b"content-length"], b""
+        return 200, hot.headers, b"" if scope["method"] == "HEAD" else hot.body
 
     def _decide(self, scope: Scope) -> Decision:
         """The decision for the identifier in the path: info.json by access token (Bearer) or

@@ -2,10 +2,11 @@
 status, latency, bytes), the per-worker sampler (cache tiers, pools, memory) and the endpoint.
 
 HTTP layer; imports Starlette, telemetry, edge, access_log and lifecycle. Per request: one
-monotonic clock pair, a small ``Exchange`` wrapping ``send``, three increments on label children
-looked up once per (route, status); cache hits and misses are the caches' own integer counters,
-turned into Prometheus counters by the sampler (every few seconds and at each scrape), so the
-hot replay path counts nothing extra.
+monotonic clock pair, a small ``Exchange`` wrapping ``send``, three integer tallies looked up
+once per (route, status), flushed into the Prometheus values once per event-loop iteration and
+before each scrape (telemetry.Tally); cache hits and misses are the caches' own integer
+counters, turned into Prometheus counters by the sampler (every few seconds and at each scrape),
+so the hot replay path writes no metric file itself.
 """
 
 from __future__ import annotations
@@ -82,23 +83,35 @@ class Exchange:
 
 
 class Recorder:
-    """The per-process label children of each (route, status), looked up once."""
+    """The per-process tallies of each (route, status), made once: requests, latency, bytes."""
 
     def __init__(self) -> None:
-        self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+        self._children: dict[
+            tuple[str, int], tuple[telemetry.Tally, telemetry.Tallied, telemetry.Tally]
+        ] = {}
+        self._latency: dict[str, telemetry.Tallied] = {}
+        self._bytes: dict[str, telemetry.Tally] = {}
 
     def record(self, route: str, status: int, seconds: float, sent: int) -> None:
         children = self._children.get((route, status))
         if children is None:
-            children = self._children[(route, status)] = (
-                telemetry.REQUESTS.labels(route, str(status)),
-                telemetry.LATENCY.labels(route),
-                telemetry.BYTES_SENT.labels(route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
-        if sent:
-            children[2].inc(sent)
+            children = self._children[(route, status)] = self._make(route, status)
+        requests, latency, sent_bytes = children
+        requests.count += 1
+        sent_bytes.count += sent
+        latency.observe(seconds)  # schedules the flush
+
+    def _make(
+        self, route: str, status: int
+    ) -> tuple[telemetry.Tally, telemetry.Tallied, telemetry.Tally]:
+        latency = self._latency.get(route)
+        if latency is None:
+            child = telemetry.LATENCY.labels(route)
+            latency = self._latency[route] = telemetry.Tallied(child, telemetry.LATENCY_BUCKETS)
+        sent = self._bytes.get(route)
+        if sent is None:
+            sent = self._bytes[route] = telemetry.Tally(telemetry.BYTES_SENT.labels(route))
+        return telemetry.Tally(telemetry.REQUESTS.labels(route, str(status))), latency, sent
 
 
 class Counted(Protocol):
@@ -144,6 +157,7 @@ class Sampler:
         self._delta_seen: dict[tuple[int, str], int] = {}
 
     def sample(self) -> None:
+        telemetry.flush()
         for name, cache in self.tiers.items():
             hits, misses = cache.hits, cache.misses
             seen_hits, seen_misses = self._seen[name]

@@ -31,6 +31,10 @@ _HOST = re.compile(
 BASE_KEY = "iiifsrv.base"
 
 
+_BASES: dict[tuple[str, str, str, object], str] = {}
+_BASES_MAX = 1024
+
+
 def request_base(scope: Scope, public_url: str) -> str:
     """The public base URL of this request, from one validated source.
 
@@ -41,18 +45,32 @@ def request_base(scope: Scope, public_url: str) -> str:
     such a body uses this one string."""
     if public_url:
         return public_url
-    host: str | None = None
+    host: bytes | None = None
     for key, value in scope.get("headers", ()):
         if key == b"host":
             if host is not None:
                 raise BadRequest("several Host headers")
-            host = value.decode("latin-1")
-    if not host or not _HOST.match(host):
-        server = scope.get("server") or ("localhost", 80)
-        host = f"{server[0]}:{server[1]}"
-    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+            host = value
+    scheme = scope.get("scheme", "http")
     # Under a Starlette Mount, root_path includes the mount; app_root_path is the app's own.
     root = scope.get("app_root_path", scope.get("root_path", ""))
+    # Validated and formatted once per (host, scheme, root, server address): the same few
+    # values arrive again and again. Bounded, since the Host header is the client's to choose.
+    key = (host.decode("latin-1") if host is not None else "", scheme, root, scope.get("server"))
+    base = _BASES.get(key)
+    if base is None:
+        base = _make_base(*key)
+        if len(_BASES) >= _BASES_MAX:
+            _BASES.clear()
+        _BASES[key] = base
+    return base
+
+
+def _make_base(host: str, scheme: str, root: str, server: object) -> str:
+    if not host or not _HOST.match(host):
+        address = server if isinstance(server, (tuple, list)) else ("localhost", 80)
+        host = f"{address[0]}:{address[1]}"
+    scheme = "https" if scheme in ("https", "wss") else "http"
     return f"{scheme}://{host}{root}"
 
 
