@@ -6,11 +6,12 @@ the benchmark images, starts two iiifsrv (one on the folder, one on ``s3://image
 runs each case against both in alternation. For the S3 server it reads its own counters from
 /metrics (iiifsrv_s3_requests{op="get"}, iiifsrv_s3_get_bytes) before and after the measured
 run: GETs and bytes per tile. The ceiling is the same Swift answering the equivalent raw ranged
-GETs (the byte ranges of the stored tiles each case asks for, read from the TIFF's tile index)
-under the same number of connections, sent by wrk (ranged.lua) to a presigned URL: the same
-load generator as for iiifsrv, so client cost is equal and negligible; presigned, because wrk
-cannot sign each request, and the Range header is not part of the signature, so one URL
-per object serves every range (s3api still checks the signature on every request).
+GETs (the byte ranges of the stored tiles each case asks for, read from the TIFF's tile index
+or the JPEG2000's tile-parts) under the same number of connections, sent by wrk (ranged.lua) to
+a presigned URL: the same load generator as for iiifsrv, so client cost is equal and
+negligible; presigned, because wrk cannot sign each request, and the Range header is not part
+of the signature, so one URL per object serves every range (s3api still checks the signature
+on every request).
 
 Blocking; a harness, not part of the server. 127.0.0.1 only.
 """
@@ -120,6 +121,34 @@ def tile_ranges(tif: Path, paths: list[str], tile: int = 256) -> list[tuple[int,
     return out
 
 
+def jp2_tile_ranges(path: Path, paths: list[str]) -> list[tuple[int, int]] | None:
+    """The (offset, length) of the tile-part each full-resolution tile request of the
+    JPEG2000 ``path`` reads (one tile-part per tile, as jp2ksave writes), or None."""
+    from iiifsrv.sources import jp2
+
+    shape = re.compile(r"^[^/]+/(\d+),(\d+),(\d+),(\d+)/(\d+),/0/default\.jpg$")
+    with path.open("rb") as fh:
+        header = jp2.read_header(fh)
+        _, start, end = jp2.codestream_bounds(fh, path.stat().st_size)
+        fh.seek(start)
+        first = start + jp2.main_header_end(fh.read(1 << 20))
+
+        def read(offset: int, length: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(length)
+
+        parts = {t: (o, n) for t, o, n in jp2.walk_tile_parts(read, first, end, 1 << 20)}
+    across = math.ceil(header.width / header.tile_width)
+    out = []
+    for p in paths:
+        m = shape.match(p)
+        if m is None or int(m.group(3)) != int(m.group(5)):
+            return None
+        x, y = int(m.group(1)), int(m.group(2))
+        out.append(parts[(y // header.tile_height) * across + x // header.tile_width])
+    return out
+
+
 def upload(swift: Any, images: Path, names: list[str]) -> None:
     from boto3.s3.transfer import TransferConfig
 
@@ -193,8 +222,12 @@ def run(args: argparse.Namespace, w: int, h: int) -> int:
                 cpu_ours = 1000 * (cpu_after[0] - cpu[0]) / served
                 cpu_swift = 1000 * (cpu_after[1] - cpu[1]) / served
             raw = None
-            tiff = case.image.endswith(".tif")
-            ranges = tile_ranges(images / case.image, case.paths) if tiff else None
+            if case.image.endswith(".tif"):
+                ranges = tile_ranges(images / case.image, case.paths)
+            elif case.image.endswith(".jp2"):
+                ranges = jp2_tile_ranges(images / case.image, case.paths)
+            else:
+                ranges = None
             if ranges is not None:
                 url = client.generate_presigned_url(
                     "get_object",

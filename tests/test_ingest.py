@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import pytest
 import pyvips
 import tifffile
 
+from iiifsrv.sources import jp2 as codestream
 from tests.ingest_support import catalogue_ids, get, level0, run_cli, smooth
 
 
@@ -88,6 +90,13 @@ def test_jp2_profile_writes_jpeg2000_that_is_served(masters: Path, tmp_path: Pat
     assert jp2.read_bytes()[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n"
     decoded = pyvips.Image.new_from_file(str(jp2)).numpy()
     assert np.array_equal(decoded, tifffile.imread(source))  # the jp2 band profile is lossless
+    # TLM markers give every tile-part's length: object storage reads a tile's bytes alone.
+    raw = jp2.read_bytes()
+    _, start, end = codestream.codestream_bounds(io.BytesIO(raw), len(raw))
+    first = start + codestream.main_header_end(raw[start:])
+    lengths = codestream.tlm_lengths(raw[start:first])
+    walked = codestream.walk_tile_parts(lambda o, n: raw[o : o + n], first, end, 100)
+    assert lengths == [(t, n) for t, _, n in walked] and len(lengths) >= 2
     info = get(images, data, "/iiif/3/grey-16bit-300x200/info.json").json()
     assert (info["width"], info["height"]) == (300, 200)
 

@@ -25,8 +25,9 @@ from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.errors import NotFound
 from iiifsrv.ingest import publish
 from iiifsrv.settings import Settings, SettingsError, load
+from iiifsrv.sources import jp2
 from iiifsrv.sources.local import LocalStorage
-from iiifsrv.sources.remote import COALESCE_GAP, Blocks
+from iiifsrv.sources.remote import COALESCE_GAP
 from iiifsrv.sources.s3 import S3Storage
 from iiifsrv.sources.storage import ImageRoot, parse_root
 from iiifsrv.web.app import create_app
@@ -355,33 +356,107 @@ async def test_jpeg2000_beyond_the_whole_object_limit_is_decoded_from_ranged_rea
             assert remote.content == local.content
 
 
-async def test_a_large_jpeg2000_is_read_in_blocks_kept_for_the_next_tiles(
-    swift: Swift, s3_env: None, tmp_path: Path
-) -> None:
-    folder = tmp_path / "local"
-    folder.mkdir()
-    path = folder / "noise.jp2"
+def noise_jp2(folder: Path, name: str, tlm: bool) -> Path:
+    """A 2048x2048 JPEG2000 of 64 tiles of 256 (noise: ~90 KB a tile-part), as jp2ksave
+    writes it (no TLM), or with TLM markers as ``iiifsrv ingest`` writes it."""
+    path = folder / f"{name}.jp2"
     noise = pyvips.Image.gaussnoise(2048, 2048, mean=128, sigma=40)
     noise.bandjoin([noise.rot180(), noise.fliphor()]).cast("uchar").copy(
         interpretation="srgb"
     ).jp2ksave(str(path), tile_width=256, tile_height=256, Q=60)
+    if tlm:
+        assert jp2.add_tlm(str(path))
+    return path
+
+
+def tile_part_lengths(path: Path) -> dict[int, int]:
+    """Tile number → length of its one tile-part, read from the local file."""
+    with path.open("rb") as fh:
+        _, start, end = jp2.codestream_bounds(fh, path.stat().st_size)
+        fh.seek(start)
+        first = start + jp2.main_header_end(fh.read(65536))
+
+        def read(offset: int, length: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(length)
+
+        return {t: n for t, _, n in jp2.walk_tile_parts(read, first, end, 1000)}
+
+
+@pytest.mark.parametrize("tlm", [False, True], ids=["jp2ksave", "with-TLM"])
+async def test_a_large_jpeg2000_reads_only_the_tile_parts_of_its_tiles(
+    swift: Swift, s3_env: None, tmp_path: Path, tlm: bool
+) -> None:
+    """Beyond s3_max_whole_object a JPEG2000 is indexed once (TLM markers: from the header
+    blocks; without: one 12-byte read per tile-part), then a tile costs one ranged GET of
+    exactly its tile-part, and pixels equal the local file's at every level."""
+    folder = tmp_path / "local"
+    folder.mkdir()
+    name = f"noise-{uuid.uuid4().hex[:8]}"
+    path = noise_jp2(folder, name, tlm)
     size = path.stat().st_size
-    swift.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/noise.jp2", Body=path.read_bytes())
-    url = "/iiif/3/noise/512,512,256,256/256,/0/default.png"
+    lengths = tile_part_lengths(path)
+    swift.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}.jp2", Body=path.read_bytes())
+    tiles = [(512, 512), (1024, 1024), (1792, 256), (0, 1792)]
+    urls = [f"/iiif/3/{name}/{x},{y},256,256/256,/0/default.png" for x, y in tiles]
+    others = [  # after the overview, regions of many tiles (decoded in one thread: no race)
+        "full/256,/0/default.png",
+        "1024,0,1024,1024/512,/0/default.png",
+        "300,300,700,500/700,/0/default.png",
+        "0,1300,900,748/450,/0/default.png",
+        "1500,1500,548,548/274,/0/default.png",
+    ]
     local_settings = load(overrides={"images": str(folder), "data": str(tmp_path / "ld")})
     async with serve(local_settings) as c:
-        local = await c.get(url)
+        local = [(await c.get(u)).content for u in urls]
+        local += [(await c.get(f"/iiif/3/{name}/{o}")).content for o in others]
     async with serve(s3_settings(swift, tmp_path, s3_max_whole_object=1024)) as c:
         storage = storage_of(c)
-        remote = await c.get(url)
-        assert remote.status_code == 200, remote.text
-        assert remote.content == local.content
-        # Ranged GETs of at most a block, never the object in one GET.
-        assert all(n <= Blocks.SIZE < size for _, _, n, _ in storage.counters.recent)
-        gets = storage.counters.gets
-        other = await c.get("/iiif/3/noise/1024,1024,256,256/256,/0/default.png")
-        assert other.status_code == 200
-        assert storage.counters.gets == gets  # the next tile: from the block cache
+        info = await c.get(f"/iiif/3/{name}/info.json")
+        assert info.status_code == 200
+        indexed = storage.counters.snapshot()
+        # The header blocks; without TLM also one small GET per tile-part header.
+        assert indexed["gets"] <= 2 + (0 if tlm else len(lengths))
+        assert indexed["get_bytes"] <= 2 * 65536 + (0 if tlm else 12 * len(lengths))
+        for n, url in enumerate(urls):
+            before = storage.counters.snapshot()
+            remote = await c.get(url)
+            assert remote.status_code == 200, remote.text
+            assert remote.content == local[n]
+            after = storage.counters.snapshot()
+            x, y = tiles[n]
+            part = lengths[(y // 256) * 8 + x // 256]
+            assert after["gets"] - before["gets"] == 1  # one GET: exactly the tile's bytes
+            assert after["get_bytes"] - before["get_bytes"] == part
+        assert all(received < size / 4 for _, _, _, received in storage.counters.recent)
+        # An overview needs every tile under it (each tile holds all its resolutions in one
+        # tile-part): read once, in long runs of adjacent tile-parts, then kept in the blocks.
+        before = storage.counters.snapshot()
+        for n, other in enumerate(others, start=len(urls)):
+            remote = await c.get(f"/iiif/3/{name}/{other}")
+            assert remote.status_code == 200, remote.text
+            assert remote.content == local[n]
+        after = storage.counters.snapshot()
+        assert after["gets"] - before["gets"] <= 8
+        assert after["get_bytes"] - before["get_bytes"] < size
+
+
+async def test_an_untiled_jpeg2000_beyond_the_limit_is_a_501_not_a_download(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    """One tile is the whole image: reading it would download the object, so it is refused
+    like any untiled source above s3_max_whole_object."""
+    path = tmp_path / "untiled.jp2"
+    pyvips.Image.gaussnoise(600, 400, mean=128, sigma=40).cast("uchar").jp2ksave(
+        str(path), tile_width=1024, tile_height=1024, Q=60
+    )
+    name = f"untiled-{uuid.uuid4().hex[:8]}"
+    swift.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}.jp2", Body=path.read_bytes())
+    async with serve(s3_settings(swift, tmp_path, s3_max_whole_object=1024)) as c:
+        storage = storage_of(c)
+        r = await c.get(f"/iiif/3/{name}/full/max/0/default.jpg")
+        assert r.status_code == 501 and "iiifsrv ingest" in r.text
+        assert storage.counters.get_bytes < path.stat().st_size
 
 
 async def test_identifiers_map_to_keys_as_to_files(
@@ -620,6 +695,32 @@ async def test_the_tiff_structure_is_shared_with_other_replicas_through_the_cach
         assert tile.status_code == 200
         assert tile.content == stored_tile(path, 0, 1, 0)
         assert storage.counters.gets == 1  # the tile; the structure came from the cache
+        await second.app.state.service.close()  # type: ignore[attr-defined]
+
+
+async def test_a_jpeg2000_index_is_shared_with_other_replicas_through_the_cache(
+    swift: Swift, s3_env: None, tmp_path: Path
+) -> None:
+    """The tile-part index a replica built by reading every SOT is kept in Redis by (key,
+    ETag): another replica serves a tile of that version with one GET."""
+    folder = tmp_path / "local"
+    folder.mkdir()
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    path = noise_jp2(folder, name, tlm=False)
+    swift.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}.jp2", Body=path.read_bytes())
+    settings = s3_settings(swift, tmp_path, cache_url=REDIS_URL, s3_max_whole_object=1024)
+    async with serve(settings) as first:
+        assert (await first.get(f"/iiif/3/{name}/info.json")).status_code == 200
+        assert storage_of(first).counters.gets > 64  # header blocks + 64 tile-part headers
+        await first.app.state.service.close()  # type: ignore[attr-defined]
+    async with serve(settings) as second:
+        storage = storage_of(second)
+        tile = await second.get(f"/iiif/3/{name}/768,256,256,256/256,/0/default.png")
+        assert tile.status_code == 200, tile.text
+        local = pyvips.Image.new_from_file(str(path)).crop(768, 256, 256, 256)
+        assert np.array_equal(pyvips.Image.new_from_buffer(tile.content, "").numpy(), local.numpy())
+        assert storage.counters.gets == 1
+        assert storage.counters.get_bytes == tile_part_lengths(path)[1 * 8 + 3]
         await second.app.state.service.close()  # type: ignore[attr-defined]
 
 

@@ -1,6 +1,7 @@
 """One pyramidal derivative from one master: load, orient, colour-manage, encode, write atomically.
 
-Blocking, CPU-bound; imports pyvips, iiifsrv.sources.describe (sniffing) and ingest.profiles.
+Blocking, CPU-bound; imports pyvips, iiifsrv.sources.describe (sniffing), sources.jp2 (TLM)
+and ingest.profiles.
 Outputs are written to a hidden temporary name in the target folder, fsynced, then renamed.
 """
 
@@ -15,6 +16,7 @@ import pyvips
 
 from iiifsrv.atomic import fsync_dir
 from iiifsrv.ingest.profiles import Encoding, Profile
+from iiifsrv.sources import jp2
 from iiifsrv.sources.describe import sniff
 
 KNOWN_FORMATS = "TIFF, JPEG, PNG, JPEG2000, GIF or WebP"
@@ -177,11 +179,13 @@ def write(image: pyvips.Image, stem: Path, encoding: Encoding, tile: int) -> Pat
         fcntl.flock(lock, fcntl.LOCK_EX)  # released only when complete, or when we die
         if encoding.format == "htj2k":
             write_htj2k(image, tmp, encoding, tile)
+            jp2.add_tlm(str(tmp))
         elif encoding.format == "jp2":
             if encoding.lossless:
                 image.jp2ksave(str(tmp), tile_width=tile, tile_height=tile, lossless=True)
             else:
                 image.jp2ksave(str(tmp), tile_width=tile, tile_height=tile, Q=encoding.quality)
+            jp2.add_tlm(str(tmp))  # tile-part lengths: object storage reads one tile's bytes
         else:
             if encoding.compression == "jpeg" and image.format != "uchar":
                 raise IngestError("JPEG compression needs 8-bit pixels: check the profile")

@@ -6,9 +6,10 @@ level) is read once per (key, version) through a block-cached ranged reader and 
 RemoteSource. Afterwards a stored JPEG tile passed through costs one ranged read
 (Source.read); a rendered region reads the byte ranges of the tiles it covers (adjacent tiles in
 one read) and decodes them. Untiled sources (flat TIFF, JPEG, PNG) are read whole when they are
-at most ``max_whole`` bytes, else refused with 501 ("ingest it"). JPEG2000 is read whole up to
-``max_whole``, beyond through a pyvips source over ranged reads of 1 MiB blocks kept in a
-bounded shared block cache (Blocks).
+at most ``max_whole`` bytes, else refused with 501 ("ingest it"), and so is an untiled
+JPEG2000. A tiled JPEG2000's tile-part index (from TLM markers, else one small read per SOT) is
+kept like a TIFF's structure, and a render reads only the tile-parts under its box and decodes
+a codestream made of those alone (libvips 8.14 and OpenJPEG 2.5.0 would read every tile-part).
 
 Blocking I/O and CPU; imports pyvips, numpy, tifffile, iiifsrv.errors, iiif.model and sources.
 """
@@ -155,6 +156,7 @@ class RemoteSource(Source):
 
     tiles: tuple[TileLevel, ...] = ()
     whole: bool = False  # pixels come from the whole object (untiled and small enough)
+    codestream: jp2.Codestream | None = None  # a JPEG2000 read tile-part by tile-part
 
 
 def describe_object(
@@ -176,6 +178,7 @@ def describe_object(
     if kind is None:
         raise NotAnImage("not an image file")
     tiles: tuple[TileLevel, ...] = ()
+    codestream: jp2.Codestream | None = None
     fh.seek(0)  # tifffile takes the current position as the start of the file
     if kind == "tiff":
         info, access = _describe_tiff(cast(Any, fh))
@@ -185,10 +188,14 @@ def describe_object(
     elif kind == "jp2":
         info, access = _describe_jp2(fh)
         loader = "jp2kload"
+        if info.levels[0].tile_width:  # tiled: read by tile-parts, never whole
+            codestream = _codestream(fh, blocks if blocks is not None else fh.blocks)
+            if codestream.grid() is None and version.size <= max_whole:
+                codestream = None  # tiles off the grid's origin: small enough to read whole
     else:
         info, access = _describe_flat(storage, key, version, kind, max_whole)
         loader = "jpegload" if kind == "jpeg" else ""
-    whole = not tiles and (kind != "jp2" or version.size <= max_whole)
+    whole = not tiles and codestream is None
     if whole and version.size > max_whole:
         raise NotImplementedFeature(
             f"this image is stored untiled ({kind}, {version.size} bytes) and larger than "
@@ -210,10 +217,53 @@ def describe_object(
         version=version.tag,
         tiles=tiles,
         whole=whole,
+        codestream=codestream,
     )
 
 
 BLOCKS_FORMAT = b"B1"
+INDEX_BLOCK = (1 << 64) - 1  # in a description's blocks: a JPEG2000's tile-part index
+MAX_TILE_PARTS = 100_000  # a codestream without TLM costs one small GET per tile-part, once
+
+
+def _codestream(fh: RangedFile, blocks: dict[int, bytes]) -> jp2.Codestream:
+    """The tile-part index of the JPEG2000 object ``fh``: from ``blocks`` when another
+    replica found it, else from the TLM markers of its main header, else by reading every
+    SOT (12 bytes each) with small ranged reads; then kept in ``blocks`` for the next."""
+    known = blocks.get(INDEX_BLOCK)
+    if known is not None and (found := jp2.Codestream.decode(known)) is not None:
+        return found
+    try:
+        box, start, end = jp2.codestream_bounds(cast(Any, fh), fh.size)
+        fh.seek(start)
+        header = fh.read(64 * 1024)
+        while True:
+            try:
+                first = start + jp2.main_header_end(header)
+                break
+            except ValueError:
+                if len(header) >= min(16 << 20, end - start):
+                    raise
+                header += fh.read(len(header))
+        fh.seek(0)
+        head = fh.read(first)
+        lengths = jp2.tlm_lengths(head[start:])
+        if lengths is not None:
+            parts = jp2.parts_from_tlm(lengths, first, end)
+        else:
+            log.info("%s has no TLM markers: reading its tile-part headers once", fh.key)
+            parts = jp2.walk_tile_parts(
+                lambda o, n: _read(fh.storage, fh.key, o, n, fh.etag), first, end, MAX_TILE_PARTS
+            )
+    except (ValueError, IndexError, struct_error) as exc:
+        log.warning("cannot index the JPEG2000 object %s: %s", fh.key, exc)
+        raise NotImplementedFeature(
+            "cannot read this JPEG2000 file tile by tile: make a pyramidal derivative with "
+            "iiifsrv ingest"
+        ) from None
+    found = jp2.Codestream(box, start, first, end, tuple(parts), head)
+    blocks[INDEX_BLOCK] = found.encode()
+    return found
 
 
 def encode_blocks(blocks: dict[int, bytes]) -> bytes:
@@ -377,6 +427,8 @@ def load_level(source: RemoteSource, level: int, box: tuple[int, int, int, int] 
             return pyvips.Image.jpegload_buffer(data, **options)
         return pyvips.Image.new_from_buffer(data, "", **options)
     if source.loader == "jp2kload":
+        if source.codestream is not None and source.codestream.grid() is not None:
+            return _jp2_tiles(source, source.codestream, level, box)
         return _jp2_ranged(source, options)
     t = source.tiles[level]
     left, top, right, bottom = box or (0, 0, t.width, t.height)
@@ -395,12 +447,13 @@ def load_level(source: RemoteSource, level: int, box: tuple[int, int, int, int] 
 
 
 class Blocks:
-    """Blocks of objects read by range, kept by (storage, key, version, index) up to a byte
-    budget and shared by all threads (JPEG2000 decoders read through it).
+    """Bytes of objects read by range, kept by (storage, key, version, index) up to a byte
+    budget and shared by all threads: JPEG2000 tile-parts (``ranges``, keyed by offset), and
+    SIZE blocks for the rare JPEG2000 whose tiles do not start at the grid's origin.
 
-    OpenJPEG (through libvips 8.14, whose source "skip" reads rather than seeks) walks every
-    tile-part of a codestream when it opens one: the first decode of a JPEG2000 object reads
-    most of it, in SIZE ranged GETs, and later decodes find the blocks here."""
+    Those are decoded through a pyvips source over the blocks; OpenJPEG (through libvips 8.14,
+    whose source "skip" reads rather than seeks) then walks every tile-part of the codestream,
+    so its first decode reads most of the object."""
 
     SIZE = 1024 * 1024
 
@@ -412,13 +465,32 @@ class Blocks:
 
     def get(self, source: Source, index: int) -> bytes:
         k = (id(source.storage), source.key, source.version, index)
+        data = self._get(k)
+        if data is None:
+            start = index * self.SIZE
+            data = source.read(start, min(self.SIZE, source.size - start))
+            self._put(k, data)
+        return data
+
+    def ranges(self, source: Source, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """The bytes of (offset, length) ``ranges`` (JPEG2000 tile-parts), each kept here;
+        the missing ones read together where they are close (read_ranges)."""
+        keys = [(id(source.storage), source.key, source.version, -1 - o) for o, _ in ranges]
+        out = [self._get(k) for k in keys]
+        missing = [n for n, d in enumerate(out) if d is None]
+        for n, data in zip(missing, read_ranges(source, [ranges[n] for n in missing]), strict=True):
+            out[n] = data
+            self._put(keys[n], data)
+        return [d or b"" for d in out]
+
+    def _get(self, k: tuple[int, str, str, int]) -> bytes | None:
         with self._lock:
             data = self._items.get(k)
             if data is not None:
                 self._items.move_to_end(k)
-                return data
-        start = index * self.SIZE
-        data = source.read(start, min(self.SIZE, source.size - start))
+            return data
+
+    def _put(self, k: tuple[int, str, str, int], data: bytes) -> None:
         with self._lock:
             if k not in self._items:
                 self._items[k] = data
@@ -426,7 +498,6 @@ class Blocks:
                 while self._bytes > self.max_bytes and len(self._items) > 1:
                     _, old = self._items.popitem(last=False)
                     self._bytes -= len(old)
-        return data
 
 
 BLOCKS = Blocks()
@@ -501,12 +572,74 @@ def _jp2_ranged(source: RemoteSource, options: dict[str, Any]) -> Any:
     return entry[0]
 
 
+def _jp2_tiles(
+    source: RemoteSource,
+    codestream: jp2.Codestream,
+    level: int,
+    box: tuple[int, int, int, int] | None,
+) -> Any:
+    """Resolution ``level`` of a JPEG2000 object where only the tiles under ``box`` are read
+    and decoded (the rest is black): their tile-parts (cached in BLOCKS) behind the file's
+    own headers make a small JPEG2000 that libvips decodes like any other."""
+    grid = codestream.grid()
+    assert grid is not None
+    width, height, tile_width, tile_height = grid
+    lw, lh = source.info.levels[level].width, source.info.levels[level].height
+    left, top, right, bottom = box or (0, 0, lw, lh)
+    # libvips decodes (and caches) a level in tiles of the full-resolution tile size: at a
+    # reduced level one of those covers several JPEG2000 tiles, all of which must be there.
+    left, top = left - left % tile_width, top - top % tile_height
+    right = min(lw, -(-max(right, left + 1) // tile_width) * tile_width)
+    bottom = min(lh, -(-max(bottom, top + 1) // tile_height) * tile_height)
+    across, down = math.ceil(width / tile_width), math.ceil(height / tile_height)
+    # Tile p covers level pixels ceil(p * tile / 2^level) up to the next tile's first.
+    c0 = min((left << level) // tile_width, across - 1)
+    c1 = min(((max(right, left + 1) - 1) << level) // tile_width, across - 1)
+    r0 = min((top << level) // tile_height, down - 1)
+    r1 = min(((max(bottom, top + 1) - 1) << level) // tile_height, down - 1)
+    tiles = {r * across + c for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+    ranges = codestream.tile_parts(tiles)
+    data = BLOCKS.ranges(source, ranges)
+    head = codestream.head
+    prefix = head[: codestream.box] if codestream.box >= 0 else b""
+    small = jp2.sparse_codestream(prefix, head[codestream.start :], data)
+    try:
+        image = pyvips.Image.jp2kload_buffer(small, page=level)
+    except pyvips.Error as exc:
+        from iiifsrv.imaging import RenderError
+
+        log.warning("cannot decode tiles of %s: %s", source.key, exc)
+        raise RenderError("cannot decode this JPEG2000 image") from None
+    x0, y0 = -(-(c0 * tile_width) >> level), -(-(r0 * tile_height) >> level)
+    x1 = min(lw, -(-((c1 + 1) * tile_width) >> level))
+    y1 = min(lh, -(-((r1 + 1) * tile_height) >> level))
+    # Decoded here, in this thread: OpenJPEG finds a tile of this small codestream by reading
+    # on from the last one it read, so concurrent decodes by libvips' threads (a lazy image)
+    # can lose their place (measured: 1 in 4 multi-tile regions failed to decode).
+    try:
+        pixels = pyvips.Region.new(image).fetch(x0, y0, x1 - x0, y1 - y0)
+    except pyvips.Error as exc:
+        from iiifsrv.imaging import RenderError
+
+        log.warning("cannot decode tiles of %s: %s", source.key, exc)
+        raise RenderError("cannot decode this JPEG2000 image") from None
+    image = pyvips.Image.new_from_memory(pixels, x1 - x0, y1 - y0, image.bands, image.format).copy(
+        interpretation=image.interpretation, xres=image.xres, yres=image.yres
+    )
+    if (x0, y0, x1, y1) == (0, 0, lw, lh):
+        return image
+    return image.embed(x0, y0, lw, lh)
+
+
 def read_tiles(source: Source, level: TileLevel, indices: list[int]) -> list[bytes]:
     """The stored bytes of tiles ``indices``: runs of nearby tiles come in one ranged read."""
-    wanted = sorted(
-        (level.offsets[i], level.counts[i], n) for n, i in enumerate(indices) if level.counts[i]
-    )
-    out: list[bytes] = [b""] * len(indices)
+    return read_ranges(source, [(level.offsets[i], level.counts[i]) for i in indices])
+
+
+def read_ranges(source: Source, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """The bytes of (offset, length) ``ranges``: runs of nearby ones come in one ranged read."""
+    wanted = sorted((o, c, n) for n, (o, c) in enumerate(ranges) if c)
+    out: list[bytes] = [b""] * len(ranges)
     run: list[tuple[int, int, int]] = []
 
     def flush() -> None:
