@@ -45,6 +45,9 @@ class RemoteImages:
         self._found: LRUCache[str, Found] = LRUCache(maxsize=65536)
         self._described: LRUCache[tuple[str, str], RemoteSource] = LRUCache(maxsize=2048)
         self._lock = threading.Lock()
+        # One description per version at a time: concurrent first requests wait for it (a
+        # JPEG2000 without TLM markers takes one small GET per tile-part to index).
+        self._describing: dict[tuple[str, str], threading.Lock] = {}
         self._health: tuple[float, str] = (-1e9, "")
         self._stale: set[str] = set()
 
@@ -100,9 +103,24 @@ class RemoteImages:
     ) -> RemoteSource:
         """Describe ``key`` at ``version`` (from ``blocks`` where given, see
         remote.describe_object) and keep the description."""
-        described = describe_object(self.storage, key, version, self.where, self.max_whole, blocks)
+        k = (key, version.tag)
         with self._lock:
-            self._described[(key, version.tag)] = described
+            gate = self._describing.setdefault(k, threading.Lock())
+        with gate:
+            with self._lock:
+                known = self._described.get(k)
+            if known is not None:
+                return known
+            try:
+                described = describe_object(
+                    self.storage, key, version, self.where, self.max_whole, blocks
+                )
+                with self._lock:
+                    self._described[k] = described
+            finally:
+                with self._lock:
+                    if self._describing.get(k) is gate:
+                        del self._describing[k]
         return described
 
     def forget(self, identifier: str) -> None:
