@@ -228,7 +228,8 @@ class Swift:
                 out.append(
                     Access(
                         m.group("method"),
-                        m.group("path"),
+                        # without the query (a presigned URL's signature)
+                        re.split(r"\?|%3F", m.group("path"), maxsplit=1)[0],
                         int(m.group("status")),
                         int(sent) if sent.isdigit() else 0,
                     )

@@ -2,9 +2,10 @@
 
 Blocking I/O, called from worker threads (boto3 clients are thread-safe; one client per
 storage keeps its connections alive). Ranged GETs, the hot path (one per stored tile), skip
-boto3's per-call machinery: botocore's own SigV4 signer signs them with the session's
-credentials and urllib3 (the pool boto3 itself sends through) sends them: 1.1 ms of client CPU
-per GET instead of 2.2 ms, measured against Swift (docs/benchmarks.md). Every GET carries an
+boto3's per-call machinery: each goes through urllib3 (the pool boto3 itself sends through) to
+a presigned URL of its key, signed once and reused for minutes (a SigV4 query signature does not
+cover Range or If-Match), instead of boto3 (2.2 ms of client CPU per GET) or a SigV4 header
+signature per GET (1.1 ms), measured against Swift (docs/benchmarks.md). Every GET carries an
 explicit Range (and If-Match with the ETag the caller described, so a replaced object is never
 mixed with the old one); failed
 requests are retried with jittered exponential back-off while the timeout allows; at most
@@ -29,7 +30,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from iiifsrv.errors import IIIFError, NotFound
 from iiifsrv.sources.storage import StorageUnavailable, Version
@@ -121,6 +121,10 @@ class S3Storage:
         self._client: Any = None
         self._session: Any = None
         self._pool: Any = None  # urllib3 pool of the ranged GETs
+        # Presigned GET URLs by key, reused for PRESIGN_REUSE s: a SigV4 query signature covers
+        # the method, host and path, not the Range or If-Match headers, so one signature serves
+        # every ranged read of an object (signing each GET cost ~1 ms of CPU per tile).
+        self._urls: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
         where = endpoint or "AWS S3"
         self.where = f"s3://{bucket}/{prefix} at {where}"
@@ -170,21 +174,36 @@ class S3Storage:
                 self._base = str(client.meta.endpoint_url).rstrip("/")
             return self._pool
 
-    def _signed_get(self, key: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        """One GET of ``key`` with ``headers``, signed (SigV4) with the session's credentials:
-        (status, body). Raises NoCredentialsError when there are none."""
-        from botocore.auth import S3SigV4Auth
-        from botocore.awsrequest import AWSRequest
-        from botocore.exceptions import NoCredentialsError
+    PRESIGN_SECONDS = 900  # validity of a presigned GET URL
+    PRESIGN_REUSE = 300.0  # reused while younger than this (well inside its validity)
 
+    def _presigned(self, key: str, fresh: bool = False) -> str:
+        """A presigned GET URL of ``key`` (signed here, no request sent), reused for
+        PRESIGN_REUSE s. Raises NoCredentialsError when there are no credentials."""
+        now = time.monotonic()
+        with self._lock:
+            known = self._urls.get(key)
+        if known is not None and not fresh and now - known[0] < self.PRESIGN_REUSE:
+            return known[1]
+        url: str = self.client().generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self.prefix + key},
+            ExpiresIn=self.PRESIGN_SECONDS,
+        )
+        with self._lock:
+            if len(self._urls) >= 4096:
+                self._urls.clear()
+            self._urls[key] = (now, url)
+        return url
+
+    def _signed_get(self, key: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        """One GET of ``key`` with ``headers`` through its presigned URL: (status, body). A
+        refusal (403: credentials rotated or revoked) is asked once more with a new signature.
+        Raises NoCredentialsError when there are no credentials."""
         pool = self._get_pool()
-        credentials = self._session.get_credentials()
-        if credentials is None:
-            raise NoCredentialsError()
-        url = f"{self._base}/{self.bucket}/{quote(self.prefix + key, safe='/~')}"
-        request = AWSRequest(method="GET", url=url, headers=headers)
-        S3SigV4Auth(credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
-        r = pool.request("GET", url, headers=dict(request.headers.items()))
+        r = pool.request("GET", self._presigned(key), headers=headers)
+        if r.status == 403:
+            r = pool.request("GET", self._presigned(key, fresh=True), headers=headers)
         return int(r.status), bytes(r.data)
 
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
