@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,15 +240,25 @@ def cases(w: int, h: int, smoke: bool) -> list[Case]:
 # -- servers -----------------------------------------------------------------------------------
 
 
-def wait_http(url: str, seconds: float = 30) -> None:
+def wait_http(
+    url: str, seconds: float = 30, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until ``url`` answers 2xx; fail at once if ``proc`` (the server) has exited, and say
+    what the last attempt got (a 503 body names the reason, e.g. the store not answering)."""
     deadline = time.monotonic() + seconds
+    last = "no attempt"
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with code {proc.returncode}")
         try:
-            urllib.request.urlopen(url, timeout=1).read()
+            urllib.request.urlopen(url, timeout=10).read()
             return
-        except Exception:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code} {exc.read()[:300]!r}"
+        except Exception as exc:  # refused while starting, or a time-out
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 2xx in {seconds:.0f} s (last: {last})")
 
 
 def port_busy(port: int) -> bool:
@@ -264,6 +275,10 @@ def start_iiifsrv(
         raise SystemExit(f"[bench] port {port} is already in use: stop that server or pass --port")
     exe = shutil.which("iiifsrv") or str(ROOT / ".venv" / "bin" / "iiifsrv")
     env = {**os.environ, "IIIFSRV_LOG_LEVEL": "warning", **extra_env}
+    data = data or Path(images).parent / "iiifsrv-data"
+    data.mkdir(parents=True, exist_ok=True)
+    log_path = data.parent / f"iiifsrv-{port}.log"  # warnings and errors; read on failure
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [
             exe,
@@ -271,7 +286,7 @@ def start_iiifsrv(
             "--images",
             str(images),
             "--data",
-            str(data or Path(images).parent / "iiifsrv-data"),
+            str(data),
             "--port",
             str(port),
             "--workers",
@@ -279,14 +294,16 @@ def start_iiifsrv(
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         start_new_session=True,
     )
+    log.close()  # the child holds its own copy
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", seconds=90)
-    except RuntimeError:
+        wait_http(f"http://127.0.0.1:{port}/health", seconds=90, proc=proc)
+    except RuntimeError as exc:
         stop_iiifsrv(proc)  # a server that never answered is not left running
-        raise
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+        raise RuntimeError(f"{exc}\n[bench] the last lines of {log_path}:\n{tail}") from None
     return proc
 
 

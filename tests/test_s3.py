@@ -807,6 +807,16 @@ async def test_media_from_s3_ranges_poster_and_duration(
         assert body["id"] == "http://testserver/media/av/film.mp4"
 
 
+async def test_concurrent_health_probes_send_one_request(s3_client: httpx.AsyncClient) -> None:
+    """A load balancer probing with a short time-out must not pile probes up in the worker's
+    threads: concurrent /health requests share one listing of the bucket."""
+    storage = storage_of(s3_client)
+    before = storage.counters.lists
+    answers = await asyncio.gather(*(s3_client.get("/health") for _ in range(12)))
+    assert [r.status_code for r in answers] == [200] * 12
+    assert storage.counters.lists - before == 1
+
+
 async def test_swift_down_is_a_503_and_service_resumes_by_itself(
     swift: Swift, s3_env: None, tmp_path: Path
 ) -> None:

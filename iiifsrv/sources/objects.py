@@ -49,6 +49,7 @@ class RemoteImages:
         # JPEG2000 without TLM markers takes one small GET per tile-part to index).
         self._describing: dict[tuple[str, str], threading.Lock] = {}
         self._health: tuple[float, str] = (-1e9, "")
+        self._probing = threading.Lock()  # one health probe at a time; the others wait for it
         self._stale: set[str] = set()
 
     def fresh(self, identifier: str) -> RemoteSource | None:
@@ -132,12 +133,18 @@ class RemoteImages:
         at, reason = self._health
         if time.monotonic() - at < every:
             return reason
-        try:
-            self.storage.check()
-            reason = ""
-        except StorageUnavailable as exc:
-            reason = exc.message
-        self._health = (time.monotonic(), reason)
+        # Probes that a slow store (or a load balancer's short time-out) would pile up in the
+        # worker's threads wait for the one under way and share its answer.
+        with self._probing:
+            at, reason = self._health
+            if time.monotonic() - at < every:
+                return reason
+            try:
+                self.storage.check()
+                reason = ""
+            except StorageUnavailable as exc:
+                reason = exc.message
+            self._health = (time.monotonic(), reason)
         return reason
 
     def list_images(self, limit: int = 10000) -> list[str]:
