@@ -14,7 +14,6 @@ import pytest
 from tests.conftest import ROOT, free_port
 from tests.ports import bindable
 
-
 PEERS = ROOT.parent / "shared" / "peers"
 
 
