@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import gc
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -299,11 +298,6 @@ def create_app(settings: Settings) -> Front:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # SIGTERM: /health turns 503 for shutdown_drain seconds, then uvicorn stops accepting
         restore = DRAIN.install(settings.shutdown_drain)
-        # Everything allocated while starting (modules, settings, routes: ~90,000 objects) is
-        # kept for the worker's life: out of the collector's sight, a full collection no longer
-        # walks it (34 ms each here, the tiles' p99 with caches off).
-        gc.collect()
-        gc.freeze()
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(sampler.run)
