@@ -538,8 +538,9 @@ class ImageService:
         )
 
     async def _crop(self, source: Source, p: Plan) -> bytes | None:
-        """A clipped edge tile cut from its stored tile in a worker thread (read and lossless
-        crop, no decode); None when libturbojpeg refuses the stream (then it is rendered)."""
+        """A clipped edge tile cut from its stored tile (read and lossless crop, no decode): on
+        the event loop when the stored tile is small, else in a worker thread; None when
+        libturbojpeg refuses the stream (then it is rendered)."""
         tile = p.edge_tile
         assert tile is not None
         access = source.access[tile.level]

@@ -47,9 +47,11 @@ class OpenFiles:
 
     A descriptor is used only for the file version the caller expects — (inode, mtime_ns, size)
     as the caller's own stat of the path found them — else the path is opened again: a file
-    replaced under its name (new inode) or rewritten in place (new mtime or size) is read anew,
-    and a replacement between the caller's stat and the read yields the bytes of the version the
-    caller described. Thread-safe (worker threads read too)."""
+    replaced under its name (new inode) or rewritten in place (new mtime or size) is read anew;
+    a replacement between the caller's stat and the read yields the bytes of the version the
+    caller described while its descriptor is open (else the new file is read once, as a plain
+    open would). A deleted file's space is freed once its descriptor is evicted (at most
+    ``capacity`` files are held). Thread-safe (worker threads read too)."""
 
     def __init__(self, capacity: int = 64) -> None:
         self.capacity = capacity
