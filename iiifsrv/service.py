@@ -115,9 +115,7 @@ class ImageService:
         self.limiter = anyio.CapacityLimiter(settings.effective_render_threads)
         # Image renders: the limiter bounds them with the other CPU work, and they run on these
         # threads (a plain executor hop costs a fraction of anyio.to_thread's per call).
-        self._render_pool = ThreadPoolExecutor(
-            settings.effective_render_threads, thread_name_prefix="iiifsrv-render"
-        )
+        self._render_pool = self._new_render_pool()
         # Lossless edge-tile crops (fractions of a millisecond) never queue behind renders.
         self.crop_limiter = anyio.CapacityLimiter(settings.effective_render_threads)
         self.render_options = imaging.RenderOptions(
@@ -148,8 +146,15 @@ class ImageService:
         )
         self.renders = 0  # images rendered by this process (not passthrough, not cache hits)
 
+    def _new_render_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            self.settings.effective_render_threads, thread_name_prefix="iiifsrv-render"
+        )
+
     async def close(self) -> None:
-        self._render_pool.shutdown(wait=False)
+        # Idle render threads end; an app started again gets new ones (created on first use).
+        pool, self._render_pool = self._render_pool, self._new_render_pool()
+        pool.shutdown(wait=False)
         if self.shared is not None:
             await self.shared.close()
 

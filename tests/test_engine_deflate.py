@@ -105,3 +105,25 @@ def test_corrupt_tile_falls_back_to_libvips(
     mine = pyvips.Image.new_from_buffer(good, "").numpy()
     theirs = pyvips.Image.new_from_buffer(again, "").numpy()
     assert np.array_equal(mine, theirs)
+
+
+async def test_renders_after_the_service_was_closed_and_started_again(
+    sources: dict[str, Source], tmp_path: Path
+) -> None:
+    # The render threads are a pool of the service; closing it (app shutdown) must not leave a
+    # pool that refuses work if the same app is started again (tests, embedding).
+    from iiifsrv.iiif.parse import parse_image_request
+    from iiifsrv.service import ImageService
+    from iiifsrv.settings import load
+
+    name = "tif-photo-300x200-tiled128-deflate-predictor.tif"
+    root = Path(sources[name].path).parent
+    settings = load(overrides={"images": str(root), "data": str(tmp_path), "cache_bytes": 0})
+    service = ImageService(settings)
+    request = parse_image_request(3, "128,0,128,128", "128,", "0", "default.jpg")
+    first = await service.render(await service.plan(name, request))
+    await service.close()
+    again = await service.render(await service.plan(name, request))
+    assert service.renders == 2 and not again.cached
+    assert again.body == first.body
+    await service.close()
