@@ -40,6 +40,10 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # (stage, pattern over a py-spy frame "function (file:line)"), tried from the innermost frame out;
 # native frames (libc, uvloop's C) are skipped until a Python frame of a stage matches.
 STAGES: list[tuple[str, re.Pattern[str]]] = [
+    ("inflate", re.compile(r"deflate_decode|libdeflate|inflate|lzw_decode|zstd_decode")),
+    ("predictor", re.compile(r"delta_decode")),
+    ("encode (libjpeg-turbo)", re.compile(r"jpeg8_encode|encode_jpeg \(|simplejpeg|jpeg_finish|jsimd")),
+    ("engine Python (assemble, crop)", re.compile(r"iiifsrv/engine/")),
     ("read", re.compile(r"read_raw_tile|read_file \(|tile_bytes \(|Source\.read \(")),
     ("lossless crop", re.compile(r"dct_crop\.py")),
     ("render (thread)", re.compile(r"imaging\.py|pyvips/|encoders")),
@@ -127,7 +131,7 @@ def start(args: argparse.Namespace, images: Path, port: int) -> subprocess.Popen
 
 
 def paths(case: str, w: int, h: int) -> list[str]:
-    ident = "bench_jpeg.tif"
+    ident = "bench_deflate.tif" if case == "deflate" else "bench_jpeg.tif"
     tiles = bench.tiles(ident, w, h, [1])
     if case == "aligned":
         return [t for t in tiles if "/256,/" in t and ",256,256/" in t]
@@ -145,7 +149,7 @@ def main() -> int:
         choices=["iiifsrv", "floor", "floor-starlette"],
         default="iiifsrv",
     )
-    ap.add_argument("--case", choices=["tiles", "aligned", "edge", "repeat"], default="tiles")
+    ap.add_argument("--case", choices=["tiles", "aligned", "edge", "repeat", "deflate"], default="tiles")
     ap.add_argument("--cache", choices=["on", "off"], default="off")
     ap.add_argument("--images", default="/tmp/iiifbench/images")
     ap.add_argument("--workers", type=int, default=2)
