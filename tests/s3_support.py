@@ -15,13 +15,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.ports import free_port as _free_port
 
 ACCESS_KEY = "test:tester"
 SECRET_KEY = "testing"
@@ -42,12 +43,6 @@ def _die_with_parent() -> None:
     """In the child: SIGKILL when the test process dies (Linux), so nothing is left running."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _SERVER_CONF = """[DEFAULT]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
 
 PEERS = ROOT.parent / "shared" / "peers"
 
@@ -56,7 +49,7 @@ def test_soak_smoke() -> None:
 def test_bench_s3_smoke() -> None:
     """``scripts/bench --s3`` on the tiny image, one case: Swift, both servers, the counters
     and the raw ranged GETs all run (the real numbers are in docs/benchmarks.md)."""
-    port = next(p for p in iter(free_port, 0) if port_free(p + 1))  # it uses port and port+1
+    port = free_port(span=2)  # it uses port and port + 1
     args = ["loadtests/bench.py", "--smoke", "--s3", "--no-cache", "--port", str(port)]
     done = _run(*args, "--only", "distinct full-resolution")
     assert done.returncode == 0, done.stdout + done.stderr

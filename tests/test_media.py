@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.errors import RangeNotSatisfiable
 from iiifsrv.presentation import validate
 from iiifsrv.web.media import parse_range
+from tests.ports import free_port as _free_port
 from tests.presentation_support import HAS_FFMPEG, needs_ffmpeg, write_mp4, write_wav
 
 # -- the Range header (pure) -----------------------------------------------------------------
@@ -77,13 +77,6 @@ def test_content_types() -> None:
 
 
 # -- a real server ---------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

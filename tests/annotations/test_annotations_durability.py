@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,13 @@ import httpx
 
 from iiifsrv.settings import Settings, to_environ
 from tests.annotations.annotation_samples import anno, container, path
+from tests.ports import free_port
 
 STRONG = "durability-alice-7Gq2xZ9wLk4Pv8Rt"
 ALICE = {"Authorization": f"Bearer {STRONG}"}
 
 WRITERS = 8
 KILL_AFTER = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
