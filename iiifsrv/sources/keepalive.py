@@ -102,15 +102,16 @@ class Connections:
         self, target: Target, streams: Streams, request: bytes
     ) -> tuple[int, bytes]:
         reader, writer = streams
-        keep = False
         try:
             writer.write(request)
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError as exc:
-                if not exc.partial:
+                if not exc.partial:  # closed before any byte of the answer
                     raise _Stale from None
                 raise
+            except (ConnectionResetError, BrokenPipeError):  # reset before any byte
+                raise _Stale from None
             status, length, chunked, keep = _parse_head(head)
             if status in (204, 304) or 100 <= status < 200:
                 body = b""
