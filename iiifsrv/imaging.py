@@ -278,9 +278,13 @@ class DecodedLevels:
         self._images: OrderedDict[tuple[str, str, str, int, int], pyvips.Image] = OrderedDict()
         self._bytes = 0
 
-    def load(self, source: Source, level: int, box: Box | None = None) -> pyvips.Image:
+    def keeps(self, source: Source, level: int) -> bool:
+        """Whether ``level`` is small enough to be kept decoded here."""
         info = source.info.levels[level]
-        if not self.max_bytes or info.width * info.height > self.max_pixels:
+        return bool(self.max_bytes) and info.width * info.height <= self.max_pixels
+
+    def load(self, source: Source, level: int, box: Box | None = None) -> pyvips.Image:
+        if not self.keeps(source, level):
             return load_level(source, level, box)
         key = (source.loader, source.path, source.identity, source.size, level)
         with self._lock:
@@ -388,7 +392,12 @@ def render(
     decodes_started += 1
     try:
         if options.fast_decode and mosaic.eligible(source, plan):  # tiles without libvips' loader
-            made = mosaic.render(source, plan, options.jpeg_quality, options.kernel)
+            # A level kept decoded (every whole view of an overview) is resized from memory,
+            # not decoded again from its stored tiles.
+            held = levels is not None and levels.keeps(source, plan.level)
+            made = mosaic.render(
+                source, plan, options.jpeg_quality, options.kernel, planar_ok=not held
+            )
             if made is not None:
                 return made
         if isinstance(source, ComputedSource):

@@ -42,6 +42,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 STAGES: list[tuple[str, re.Pattern[str]]] = [
     ("read", re.compile(r"read_raw_tile|read_file \(|tile_bytes \(|Source\.read \(")),
     ("lossless crop", re.compile(r"dct_crop\.py")),
+    ("engine decode", re.compile(r"^decode_into \(|^decode \(.*engine/tiles|^_tiff_tile \(")),
+    ("engine resample", re.compile(r"engine/resample\.py")),
+    ("engine encode", re.compile(r"^encode \(.*engine/turbo|^encode_jpeg \(")),
     ("render (thread)", re.compile(r"imaging\.py|pyvips/|encoders")),
     ("send", re.compile(r"^RequestResponseCycle\.send \(")),
     ("metrics", re.compile(r"web/metrics\.py|prometheus_client/|web/edge\.py|telemetry\.py")),
@@ -133,6 +136,10 @@ def paths(case: str, w: int, h: int) -> list[str]:
         return [t for t in tiles if "/256,/" in t and ",256,256/" in t]
     if case == "edge":
         return [t for t in tiles if ",256,256/" not in t]
+    if case == "regions":  # issue 14's distinct downscaled regions x,y,6000,4800/{900..1100},
+        return bench.regions(ident, w, h, False)
+    if case == "views":  # distinct downscaled whole views full/{900..1100},
+        return [f"{ident}/full/{x},/0/default.jpg" for x in range(w * 9 // 100, w * 11 // 100 + 1)]
     if case == "repeat":
         return [f"{ident}/{(w // 512) * 256},{(h // 512) * 256},256,256/256,/0/default.jpg"]
     return tiles
@@ -145,7 +152,11 @@ def main() -> int:
         choices=["iiifsrv", "floor", "floor-starlette"],
         default="iiifsrv",
     )
-    ap.add_argument("--case", choices=["tiles", "aligned", "edge", "repeat"], default="tiles")
+    ap.add_argument(
+        "--case",
+        choices=["tiles", "aligned", "edge", "repeat", "regions", "views"],
+        default="tiles",
+    )
     ap.add_argument("--cache", choices=["on", "off"], default="off")
     ap.add_argument("--images", default="/tmp/iiifbench/images")
     ap.add_argument("--workers", type=int, default=2)
