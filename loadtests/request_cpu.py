@@ -40,11 +40,15 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # (stage, pattern over a py-spy frame "function (file:line)"), tried from the innermost frame out;
 # native frames (libc, uvloop's C) are skipped until a Python frame of a stage matches.
 STAGES: list[tuple[str, re.Pattern[str]]] = [
+    ("inflate", re.compile(r"deflate_decode|libdeflate|inflate|lzw_decode|zstd_decode")),
+    ("predictor", re.compile(r"delta_decode")),
+    ("encode (libjpeg-turbo)", re.compile(r"jpeg8_encode|encode_jpeg \(|simplejpeg|jpeg_finish|jsimd")),
+    ("engine decode (planes)", re.compile(r"^decode_into \(|^decode \(.*engine/tiles|^_tiff_tile \(")),
+    ("engine resample", re.compile(r"engine/resample\.py")),
+    ("engine encode (planes)", re.compile(r"^encode \(.*engine/turbo|^encode_jpeg \(")),
+    ("engine Python (assemble, crop)", re.compile(r"iiifsrv/engine/")),
     ("read", re.compile(r"read_raw_tile|read_file \(|tile_bytes \(|Source\.read \(")),
     ("lossless crop", re.compile(r"dct_crop\.py")),
-    ("engine decode", re.compile(r"^decode_into \(|^decode \(.*engine/tiles|^_tiff_tile \(")),
-    ("engine resample", re.compile(r"engine/resample\.py")),
-    ("engine encode", re.compile(r"^encode \(.*engine/turbo|^encode_jpeg \(")),
     ("render (thread)", re.compile(r"imaging\.py|pyvips/|encoders")),
     ("send", re.compile(r"^RequestResponseCycle\.send \(")),
     ("metrics", re.compile(r"web/metrics\.py|prometheus_client/|web/edge\.py|telemetry\.py")),
@@ -130,7 +134,7 @@ def start(args: argparse.Namespace, images: Path, port: int) -> subprocess.Popen
 
 
 def paths(case: str, w: int, h: int) -> list[str]:
-    ident = "bench_jpeg.tif"
+    ident = "bench_deflate.tif" if case == "deflate" else "bench_jpeg.tif"
     tiles = bench.tiles(ident, w, h, [1])
     if case == "aligned":
         return [t for t in tiles if "/256,/" in t and ",256,256/" in t]
@@ -154,7 +158,7 @@ def main() -> int:
     )
     ap.add_argument(
         "--case",
-        choices=["tiles", "aligned", "edge", "repeat", "regions", "views"],
+        choices=["tiles", "aligned", "edge", "repeat", "deflate", "regions", "views"],
         default="tiles",
     )
     ap.add_argument("--cache", choices=["on", "off"], default="off")
