@@ -1,7 +1,9 @@
 """Render a plan from the stored tiles of a local TIFF without libvips' loader: read the tiles
 under the region (one pread each), decode them (JPEG at the DCT scale closest above the one
 needed), assemble them in numpy, crop, resize once with libvips, encode with libjpeg-turbo.
-It takes renders of at most 4 tiles at full scale and DCT-scaled ones; libvips the rest.
+Downscaled renders of YCbCr/grey JPEG tiles go to engine/planar.py (any number of tiles, in
+Y/Cb/Cr planes); otherwise it takes renders of at most 4 tiles at full scale and DCT-scaled
+ones; libvips the rest.
 
 Blocking, CPU-bound; imports numpy, imagecodecs, pyvips, iiif.plan, sources.describe and the
 engine's modules. ``render`` answers None for anything it does not handle (libvips does).
