@@ -76,11 +76,12 @@ def eligible(source: Source, plan: Plan) -> bool:
 
 
 def render(
-    source: Source, plan: Plan, jpeg_quality: int, kernel: str, *, planar_ok: bool = True
+    source: Source, plan: Plan, jpeg_quality: int, kernel: str, *, held: bool = False
 ) -> bytes | None:
     """The encoded JPEG, or None when this path does not apply (or a tile fails to decode:
     libvips then renders the request and reports the error if there is one). Downscaled
-    renders of JPEG tiles go through engine/planar.py unless ``planar_ok`` is False."""
+    renders of JPEG tiles go through engine/planar.py; ``held``: the level is one imaging keeps
+    decoded (its planes are kept whole there)."""
     if not eligible(source, plan):
         return None
     grid = grids(source)[plan.level]
@@ -95,19 +96,21 @@ def render(
     if len(columns) * tw * len(rows) * th > MAX_MOSAIC_PIXELS:
         return None
     size = (plan.width, plan.height)
-    if planar_ok and grid.codec == "jpeg" and (right - left, bottom - top) != size:
+    if grid.codec == "jpeg" and (right - left, bottom - top) != size:
         # Downscaled: decoded at a DCT scale, resized and encoded in YCbCr planes.
         n = planar.eighths(grid, box, size)
         try:
-            made = planar.render(source, grid, box, n, size, jpeg_quality, kernel)
+            made = planar.render(
+                source, grid, box, n, size, jpeg_quality, kernel, level=plan.level if held else None
+            )
         except (turbo.TurboError, ValueError, RuntimeError, OSError, pyvips.Error) as exc:
             stats.fallbacks += 1
             log.debug("planar path declined %s: %s", source.path, exc)
             made = None
         if made is not None:
-            stats.add(len(columns) * len(rows), Fraction(8, n))
+            stats.add(made[1], Fraction(8, n))
             stats.planar += 1
-            return made
+            return made[0]
     if scale == 1 and len(columns) * len(rows) > MAX_FULL_SCALE_TILES:
         # libvips decodes many tiles in its own threads without the GIL; here each tile is a
         # GIL hand-off, which costs more than the CPU saved once the cores are oversubscribed.
