@@ -392,10 +392,12 @@ def render(
     decodes_started += 1
     try:
         if options.fast_decode and mosaic.eligible(source, plan):  # tiles without libvips' loader
-            # A level imaging would keep decoded (every whole view of an overview): the engine
-            # keeps its planes instead, and resizes them from memory.
+            # A level kept decoded (every whole view of an overview) is resized from memory,
+            # not decoded again from its stored tiles.
             held = levels is not None and levels.keeps(source, plan.level)
-            made = mosaic.render(source, plan, options.jpeg_quality, options.kernel, held=held)
+            made = mosaic.render(
+                source, plan, options.jpeg_quality, options.kernel, planar_ok=not held
+            )
             if made is not None:
                 return made
         if isinstance(source, ComputedSource):

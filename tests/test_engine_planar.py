@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import pyvips
 
-from iiifsrv.engine import mosaic, planar, resample, turbo
+from iiifsrv.engine import mosaic, resample, turbo
 from iiifsrv.settings import load
 from iiifsrv.web.app import create_app
 
@@ -60,16 +60,14 @@ def root(tmp_path_factory: pytest.TempPathFactory, original: np.ndarray[Any, Any
     return folder
 
 
-async def _client(
-    root: Path, tmp: Path, fast: bool, held_mb: int = 0
-) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(root: Path, tmp: Path, fast: bool) -> AsyncIterator[httpx.AsyncClient]:
     settings = load(
         overrides={
             "images": str(root),
-            "data": str(tmp / f"data-{fast}-{held_mb}"),
+            "data": str(tmp / f"data-{fast}"),
             "fast_decode": fast,
             "cache_bytes": 0,
-            "decoded_cache_mb": held_mb,
+            "decoded_cache_mb": 0,
         }
     )
     transport = httpx.ASGITransport(app=create_app(settings))
@@ -80,12 +78,6 @@ async def _client(
 @pytest.fixture
 async def fast(root: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _client(root, tmp_path, True):
-        yield client
-
-
-@pytest.fixture
-async def fast_held(root: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client(root, tmp_path, True, held_mb=48):
         yield client
 
 
@@ -192,25 +184,6 @@ async def test_dct_scale_except_at_a_padded_edge(
     diff = np.abs(mine - theirs)
     assert float(diff.mean()) <= 3.0, float(diff.mean())  # as test_engine's DCT-scale bound
     assert float(diff[-2:].mean()) <= 3.0 and float(diff[:, -2:].mean()) <= 3.0
-
-
-async def test_whole_views_of_a_small_level_decode_it_once(
-    fast_held: httpx.AsyncClient, vips: httpx.AsyncClient
-) -> None:
-    # full/300, and full/290, read level 2 (375x275, 3 x 3 tiles): small enough to be kept
-    # decoded, so the engine keeps its planes and the second view decodes nothing.
-    planar.forget()
-    mosaic.stats.reset()
-    first = await _pixels(fast_held, PHOTO, "full/300,/0/default.jpg")
-    assert (mosaic.stats.planar, mosaic.stats.tiles) == (1, 9)
-    second = await _pixels(fast_held, PHOTO, "full/290,/0/default.jpg")
-    assert (mosaic.stats.planar, mosaic.stats.tiles) == (2, 9)
-    assert 0 < planar.held_bytes() <= planar.HELD_BYTES
-    for mine, request in ((first, "full/300,/0/default.jpg"), (second, "full/290,/0/default.jpg")):
-        theirs = await _pixels(vips, PHOTO, request)
-        assert mine.shape == theirs.shape
-        diff = np.abs(mine - theirs)
-        assert float(diff.mean()) <= PLANAR_MEAN and int(diff.max()) <= PLANAR_MAX
 
 
 async def test_unresized_and_other_requests_are_not_planar(fast: httpx.AsyncClient) -> None:

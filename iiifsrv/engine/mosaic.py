@@ -76,12 +76,11 @@ def eligible(source: Source, plan: Plan) -> bool:
 
 
 def render(
-    source: Source, plan: Plan, jpeg_quality: int, kernel: str, *, held: bool = False
+    source: Source, plan: Plan, jpeg_quality: int, kernel: str, *, planar_ok: bool = True
 ) -> bytes | None:
     """The encoded JPEG, or None when this path does not apply (or a tile fails to decode:
     libvips then renders the request and reports the error if there is one). Downscaled
-    renders of JPEG tiles go through engine/planar.py; ``held``: the level is one imaging keeps
-    decoded (its planes are kept whole there)."""
+    renders of JPEG tiles go through engine/planar.py unless ``planar_ok`` is False."""
     if not eligible(source, plan):
         return None
     grid = grids(source)[plan.level]
@@ -96,21 +95,19 @@ def render(
     if len(columns) * tw * len(rows) * th > MAX_MOSAIC_PIXELS:
         return None
     size = (plan.width, plan.height)
-    if grid.codec == "jpeg" and (right - left, bottom - top) != size:
+    if planar_ok and grid.codec == "jpeg" and (right - left, bottom - top) != size:
         # Downscaled: decoded at a DCT scale, resized and encoded in YCbCr planes.
         n = planar.eighths(grid, box, size)
         try:
-            made = planar.render(
-                source, grid, box, n, size, jpeg_quality, kernel, level=plan.level if held else None
-            )
+            made = planar.render(source, grid, box, n, size, jpeg_quality, kernel)
         except (turbo.TurboError, ValueError, RuntimeError, OSError, pyvips.Error) as exc:
             stats.fallbacks += 1
             log.debug("planar path declined %s: %s", source.path, exc)
             made = None
         if made is not None:
-            stats.add(made[1], Fraction(8, n))
+            stats.add(len(columns) * len(rows), Fraction(8, n))
             stats.planar += 1
-            return made[0]
+            return made
     if scale == 1 and len(columns) * len(rows) > MAX_FULL_SCALE_TILES:
         # libvips decodes many tiles in its own threads without the GIL; here each tile is a
         # GIL hand-off, which costs more than the CPU saved once the cores are oversubscribed.

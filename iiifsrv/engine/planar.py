@@ -11,7 +11,6 @@ would need chroma upsampling): the caller decodes to RGB instead.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -24,12 +23,6 @@ Box = tuple[int, int, int, int]
 _probes: dict[int, tuple[TileGrid, int | None]] = {}  # id(grid) -> (grid, TJSAMP or None)
 _probe_lock = threading.Lock()
 _MAX_PROBES = 1024
-# Whole small levels kept as decoded planes (those imaging.DecodedLevels would keep: every whole
-# view of an overview reads one), byte-bounded per process.
-HELD_BYTES = 16 * 1024 * 1024
-_held: OrderedDict[tuple[str, str, int], list[np.ndarray[Any, Any]]] = OrderedDict()
-_held_bytes = 0
-_held_lock = threading.Lock()
 
 
 def subsampling(source: Source, grid: TileGrid) -> int | None:
@@ -90,13 +83,10 @@ def render(
     size: tuple[int, int],
     quality: int,
     kernel: str,
-    *,
-    level: int | None = None,
-) -> tuple[bytes, int] | None:
-    """The JPEG of ``box`` (level pixels) decoded at ``n``/8 and resized to ``size``, and the
-    number of stored tiles decoded for it; None when this path does not apply. With ``level``
-    (a small level imaging keeps decoded) the whole level's planes are decoded once and kept.
-    Raises turbo.TurboError (or OSError, ValueError) on a tile that does not decode."""
+) -> bytes | None:
+    """The JPEG of ``box`` (level pixels) decoded at ``n``/8 and resized to ``size``, or None
+    when this path does not apply. Raises turbo.TurboError (or OSError, ValueError) on a tile
+    that does not decode."""
     samp = subsampling(source, grid)
     if samp is None or grid.tile_width % 16 or grid.tile_height % 16:
         return None
@@ -107,81 +97,10 @@ def render(
         return None  # the stored chroma is coarser than the output's
     left, top, right, bottom = box
     tw, th = grid.tile_width, grid.tile_height
-    divisors = [(1, 1)] + ([turbo.CHROMA_DIVISOR[samp]] * 2 if samp != turbo.SAMP_GRAY else [])
-    if level is not None and n == 8:
-        columns, rows = range(grid.across), range(grid.down)
-        planes, decoded = _held_planes(source, grid, level, samp, divisors)
-    else:
-        columns = range(left // tw, (right - 1) // tw + 1)
-        rows = range(top // th, (bottom - 1) // th + 1)
-        planes = _decode(source, grid, columns, rows, n, samp, divisors)
-        decoded = len(columns) * len(rows)
-    # The box in the mosaic's pixels (the same rounding as mosaic.render's RGB crop).
-    x0, y0 = left - columns[0] * tw, top - rows[0] * th
-    x1, y1 = x0 + right - left, y0 + bottom - top
-    luma = (x0 * n // 8, y0 * n // 8, -(-x1 * n // 8), -(-y1 * n // 8))
-    width, height = size
-    out_div = (1, 1) if out_samp != turbo.SAMP_420 else (2, 2)
-    resized: list[np.ndarray[Any, Any]] = []
-    for plane, (dx, dy) in zip(planes, divisors, strict=True):
-        if plane is planes[0]:
-            crop, target = luma, (width, height)
-        else:
-            crop = (luma[0] // dx, luma[1] // dy, -(-luma[2] // dx), -(-luma[3] // dy))
-            target = (-(-width // out_div[0]), -(-height // out_div[1]))
-        resized.append(resample.reduce_plane(plane, crop, *target, kernel))
-    return turbo.encode(resized, out_samp, quality), decoded
-
-
-def held_bytes() -> int:
-    """Bytes of decoded planes kept (for tests and memory reports)."""
-    return _held_bytes
-
-
-def forget() -> None:
-    """Drop the kept planes (tests)."""
-    global _held_bytes
-    with _held_lock:
-        _held.clear()
-        _held_bytes = 0
-
-
-def _held_planes(
-    source: Source, grid: TileGrid, level: int, samp: int, divisors: list[tuple[int, int]]
-) -> tuple[list[np.ndarray[Any, Any]], int]:
-    """The whole level as decoded planes, kept (byte-bounded) for the next view of it, and the
-    number of tiles decoded now (0 when they were kept)."""
-    global _held_bytes
-    key = (source.path, source.identity, level)
-    with _held_lock:
-        known = _held.get(key)
-        if known is not None:
-            _held.move_to_end(key)
-            return known, 0
-    planes = _decode(source, grid, range(grid.across), range(grid.down), 8, samp, divisors)
-    size = sum(p.nbytes for p in planes)
-    with _held_lock:
-        if key not in _held and size <= HELD_BYTES:
-            _held[key] = planes
-            _held_bytes += size
-            while _held_bytes > HELD_BYTES:
-                _, old = _held.popitem(last=False)
-                _held_bytes -= sum(p.nbytes for p in old)
-    return planes, grid.across * grid.down
-
-
-def _decode(
-    source: Source,
-    grid: TileGrid,
-    columns: range,
-    rows: range,
-    n: int,
-    samp: int,
-    divisors: list[tuple[int, int]],
-) -> list[np.ndarray[Any, Any]]:
-    """The tiles ``columns`` x ``rows`` decoded at ``n``/8 into Y (Cb, Cr) mosaics."""
-    tw, th = grid.tile_width, grid.tile_height
+    columns = range(left // tw, (right - 1) // tw + 1)
+    rows = range(top // th, (bottom - 1) // th + 1)
     stw, sth = tw * n // 8, th * n // 8  # a tile decoded at the DCT scale
+    divisors = [(1, 1)] + ([turbo.CHROMA_DIVISOR[samp]] * 2 if samp != turbo.SAMP_GRAY else [])
     planes = [
         np.zeros((len(rows) * sth // dy, len(columns) * stw // dx), np.uint8) for dx, dy in divisors
     ]
@@ -201,4 +120,18 @@ def _decode(
             if len(data) != count:
                 raise ValueError("stored tile is truncated")
             turbo.decode_into(grid.jpeg_header + data[2:], views, (tw, th), samp)
-    return planes
+    # The box in the mosaic's pixels (the same rounding as mosaic.render's RGB crop).
+    x0, y0 = left - columns[0] * tw, top - rows[0] * th
+    x1, y1 = x0 + right - left, y0 + bottom - top
+    luma = (x0 * n // 8, y0 * n // 8, -(-x1 * n // 8), -(-y1 * n // 8))
+    width, height = size
+    out_div = (1, 1) if out_samp != turbo.SAMP_420 else (2, 2)
+    resized: list[np.ndarray[Any, Any]] = []
+    for plane, (dx, dy) in zip(planes, divisors, strict=True):
+        if plane is planes[0]:
+            crop, target = luma, (width, height)
+        else:
+            crop = (luma[0] // dx, luma[1] // dy, -(-luma[2] // dx), -(-luma[3] // dy))
+            target = (-(-width // out_div[0]), -(-height // out_div[1]))
+        resized.append(resample.reduce_plane(plane, crop, *target, kernel))
+    return turbo.encode(resized, out_samp, quality)
