@@ -185,6 +185,7 @@ def main() -> int:
         if args.warmup != "0":
             bench.wrk(base, listing, case, args.warmup, "0")
         workers = children(proc.pid)
+        counted = sorted(set(workers + [proc.pid]))  # with --workers 1 the server is the worker
         spies: list[subprocess.Popen[bytes]] = []
         raw_files: list[Path] = []
         seconds = float(args.duration.rstrip("s"))
@@ -208,9 +209,9 @@ def main() -> int:
                         stderr=subprocess.DEVNULL,
                     )
                 )
-        before, t0 = cpu_ticks(workers + [proc.pid]), time.monotonic()
+        before, t0 = cpu_ticks(counted), time.monotonic()
         result = bench.wrk(base, listing, case, args.duration, "0")
-        used = (cpu_ticks(workers + [proc.pid]) - before) / TICKS
+        used = (cpu_ticks(counted) - before) / TICKS
         elapsed = time.monotonic() - t0
         for spy in spies:
             spy.wait(30)
