@@ -392,7 +392,12 @@ def render(
     decodes_started += 1
     try:
         if options.fast_decode and mosaic.eligible(source, plan):  # tiles without libvips' loader
-            made = mosaic.render(source, plan, options.jpeg_quality, options.kernel)
+            # A level kept decoded (every whole view of an overview) is resized from memory,
+            # not decoded again from its stored tiles.
+            held = levels is not None and levels.keeps(source, plan.level)
+            made = mosaic.render(
+                source, plan, options.jpeg_quality, options.kernel, planar_ok=not held
+            )
             if made is not None:
                 return made
         if isinstance(source, ComputedSource):

@@ -43,6 +43,9 @@ STAGES: list[tuple[str, re.Pattern[str]]] = [
     ("inflate", re.compile(r"deflate_decode|libdeflate|inflate|lzw_decode|zstd_decode")),
     ("predictor", re.compile(r"delta_decode")),
     ("encode (libjpeg-turbo)", re.compile(r"jpeg8_encode|encode_jpeg \(|simplejpeg|jpeg_finish|jsimd")),
+    ("engine decode (planes)", re.compile(r"^decode_into \(|^decode \(.*engine/tiles|^_tiff_tile \(")),
+    ("engine resample", re.compile(r"engine/resample\.py")),
+    ("engine encode (planes)", re.compile(r"^encode \(.*engine/turbo|^encode_jpeg \(")),
     ("engine Python (assemble, crop)", re.compile(r"iiifsrv/engine/")),
     ("read", re.compile(r"read_raw_tile|read_file \(|tile_bytes \(|Source\.read \(")),
     ("lossless crop", re.compile(r"dct_crop\.py")),
@@ -137,6 +140,10 @@ def paths(case: str, w: int, h: int) -> list[str]:
         return [t for t in tiles if "/256,/" in t and ",256,256/" in t]
     if case == "edge":
         return [t for t in tiles if ",256,256/" not in t]
+    if case == "regions":  # issue 14's distinct downscaled regions x,y,6000,4800/{900..1100},
+        return bench.regions(ident, w, h, False)
+    if case == "views":  # distinct downscaled whole views full/{900..1100},
+        return [f"{ident}/full/{x},/0/default.jpg" for x in range(w * 9 // 100, w * 11 // 100 + 1)]
     if case == "repeat":
         return [f"{ident}/{(w // 512) * 256},{(h // 512) * 256},256,256/256,/0/default.jpg"]
     return tiles
@@ -149,7 +156,11 @@ def main() -> int:
         choices=["iiifsrv", "floor", "floor-starlette"],
         default="iiifsrv",
     )
-    ap.add_argument("--case", choices=["tiles", "aligned", "edge", "repeat", "deflate"], default="tiles")
+    ap.add_argument(
+        "--case",
+        choices=["tiles", "aligned", "edge", "repeat", "deflate", "regions", "views"],
+        default="tiles",
+    )
     ap.add_argument("--cache", choices=["on", "off"], default="off")
     ap.add_argument("--images", default="/tmp/iiifbench/images")
     ap.add_argument("--workers", type=int, default=2)
