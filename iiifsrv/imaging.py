@@ -278,9 +278,13 @@ class DecodedLevels:
         self._images: OrderedDict[tuple[str, str, str, int, int], pyvips.Image] = OrderedDict()
         self._bytes = 0
 
-    def load(self, source: Source, level: int, box: Box | None = None) -> pyvips.Image:
+    def keeps(self, source: Source, level: int) -> bool:
+        """Whether ``level`` is one this keeps decoded (read whole once, then no read)."""
         info = source.info.levels[level]
-        if not self.max_bytes or info.width * info.height > self.max_pixels:
+        return bool(self.max_bytes) and info.width * info.height <= self.max_pixels
+
+    def load(self, source: Source, level: int, box: Box | None = None) -> pyvips.Image:
+        if not self.keeps(source, level):
             return load_level(source, level, box)
         key = (source.loader, source.path, source.identity, source.size, level)
         with self._lock:
@@ -388,7 +392,12 @@ def render(
     decodes_started += 1
     try:
         if options.fast_decode and mosaic.eligible(source, plan):  # tiles without libvips' loader
-            made = mosaic.render(source, plan, options.jpeg_quality, options.kernel)
+            # A level kept decoded (every whole view of an overview) is resized from memory,
+            # not decoded again from its stored tiles.
+            held = levels is not None and levels.keeps(source, plan.level)
+            made = mosaic.render(
+                source, plan, options.jpeg_quality, options.kernel, planar_ok=not held
+            )
             if made is not None:
                 return made
         if isinstance(source, ComputedSource):
@@ -414,11 +423,21 @@ def render(
 
 def read_raw_tile(source: Source, tile: RawTile | EdgeTile) -> bytes:
     """The stored JPEG tile as a complete JPEG stream (JPEGTables spliced in), not decoded."""
+    offset, count = raw_tile_range(source, tile)
+    return raw_tile_stream(source, tile, source.read(offset, count))
+
+
+def raw_tile_range(source: Source, tile: RawTile | EdgeTile) -> tuple[int, int]:
+    """(offset, byte count) of the stored tile in its file or object."""
     access = source.access[tile.level]
     index = tile.row * access.tiles_across + tile.column
-    offset, count = access.offsets[index], access.counts[index]
-    data = source.read(offset, count)
-    if len(data) != count or data[:2] != b"\xff\xd8":
+    return access.offsets[index], access.counts[index]
+
+
+def raw_tile_stream(source: Source, tile: RawTile | EdgeTile, data: bytes) -> bytes:
+    """The stored tile's bytes ``data`` as a complete JPEG stream (JPEGTables spliced in)."""
+    access = source.access[tile.level]
+    if len(data) != raw_tile_range(source, tile)[1] or data[:2] != b"\xff\xd8":
         raise RenderError("stored tile is damaged")
     return access.jpeg_header + memoryview(data)[2:]  # one copy, not two
 

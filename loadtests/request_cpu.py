@@ -40,6 +40,13 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # (stage, pattern over a py-spy frame "function (file:line)"), tried from the innermost frame out;
 # native frames (libc, uvloop's C) are skipped until a Python frame of a stage matches.
 STAGES: list[tuple[str, re.Pattern[str]]] = [
+    ("inflate", re.compile(r"deflate_decode|libdeflate|inflate|lzw_decode|zstd_decode")),
+    ("predictor", re.compile(r"delta_decode")),
+    ("encode (libjpeg-turbo)", re.compile(r"jpeg8_encode|encode_jpeg \(|simplejpeg|jpeg_finish|jsimd")),
+    ("engine decode (planes)", re.compile(r"^decode_into \(|^decode \(.*engine/tiles|^_tiff_tile \(")),
+    ("engine resample", re.compile(r"engine/resample\.py")),
+    ("engine encode (planes)", re.compile(r"^encode \(.*engine/turbo|^encode_jpeg \(")),
+    ("engine Python (assemble, crop)", re.compile(r"iiifsrv/engine/")),
     ("read", re.compile(r"read_raw_tile|read_file \(|tile_bytes \(|Source\.read \(")),
     ("lossless crop", re.compile(r"dct_crop\.py")),
     ("render (thread)", re.compile(r"imaging\.py|pyvips/|encoders")),
@@ -127,12 +134,16 @@ def start(args: argparse.Namespace, images: Path, port: int) -> subprocess.Popen
 
 
 def paths(case: str, w: int, h: int) -> list[str]:
-    ident = "bench_jpeg.tif"
+    ident = "bench_deflate.tif" if case == "deflate" else "bench_jpeg.tif"
     tiles = bench.tiles(ident, w, h, [1])
     if case == "aligned":
         return [t for t in tiles if "/256,/" in t and ",256,256/" in t]
     if case == "edge":
         return [t for t in tiles if ",256,256/" not in t]
+    if case == "regions":  # issue 14's distinct downscaled regions x,y,6000,4800/{900..1100},
+        return bench.regions(ident, w, h, False)
+    if case == "views":  # distinct downscaled whole views full/{900..1100},
+        return [f"{ident}/full/{x},/0/default.jpg" for x in range(w * 9 // 100, w * 11 // 100 + 1)]
     if case == "repeat":
         return [f"{ident}/{(w // 512) * 256},{(h // 512) * 256},256,256/256,/0/default.jpg"]
     return tiles
@@ -145,7 +156,11 @@ def main() -> int:
         choices=["iiifsrv", "floor", "floor-starlette"],
         default="iiifsrv",
     )
-    ap.add_argument("--case", choices=["tiles", "aligned", "edge", "repeat"], default="tiles")
+    ap.add_argument(
+        "--case",
+        choices=["tiles", "aligned", "edge", "repeat", "deflate", "regions", "views"],
+        default="tiles",
+    )
     ap.add_argument("--cache", choices=["on", "off"], default="off")
     ap.add_argument("--images", default="/tmp/iiifbench/images")
     ap.add_argument("--workers", type=int, default=2)
@@ -170,6 +185,7 @@ def main() -> int:
         if args.warmup != "0":
             bench.wrk(base, listing, case, args.warmup, "0")
         workers = children(proc.pid)
+        counted = sorted(set(workers + [proc.pid]))  # with --workers 1 the server is the worker
         spies: list[subprocess.Popen[bytes]] = []
         raw_files: list[Path] = []
         seconds = float(args.duration.rstrip("s"))
@@ -193,9 +209,9 @@ def main() -> int:
                         stderr=subprocess.DEVNULL,
                     )
                 )
-        before, t0 = cpu_ticks(workers + [proc.pid]), time.monotonic()
+        before, t0 = cpu_ticks(counted), time.monotonic()
         result = bench.wrk(base, listing, case, args.duration, "0")
-        used = (cpu_ticks(workers + [proc.pid]) - before) / TICKS
+        used = (cpu_ticks(counted) - before) / TICKS
         elapsed = time.monotonic() - t0
         for spy in spies:
             spy.wait(30)

@@ -21,6 +21,7 @@ import pytest
 import pyvips
 import tifffile
 
+from iiifsrv import dct_crop
 from iiifsrv.catalogue import Catalogue, CatalogueObject
 from iiifsrv.errors import NotFound
 from iiifsrv.ingest import publish
@@ -164,7 +165,10 @@ async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         c.app = app  # type: ignore[attr-defined]
-        yield c
+        try:
+            yield c
+        finally:  # what the lifespan does (the ASGI transport runs none): S3 connections closed
+            await app.state.service.close()
 
 
 def storage_of(client: httpx.AsyncClient) -> S3Storage:
@@ -289,6 +293,34 @@ async def test_stored_tiles_are_passed_through_with_one_ranged_get_each(
     assert all(a.sent <= longest for a in seen)
     # Never a full-object GET of the tiled source (nor anything close to it).
     assert all(n < size / 4 for k, _, n, _ in storage.counters.recent if k.endswith(LARGE + ".tif"))
+
+
+async def test_edge_tiles_are_cut_from_their_stored_tile_with_one_get_each(
+    swift: Swift, s3_env: None, tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    """A clipped edge tile of a level not kept decoded costs one ranged GET and is cut from
+    its stored tile without a decode, the same bytes as from a folder; of a level kept
+    decoded it is rendered from that level (no GET)."""
+    assert dct_crop.available()
+    edges = ["768,0,232,256/232,", "0,512,256,188/256,", "768,512,232,188/232,"]
+    async with serve(s3_settings(swift, tmp_path, decoded_cache_mb=0)) as c:
+        storage, service = storage_of(c), c.app.state.service  # type: ignore[attr-defined]
+        assert (await c.get(f"/iiif/3/{TILED}/info.json")).status_code == 200
+        gets, renders = storage.counters.gets, service.renders
+        for path in edges:
+            remote = await c.get(f"/iiif/3/{TILED}/{path}/0/default.jpg")
+            local = await client.get(f"/iiif/3/{TILED}/{path}/0/default.jpg")
+            assert remote.status_code == local.status_code == 200
+            assert remote.content == local.content  # cut from the same stored tile
+        assert storage.counters.gets - gets == len(edges)
+        assert service.renders == renders  # none decoded
+    async with serve(s3_settings(swift, tmp_path)) as c:  # level 0 (0.7 MP) kept decoded
+        storage, service = storage_of(c), c.app.state.service  # type: ignore[attr-defined]
+        assert (await c.get(f"/iiif/3/{TILED}/{edges[0]}/0/default.jpg")).status_code == 200
+        gets = storage.counters.gets
+        for path in edges[1:]:
+            assert (await c.get(f"/iiif/3/{TILED}/{path}/0/default.jpg")).status_code == 200
+        assert storage.counters.gets == gets
 
 
 async def test_rendered_regions_read_only_the_tiles_they_cover(

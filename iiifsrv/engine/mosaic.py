@@ -1,7 +1,9 @@
 """Render a plan from the stored tiles of a local TIFF without libvips' loader: read the tiles
 under the region (one pread each), decode them (JPEG at the DCT scale closest above the one
 needed), assemble them in numpy, crop, resize once with libvips, encode with libjpeg-turbo.
-It takes renders of at most 4 tiles at full scale and DCT-scaled ones; libvips the rest.
+Downscaled renders of YCbCr/grey JPEG tiles go to engine/planar.py (any number of tiles, in
+Y/Cb/Cr planes); otherwise it takes renders of at most 4 tiles at full scale and DCT-scaled
+ones; libvips the rest.
 
 Blocking, CPU-bound; imports numpy, imagecodecs, pyvips, iiif.plan, sources.describe and the
 engine's modules. ``render`` answers None for anything it does not handle (libvips does).
@@ -15,12 +17,14 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import imagecodecs
 import numpy as np
+import pyvips
 
-from iiifsrv.engine import resample, tiles
+from iiifsrv.engine import planar, resample, tiles, turbo
 from iiifsrv.engine.tiffgrid import TileGrid, grids
 from iiifsrv.iiif.plan import Plan
 from iiifsrv.sources.describe import Source
@@ -37,19 +41,21 @@ class Stats:
 
     renders: int = 0
     tiles: int = 0
-    scales: Counter[int] = field(default_factory=Counter)  # decoded tiles per DCT denominator
+    # decoded tiles per DCT scale, as its denominator (4 for 1/4, 8/5 for 5/8)
+    scales: Counter[Fraction] = field(default_factory=Counter)
     fallbacks: int = 0
+    planar: int = 0  # renders decoded, resized and encoded in YCbCr planes (engine/planar.py)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, count: int, scale: int) -> None:
+    def add(self, count: int, scale: Fraction | int) -> None:
         with self._lock:
             self.renders += 1
             self.tiles += count
-            self.scales[scale] += count
+            self.scales[Fraction(scale)] += count
 
     def reset(self) -> None:
         with self._lock:
-            self.renders = self.tiles = self.fallbacks = 0
+            self.renders = self.tiles = self.fallbacks = self.planar = 0
             self.scales.clear()
 
 
@@ -69,9 +75,12 @@ def eligible(source: Source, plan: Plan) -> bool:
     )
 
 
-def render(source: Source, plan: Plan, jpeg_quality: int, kernel: str) -> bytes | None:
+def render(
+    source: Source, plan: Plan, jpeg_quality: int, kernel: str, *, planar_ok: bool = True
+) -> bytes | None:
     """The encoded JPEG, or None when this path does not apply (or a tile fails to decode:
-    libvips then renders the request and reports the error if there is one)."""
+    libvips then renders the request and reports the error if there is one). Downscaled
+    renders of JPEG tiles go through engine/planar.py unless ``planar_ok`` is False."""
     if not eligible(source, plan):
         return None
     grid = grids(source)[plan.level]
@@ -85,6 +94,20 @@ def render(source: Source, plan: Plan, jpeg_quality: int, kernel: str) -> bytes 
     tw, th = tiles.decoded_size(grid, scale)
     if len(columns) * tw * len(rows) * th > MAX_MOSAIC_PIXELS:
         return None
+    size = (plan.width, plan.height)
+    if planar_ok and grid.codec == "jpeg" and (right - left, bottom - top) != size:
+        # Downscaled: decoded at a DCT scale, resized and encoded in YCbCr planes.
+        n = planar.eighths(grid, box, size)
+        try:
+            made = planar.render(source, grid, box, n, size, jpeg_quality, kernel)
+        except (turbo.TurboError, ValueError, RuntimeError, OSError, pyvips.Error) as exc:
+            stats.fallbacks += 1
+            log.debug("planar path declined %s: %s", source.path, exc)
+            made = None
+        if made is not None:
+            stats.add(len(columns) * len(rows), Fraction(8, n))
+            stats.planar += 1
+            return made
     if scale == 1 and len(columns) * len(rows) > MAX_FULL_SCALE_TILES:
         # libvips decodes many tiles in its own threads without the GIL; here each tile is a
         # GIL hand-off, which costs more than the CPU saved once the cores are oversubscribed.

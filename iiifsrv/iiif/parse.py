@@ -6,6 +6,7 @@ BadRequest (400); well-formed but unsupported values raise BadRequest too, as th
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -70,6 +71,10 @@ def parse_region(text: str) -> Region:
     raise BadRequest(f"invalid region {text!r}")
 
 
+# Sizes, rotations and quality.format segments take few distinct values (every tile of a level
+# asks for the same ones): each is parsed once per process. The results are immutable; errors
+# are raised each time (lru_cache keeps no exceptions).
+@functools.lru_cache(maxsize=1024)
 def parse_size(text: str, version: int) -> Size:
     upscale = False
     body = text
@@ -118,6 +123,7 @@ def parse_size(text: str, version: int) -> Size:
     raise BadRequest(f"invalid size {text!r}")
 
 
+@functools.lru_cache(maxsize=256)
 def parse_rotation(text: str) -> Rotation:
     m = _ROTATION.match(text)
     if not m:
@@ -128,6 +134,7 @@ def parse_rotation(text: str) -> Rotation:
     return Rotation(degrees=degrees, mirror=bool(m.group(1)))
 
 
+@functools.lru_cache(maxsize=256)
 def parse_quality_format(text: str) -> tuple[str, str]:
     quality, dot, fmt = text.rpartition(".")
     if not dot or not quality:

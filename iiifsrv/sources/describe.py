@@ -18,7 +18,7 @@ import tifffile
 from iiifsrv.errors import NotFound, NotImplementedFeature
 from iiifsrv.iiif.model import Level, SourceInfo
 from iiifsrv.sources import jp2
-from iiifsrv.sources.local import read_file
+from iiifsrv.sources.local import OPEN_FILES
 from iiifsrv.sources.storage import Storage
 
 log = logging.getLogger("iiifsrv.sources")
@@ -86,11 +86,11 @@ class Source:
         return f"{self.inode}:{self.mtime_ns}:{self.size}"
 
     def read(self, offset: int, length: int) -> bytes:
-        """Bytes of the stored object: one ranged read (a pread, or one ranged GET of the
-        version described: If-Match its ETag)."""
+        """Bytes of the stored object: one ranged read (a pread on a descriptor kept open for
+        the version described, or one ranged GET of the version described: If-Match its ETag)."""
         if self.storage is not None:
             return self.storage.read(self.key, offset, length, etag=self.version)
-        return read_file(self.path, offset, length)
+        return OPEN_FILES.read(self.path, (self.inode, self.mtime_ns, self.size), offset, length)
 
     @property
     def mtime(self) -> float:

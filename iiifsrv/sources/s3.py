@@ -1,25 +1,28 @@
 """Storage in an S3-compatible bucket (AWS S3, MinIO, Swift's s3api, ...), through boto3.
 
 Blocking I/O, called from worker threads (boto3 clients are thread-safe; one client per
-storage keeps its connections alive). Ranged GETs, the hot path (one per stored tile), skip
-boto3's per-call machinery: each goes through urllib3 (the pool boto3 itself sends through) to
-a presigned URL of its key, signed once and reused for minutes (a SigV4 query signature does not
-cover Range or If-Match), instead of boto3 (2.2 ms of client CPU per GET) or a SigV4 header
-signature per GET (1.1 ms), measured against Swift (docs/benchmarks.md). Every GET carries an
-explicit Range (and If-Match with the ETag the caller described, so a replaced object is never
-mixed with the old one); failed
+storage keeps its connections alive), and one coroutine: ``read_async``, the hot path (the one
+GET per stored tile), sent on the event loop through keepalive.Connections with no thread hop.
+Ranged GETs skip boto3's per-call machinery: each goes to a presigned URL of its key, signed
+once and reused for minutes (a SigV4 query signature does not cover Range or If-Match), through
+urllib3 (the pool boto3 itself sends through) in threads or keepalive on the loop, instead of
+boto3 (2.2 ms of client CPU per GET) or a SigV4 header signature per GET (1.1 ms), measured
+against Swift (docs/benchmarks.md). Every GET carries an explicit Range (and If-Match with the
+ETag the caller described, so a replaced object is never mixed with the old one); failed
 requests are retried with jittered exponential back-off while the timeout allows; at most
-``concurrency`` requests are in flight. Failures become StorageUnavailable (503) with a one-line
-message that never contains credentials; a missing key is NotFound (404).
+``concurrency`` requests are in flight from threads, and as many from the event loop. Failures
+become StorageUnavailable (503) with a one-line message that never contains credentials; a
+missing key is NotFound (404).
 
 Credentials come from boto3's standard chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
 AWS_SESSION_TOKEN, a shared credentials file, or an instance role. They are never logged.
 
-Imports boto3/botocore, urllib3, iiifsrv.errors and sources.storage.
+Imports boto3/botocore, urllib3, anyio, iiifsrv.errors, sources.storage and sources.keepalive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 import random
@@ -31,7 +34,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import anyio.to_thread
+
 from iiifsrv.errors import IIIFError, NotFound
+from iiifsrv.sources.keepalive import Connections, Target
 from iiifsrv.sources.storage import StorageUnavailable, Version
 
 log = logging.getLogger("iiifsrv.s3")
@@ -125,6 +131,8 @@ class S3Storage:
         # the method, host and path, not the Range or If-Match headers, so one signature serves
         # every ranged read of an object (signing each GET cost ~1 ms of CPU per tile).
         self._urls: dict[str, tuple[float, str]] = {}
+        self._targets: dict[str, tuple[float, Target]] = {}  # the same, parsed (read_async)
+        self._async: tuple[asyncio.AbstractEventLoop, Connections] | None = None
         self._lock = threading.Lock()
         where = endpoint or "AWS S3"
         self.where = f"s3://{bucket}/{prefix} at {where}"
@@ -208,7 +216,7 @@ class S3Storage:
 
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
         """Run one request with retries (5xx, throttling, connection errors, timeouts)."""
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from botocore.exceptions import BotoCoreError, ClientError
         from urllib3.exceptions import HTTPError
 
         start = time.monotonic()
@@ -217,38 +225,47 @@ class S3Storage:
             try:
                 with self._slots:
                     return fn()
-            except NoCredentialsError:
-                self.counters.failures += 1
-                raise StorageUnavailable(
-                    "image storage: no S3 credentials (set AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY)"
-                ) from None
-            except ClientError as exc:
-                status, code = _status(exc)
-                if code == "NoSuchBucket":
-                    self.counters.failures += 1
-                    raise self._unavailable(what, code) from None
-                if status == 404 or code in ("NoSuchKey", "NotFound"):
-                    raise NotFound("no such object") from None
-                if status == 412:
-                    raise ObjectChanged(key) from None
-                if status == 416 or code == "InvalidRange":
-                    raise NotFound("range outside the stored object") from None
-                retry = status >= 500 or status in (408, 429) or code in ("SlowDown",)
-                if not retry:
-                    self.counters.failures += 1
-                    raise self._unavailable(what, f"{code or status}") from None
-                reason = f"{code or status}"
-            except (BotoCoreError, OSError, HTTPError) as exc:
-                reason = type(exc).__name__
+            except (BotoCoreError, ClientError, OSError, HTTPError) as exc:
+                reason = self._judge(what, key, exc)
             attempt += 1
-            elapsed = time.monotonic() - start
-            delay = random.uniform(0, min(2.0, 0.1 * 2**attempt))
-            if attempt > self.retries or elapsed + delay >= self.timeout:
-                self.counters.failures += 1
-                raise self._unavailable(what, reason) from None
-            self.counters.retries += 1
-            time.sleep(delay)
+            time.sleep(self._backoff(what, reason, attempt, start))
+
+    def _judge(self, what: str, key: str, exc: Exception) -> str:
+        """Why ``exc`` is worth another attempt; raises what the caller gets when it is not."""
+        from botocore.exceptions import ClientError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            self.counters.failures += 1
+            raise StorageUnavailable(
+                "image storage: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            ) from None
+        if not isinstance(exc, ClientError):
+            return type(exc).__name__  # connection errors, timeouts
+        status, code = _status(exc)
+        if code == "NoSuchBucket":
+            self.counters.failures += 1
+            raise self._unavailable(what, code) from None
+        if status == 404 or code in ("NoSuchKey", "NotFound"):
+            raise NotFound("no such object") from None
+        if status == 412:
+            raise ObjectChanged(key) from None
+        if status == 416 or code == "InvalidRange":
+            raise NotFound("range outside the stored object") from None
+        if status >= 500 or status in (408, 429) or code in ("SlowDown",):
+            return f"{code or status}"
+        self.counters.failures += 1
+        raise self._unavailable(what, f"{code or status}") from None
+
+    def _backoff(self, what: str, reason: str, attempt: int, start: float) -> float:
+        """The jittered delay before attempt ``attempt + 1``; raises StorageUnavailable when
+        the retries or the timeout are spent."""
+        elapsed = time.monotonic() - start
+        delay = random.uniform(0, min(2.0, 0.1 * 2**attempt))
+        if attempt > self.retries or elapsed + delay >= self.timeout:
+            self.counters.failures += 1
+            raise self._unavailable(what, reason) from None
+        self.counters.retries += 1
+        return delay
 
     def _unavailable(self, what: str, reason: str) -> IIIFError:
         """A one-line 503 for the client; the detail (where, what, why) goes to the log."""
@@ -281,14 +298,78 @@ class S3Storage:
 
         def get() -> bytes:
             status, data = self._signed_get(key, headers)
-            if status not in (200, 206):
-                raise _client_error(status, data)
-            self.counters.gets += 1
-            self.counters.get_bytes += len(data)
-            self.counters.recent.append((key, offset, length, len(data)))
-            return data
+            return self._received(key, offset, length, status, data)
 
         return self._call("GET", key, get)
+
+    def _received(self, key: str, offset: int, length: int, status: int, data: bytes) -> bytes:
+        if status not in (200, 206):
+            raise _client_error(status, data)
+        self.counters.gets += 1
+        self.counters.get_bytes += len(data)
+        self.counters.recent.append((key, offset, length, len(data)))
+        return data
+
+    async def read_async(self, key: str, offset: int, length: int, *, etag: str = "") -> bytes:
+        """``read`` on the running event loop, without a thread (the stored-tile GET): the
+        same request, retries, errors and counters, through keepalive.Connections."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if length <= 0:
+            return b""
+        headers = f"Range: bytes={offset}-{offset + length - 1}\r\n"
+        if etag:
+            headers += f"If-Match: {etag}\r\n"
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                connections = self._connections()
+                target = await self._target(key)
+                status, data = await connections.get(target, headers)
+                if status == 403:  # credentials rotated: once more with a new signature
+                    target = await self._target(key, fresh=True)
+                    status, data = await connections.get(target, headers)
+                return self._received(key, offset, length, status, data)
+            except (BotoCoreError, ClientError, OSError) as exc:
+                reason = self._judge("GET", key, exc)
+            attempt += 1
+            await asyncio.sleep(self._backoff("GET", reason, attempt, start))
+
+    def _connections(self) -> Connections:
+        """The keep-alive connections of the running event loop (one per worker process; a
+        new loop, as in tests, gets its own)."""
+        loop = asyncio.get_running_loop()
+        held = self._async
+        if held is None or held[0] is not loop:
+            from botocore.httpsession import DEFAULT_CA_BUNDLE
+
+            held = self._async = (
+                loop,
+                Connections(self._concurrency, self.timeout, DEFAULT_CA_BUNDLE),
+            )
+        return held[1]
+
+    def close_connections(self) -> None:
+        """Close the event loop's kept connections (when the service stops)."""
+        held, self._async = self._async, None
+        if held is not None and not held[0].is_closed():
+            held[1].close()
+
+    async def _target(self, key: str, fresh: bool = False) -> Target:
+        """Where the presigned GET of ``key`` goes (signed in a thread when not known)."""
+        now = time.monotonic()
+        with self._lock:
+            known = self._targets.get(key)
+        if known is not None and not fresh and now - known[0] < self.PRESIGN_REUSE:
+            return known[1]
+        url = await anyio.to_thread.run_sync(self._presigned, key, fresh)
+        target = Target.of(url)
+        with self._lock:
+            if len(self._targets) >= 4096:
+                self._targets.clear()
+            self._targets[key] = (now, target)
+        return target
 
     def list(self, prefix: str) -> Iterator[tuple[str, Version]]:
         """Objects whose key starts with ``prefix`` and has no "/" after it (one page or more)."""
