@@ -24,7 +24,8 @@ def _ephemeral_start() -> int:
         return 32768  # Linux's default
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Nothing listens on ``port`` (nor holds it in TIME_WAIT) now."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a port in TIME_WAIT is refused too
@@ -39,7 +40,7 @@ def free_port(span: int = 1) -> int:
     if top > _LOWEST:
         for _ in range(500):
             port = _random.randrange(_LOWEST, top)
-            if all(_bindable(port + i) for i in range(span)):
+            if all(bindable(port + i) for i in range(span)):
                 return port
     with socket.socket() as s:  # an unusual port range: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))

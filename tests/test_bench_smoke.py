@@ -12,8 +12,19 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.ports import bindable
 
 PEERS = ROOT.parent / "shared" / "peers"
+
+
+def _peer_port() -> int:
+    """A free port for the peer's lighttpd whose FastCGI ports (port + 1000, + 1001) are free too
+    (fixed ports collide with another run of the suite on the same machine)."""
+    for _ in range(100):
+        port = free_port()
+        if bindable(port + 1000) and bindable(port + 1001):
+            return port
+    raise RuntimeError("no free port for the peer")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +40,8 @@ def test_bench_smoke_side_by_side() -> None:
     peer = PEERS.is_dir() and (
         os.geteuid() == 0 or Path("/usr/lib/iipimage-server/iipsrv.fcgi").exists()
     )
-    args = ["loadtests/bench.py", "--smoke", "--port", "8192", "--peer-port", "8093"]
+    port, peer_port = free_port(), _peer_port()
+    args = ["loadtests/bench.py", "--smoke", "--port", str(port), "--peer-port", str(peer_port)]
     done = _run(*args, *([] if peer else ["--no-peer"]))
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [ln for ln in done.stdout.splitlines() if ln.startswith("| ") and "---" not in ln]
@@ -40,7 +52,7 @@ def test_bench_smoke_side_by_side() -> None:
 
 
 def test_soak_smoke() -> None:
-    done = _run("loadtests/soak.py", "--smoke", "--seconds", "3", "--port", "8194")
+    done = _run("loadtests/soak.py", "--smoke", "--seconds", "3", "--port", str(free_port()))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "first tile of a never-seen image (ms)" in done.stdout
     assert "(all 2xx)" in done.stdout

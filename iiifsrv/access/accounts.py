@@ -10,6 +10,7 @@ unknown name costs the same as one for a known name.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -54,6 +55,14 @@ def hash_password(password: str, cost: Cost = STRONG) -> str:
         password.encode(), salt=salt, n=cost.n, r=cost.r, p=cost.p, maxmem=cost.maxmem, dklen=32
     )
     return f"scrypt${cost.n}${cost.r}${cost.p}${_b64(salt)}${_b64(key)}"
+
+
+@functools.cache
+def dummy_hash(cost: Cost) -> str:
+    """A hash of a random password at ``cost``, checked for unknown names so that a login for an
+    unknown name costs as much as one for a known name. Made once per process and cost (it takes
+    as long as a real hash, and an application, hence every test's, builds an ``Accounts``)."""
+    return hash_password(secrets.token_urlsafe(16), cost)
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -117,7 +126,7 @@ class Accounts:
         self.path = data / FILE
         self.cost = cost
         self._local = threading.local()
-        self._dummy = hash_password(secrets.token_urlsafe(16), cost)
+        self._dummy = dummy_hash(cost)
 
     def _db(self, create: bool = False) -> sqlite3.Connection | None:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
