@@ -71,7 +71,7 @@ def page(browser: Browser) -> Iterator[Page]:
     context.set_default_timeout(LOAD_TIMEOUT_MS)
     tab = context.new_page()
     errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on("pageerror", lambda exc: errors.append(f"{exc} at {tab.url}\n{exc.stack}"))
     yield tab
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
