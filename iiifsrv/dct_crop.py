@@ -2,21 +2,19 @@
 TJXOPT_CROP): how a clipped edge tile is cut from its padded stored tile without a decode.
 
 Blocking, CPU-light (entropy decode and re-encode of one tile, no IDCT, no colour conversion).
-Imports ctypes and the standard library only; the library is Debian's libturbojpeg0, loaded on
-first use. Without it ``available()`` is False and callers render as before.
+Imports ctypes, the standard library and turbojpeg (Debian's libturbojpeg0, loaded on first
+use). Without it ``available()`` is False and callers render as before.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import threading
 
+from iiifsrv import turbojpeg
+
 _TJXOPT_CROP = 4
-_TJFLAG_STOPONWARNING = 8192  # a damaged tile fails instead of yielding grey blocks
-_TJFLAG_LIMITSCANS = 32768  # refuse progressive streams with absurd scan counts
-_FLAGS = _TJFLAG_STOPONWARNING | _TJFLAG_LIMITSCANS
-_NAMES = ("turbojpeg", "libturbojpeg.so.0")
 
 
 class CropError(Exception):
@@ -37,51 +35,29 @@ class _Transform(ctypes.Structure):
     ]
 
 
-_lib: ctypes.CDLL | None = None
-_loaded = False
-_load_lock = threading.Lock()
 _local = threading.local()
 
 
+@functools.cache
 def _library() -> ctypes.CDLL | None:
-    global _lib, _loaded
-    if _loaded:
-        return _lib
-    with _load_lock:
-        if not _loaded:
-            _lib = _open()
-            _loaded = True
-    return _lib
-
-
-def _open() -> ctypes.CDLL | None:
-    for name in _NAMES:
-        path = ctypes.util.find_library(name) if "." not in name else name
-        if not path:
-            continue
-        try:
-            lib = ctypes.CDLL(path)  # CDLL: calls release the GIL
-        except OSError:
-            continue
-        lib.tjInitTransform.restype = ctypes.c_void_p
-        lib.tjInitTransform.argtypes = []
-        lib.tjTransform.restype = ctypes.c_int
-        lib.tjTransform.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_char_p,
-            ctypes.c_ulong,
-            ctypes.c_int,
-            ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)),
-            ctypes.POINTER(ctypes.c_ulong),
-            ctypes.POINTER(_Transform),
-            ctypes.c_int,
-        ]
-        lib.tjFree.restype = None
-        lib.tjFree.argtypes = [ctypes.POINTER(ctypes.c_ubyte)]
-        lib.tjGetErrorStr2.restype = ctypes.c_char_p
-        lib.tjGetErrorStr2.argtypes = [ctypes.c_void_p]
-        return lib
-    return None
+    """The shared libturbojpeg with the transform functions declared."""
+    lib = turbojpeg.library()
+    if lib is None:
+        return None
+    lib.tjInitTransform.restype = ctypes.c_void_p
+    lib.tjInitTransform.argtypes = []
+    lib.tjTransform.restype = ctypes.c_int
+    lib.tjTransform.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)),
+        ctypes.POINTER(ctypes.c_ulong),
+        ctypes.POINTER(_Transform),
+        ctypes.c_int,
+    ]
+    return lib
 
 
 def available() -> bool:
@@ -112,7 +88,14 @@ def crop(jpeg: bytes, width: int, height: int) -> bytes:
     out = ctypes.POINTER(ctypes.c_ubyte)()
     size = ctypes.c_ulong(0)
     status = lib.tjTransform(
-        handle, jpeg, len(jpeg), 1, ctypes.byref(out), ctypes.byref(size), transform, _FLAGS
+        handle,
+        jpeg,
+        len(jpeg),
+        1,
+        ctypes.byref(out),
+        ctypes.byref(size),
+        transform,
+        turbojpeg.FLAGS,
     )
     try:
         if status != 0 or not out:

@@ -10,20 +10,18 @@ Without it ``available()`` is False and callers decode as before.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import threading
 from typing import Any
 
 import numpy as np
 
+from iiifsrv import turbojpeg
+
 # TJSAMP_* values the planar path handles, and the chroma plane divisor (x, y) of each.
 SAMP_444, SAMP_420, SAMP_GRAY = 0, 2, 3
 CHROMA_DIVISOR = {SAMP_444: (1, 1), SAMP_420: (2, 2)}
 CS_YCBCR, CS_GRAY = 1, 2  # TJCS_*
-_TJFLAG_STOPONWARNING = 8192  # a damaged tile fails instead of yielding grey blocks
-_TJFLAG_LIMITSCANS = 32768
-_FLAGS = _TJFLAG_STOPONWARNING | _TJFLAG_LIMITSCANS
-_NAMES = ("turbojpeg", "libturbojpeg.so.0")
 
 _c_int_p = ctypes.POINTER(ctypes.c_int)
 _planes_t = ctypes.c_void_p * 3
@@ -34,59 +32,37 @@ class TurboError(Exception):
     """libturbojpeg refused a stream (the caller falls back to its other decoders)."""
 
 
-_lib: ctypes.CDLL | None = None
-_loaded = False
-_load_lock = threading.Lock()
 _local = threading.local()
 
 
+@functools.cache
 def _library() -> ctypes.CDLL | None:
-    global _lib, _loaded
-    if _loaded:
-        return _lib
-    with _load_lock:
-        if not _loaded:
-            _lib = _open()
-            _loaded = True
-    return _lib
-
-
-def _open() -> ctypes.CDLL | None:
-    for name in _NAMES:
-        path = ctypes.util.find_library(name) if "." not in name else name
-        if not path:
-            continue
-        try:
-            lib = ctypes.CDLL(path)
-            lib.tjDecompressToYUVPlanes  # noqa: B018 (TurboJPEG >= 1.4)
-        except (OSError, AttributeError):
-            continue
-        lib.tjInitDecompress.restype = ctypes.c_void_p
-        lib.tjInitDecompress.argtypes = []
-        lib.tjInitCompress.restype = ctypes.c_void_p
-        lib.tjInitCompress.argtypes = []
-        lib.tjDecompressHeader3.restype = ctypes.c_int
-        lib.tjDecompressHeader3.argtypes = [
-            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong, _c_int_p, _c_int_p, _c_int_p,
-            _c_int_p,
-        ]  # fmt: skip
-        lib.tjDecompressToYUVPlanes.restype = ctypes.c_int
-        lib.tjDecompressToYUVPlanes.argtypes = [
-            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong, _planes_t, ctypes.c_int,
-            _strides_t, ctypes.c_int, ctypes.c_int,
-        ]  # fmt: skip
-        lib.tjCompressFromYUVPlanes.restype = ctypes.c_int
-        lib.tjCompressFromYUVPlanes.argtypes = [
-            ctypes.c_void_p, _planes_t, ctypes.c_int, _strides_t, ctypes.c_int, ctypes.c_int,
-            ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)), ctypes.POINTER(ctypes.c_ulong),
-            ctypes.c_int, ctypes.c_int,
-        ]  # fmt: skip
-        lib.tjFree.restype = None
-        lib.tjFree.argtypes = [ctypes.POINTER(ctypes.c_ubyte)]
-        lib.tjGetErrorStr2.restype = ctypes.c_char_p
-        lib.tjGetErrorStr2.argtypes = [ctypes.c_void_p]
-        return lib
-    return None
+    """The shared libturbojpeg with the planar decode and encode functions declared (TurboJPEG
+    >= 1.4); None without it."""
+    lib = turbojpeg.library()
+    if lib is None or not hasattr(lib, "tjDecompressToYUVPlanes"):
+        return None
+    lib.tjInitDecompress.restype = ctypes.c_void_p
+    lib.tjInitDecompress.argtypes = []
+    lib.tjInitCompress.restype = ctypes.c_void_p
+    lib.tjInitCompress.argtypes = []
+    lib.tjDecompressHeader3.restype = ctypes.c_int
+    lib.tjDecompressHeader3.argtypes = [
+        ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong, _c_int_p, _c_int_p, _c_int_p,
+        _c_int_p,
+    ]  # fmt: skip
+    lib.tjDecompressToYUVPlanes.restype = ctypes.c_int
+    lib.tjDecompressToYUVPlanes.argtypes = [
+        ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong, _planes_t, ctypes.c_int,
+        _strides_t, ctypes.c_int, ctypes.c_int,
+    ]  # fmt: skip
+    lib.tjCompressFromYUVPlanes.restype = ctypes.c_int
+    lib.tjCompressFromYUVPlanes.argtypes = [
+        ctypes.c_void_p, _planes_t, ctypes.c_int, _strides_t, ctypes.c_int, ctypes.c_int,
+        ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)), ctypes.POINTER(ctypes.c_ulong),
+        ctypes.c_int, ctypes.c_int,
+    ]  # fmt: skip
+    return lib
 
 
 def available() -> bool:
@@ -197,7 +173,7 @@ def decode_into(
         raise ValueError(f"{width}x{height} is not a DCT scale of {size}")
     pointers, strides = _pointers(planes)
     status = lib.tjDecompressToYUVPlanes(
-        handle, stream, len(stream), pointers, width, strides, height, _FLAGS
+        handle, stream, len(stream), pointers, width, strides, height, turbojpeg.FLAGS
     )
     if status != 0:
         raise _error(lib, handle)
