@@ -18,11 +18,13 @@ from iiifsrv.engine import mosaic
 from iiifsrv.settings import load
 from iiifsrv.web.app import create_app
 from tests.ingest_support import run_cli
-from tests.test_engine_planar import PLANAR_MAX, PLANAR_MEAN
 
 # Resized outputs: the same reduce either way (engine/resample.py); a mosaic and libvips' region
 # can differ at the level's last partial tile, and JPEG coding spreads a level's difference.
 RESIZED_MAX, RESIZED_MEAN = 12, 1.0
+# Resizing in YCbCr keeps the out-of-gamut values that libvips clips when it goes through RGB,
+# so single pixels of saturated, noisy colours differ more than the RGB engine's (12 / 1.0).
+PLANAR_MAX, PLANAR_MEAN = 40, 1.5
 
 PYRAMID = {"tile": True, "pyramid": True, "tile_width": 128, "tile_height": 128}
 

@@ -17,14 +17,10 @@ import pytest
 import pyvips
 
 from iiifsrv.engine import mosaic, resample, turbo
-from iiifsrv.settings import load
-from iiifsrv.web.app import create_app
+from tests.test_engine import PLANAR_MAX, PLANAR_MEAN, _client, _pixels
 
 pytestmark = pytest.mark.skipif(not turbo.available(), reason="libturbojpeg is not installed")
 
-# Resizing in YCbCr keeps the out-of-gamut values that libvips clips when it goes through RGB,
-# so single pixels of saturated, noisy colours differ more than the RGB engine's (12 / 1.0).
-PLANAR_MAX, PLANAR_MEAN = 40, 1.5
 PHOTO = "tif-photo-1500x1100-tiled128-jpeg.tif"
 GREY = "tif-grey-1500x1100-tiled128-jpeg.tif"
 ONE_LEVEL = "tif-photo-1lvl-1500x1100-tiled128-jpeg.tif"
@@ -60,21 +56,6 @@ def root(tmp_path_factory: pytest.TempPathFactory, original: np.ndarray[Any, Any
     return folder
 
 
-async def _client(root: Path, tmp: Path, fast: bool) -> AsyncIterator[httpx.AsyncClient]:
-    settings = load(
-        overrides={
-            "images": str(root),
-            "data": str(tmp / f"data-{fast}"),
-            "fast_decode": fast,
-            "cache_bytes": 0,
-            "decoded_cache_mb": 0,
-        }
-    )
-    transport = httpx.ASGITransport(app=create_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
-
-
 @pytest.fixture
 async def fast(root: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _client(root, tmp_path, True):
@@ -85,14 +66,6 @@ async def fast(root: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 async def vips(root: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _client(root, tmp_path, False):
         yield client
-
-
-async def _pixels(client: httpx.AsyncClient, ident: str, request: str) -> np.ndarray[Any, Any]:
-    r = await client.get(f"/iiif/3/{ident}/{request}")
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == "image/jpeg"
-    image = pyvips.Image.new_from_buffer(r.content, "")
-    return np.asarray(image.numpy(), dtype=np.int16).reshape(image.height, image.width, -1)
 
 
 def _reference(original: np.ndarray[Any, Any], region: str, shape: tuple[int, ...]) -> Any:
