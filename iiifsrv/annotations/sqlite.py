@@ -170,6 +170,7 @@ class SqliteStore:
         self._reader: sqlite3.Connection | None = None
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._open_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -183,11 +184,18 @@ class SqliteStore:
             return
 
         def work() -> None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            writer = self._connect()
-            writer.executescript(SCHEMA)
-            _migrate(writer)
-            self._writer, self._reader = writer, self._connect()
+            # Concurrent first requests open once: two openings at a time ran the schema script
+            # on one connection while a search read the half-made FTS table on another (CI saw
+            # "vtable constructor failed: annotations_fts", a 500).
+            with self._open_lock:
+                if self._writer is not None:
+                    return
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                writer = self._connect()
+                writer.executescript(SCHEMA)
+                _migrate(writer)
+                self._reader = self._connect()
+                self._writer = writer  # last: it is what ``open`` checks without the lock
 
         await asyncio.to_thread(work)
 
