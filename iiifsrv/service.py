@@ -566,8 +566,7 @@ class ImageService:
         stream (then it is rendered)."""
         tile = p.edge_tile
         assert tile is not None
-        access = source.access[tile.level]
-        size = access.counts[tile.row * access.tiles_across + tile.column]
+        _, size = imaging.raw_tile_range(source, tile)
         stored = None
         if source.storage is not None:
             stored = await self._remote_raw_tile(source, tile)
