@@ -10,7 +10,6 @@ access log (proxy-logging) goes to a file the tests read to count what iiifsrv a
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -39,10 +38,10 @@ BINARIES = (
 )
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when the test process dies (Linux), so nothing is left running."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+# SIGKILL when the test process dies, so nothing is left running: util-linux's setpriv sets
+# PR_SET_PDEATHSIG and execs the server. (A preexec_fn did it in the forked child before, where
+# Python code may deadlock on a lock another thread held at fork time: CI hung there once.)
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
 
 
 _SERVER_CONF = """[DEFAULT]
@@ -147,13 +146,12 @@ class Swift:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
         self.procs[name] = subprocess.Popen(
-            argv,
+            [*_DIE_WITH_PARENT, *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the access log line by line
             start_new_session=True,  # its own process group: the server and its workers
-            preexec_fn=_die_with_parent,
         )
         log.close()
 
