@@ -73,6 +73,12 @@ async def test_metrics_count_what_happened(client: httpx.AsyncClient) -> None:
     sent = len(tile1.content) + len(tile2.content) + len(rendered.content)
     assert delta("iiifsrv_http_response_bytes_total", route="image") == sent
     assert delta("iiifsrv_cache_requests_total", tier="hot", result="hit") == 1
+    assert delta("iiifsrv_cache_requests_total", tier="hot", result="miss") >= 2
+    # Every tier counts both ways: the file is described once, then its description reused;
+    # the stored tile and the render each missed the encoded-image cache.
+    assert delta("iiifsrv_cache_requests_total", tier="source", result="miss") == 1
+    assert delta("iiifsrv_cache_requests_total", tier="source", result="hit") == 1
+    assert delta("iiifsrv_cache_requests_total", tier="response", result="miss") == 2
     assert delta("iiifsrv_passthrough_total") == 1
     assert delta("iiifsrv_source_reads_total", op="raw_tile") == 1
     assert delta("iiifsrv_renders_total", format="png") == 1
