@@ -191,8 +191,8 @@ def test_s3_counters_become_prometheus_counters() -> None:
 
 async def test_shared_cache_and_database_pool_in_metrics(tmp_path: Path, image_root: Path) -> None:
     """With Redis (cache_url) and PostgreSQL (database_url), the real ones on loopback: the
-    shared tier's look-ups and events are exported exactly as the cache counted them, and the
-    state's connection pool appears."""
+    shared tier's look-ups and events are exported exactly as the cache counted them, and both
+    connection pools (the state's, the annotation store's) appear."""
     import shutil
 
     from tests.cache.conftest import REDIS_URL
@@ -216,9 +216,13 @@ async def test_shared_cache_and_database_pool_in_metrics(tmp_path: Path, image_r
             tile = await c.get("/iiif/3/fresh/10,20,300,200/150,/0/default.jpg")
             assert tile.status_code == 200
             assert (await c.get("/objects")).status_code == 200  # the catalogue, in PostgreSQL
+            listed = await c.get("/annotot/lists", params={"uri": "http://t/canvas/1"})
+            # The annotation store (its own pool) was asked: nothing there for that canvas.
+            assert listed.status_code == 404 and "no annotation lists" in listed.text
             after = await _scrape(c)
             stats = app.state.service.shared.stats
             await app.state.service.close()
+            await app.state.annotation_store.close()
             app.state.state.close()
     finally:
         drop_schema(schema)
@@ -232,3 +236,4 @@ async def test_shared_cache_and_database_pool_in_metrics(tmp_path: Path, image_r
     assert delta("iiifsrv_shared_cache_events_total", event="put") == stats.puts
     assert delta("iiifsrv_renders_total", format="jpg") == 1
     assert value(after, "iiifsrv_db_pool_connections", store="state", state="size") >= 1
+    assert value(after, "iiifsrv_db_pool_connections", store="annotations", state="size") >= 1
