@@ -55,9 +55,13 @@ class MemcachedCache:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Streams]:
-        if self._idle:
+        streams = None
+        while self._idle and streams is None:
             streams = self._idle.pop()
-        else:
+            if streams[0].at_eof():  # closed by the server (a restart) while idle
+                streams[1].close()
+                streams = None
+        if streams is None:
             async with asyncio.timeout(self.timeout_s):
                 streams = await asyncio.open_connection(self.host, self.port)
         try:
