@@ -250,8 +250,9 @@ REGISTRY: tuple[Spec, ...] = (
     Spec(
         "session_max_age",
         int,
-        8 * 3600,
-        "Seconds a viewer sign-in (session cookie) lasts.",
+        3600,
+        "Seconds a sign-in (session cookie) lasts, counted from signing in: short-lived, an "
+        'hour by default (README "Access control": why, and when to change it).',
     ),
     Spec(
         "auth_failures",
@@ -416,7 +417,7 @@ class Settings:
     limit_concurrency: int = 1000
     backlog: int = 2048
     session_secret: str = field(default="", repr=False)
-    session_max_age: int = 8 * 3600
+    session_max_age: int = 3600
     auth_failures: int = 10
     access_rules: str = ""
     access_reload: int = 10

@@ -17,6 +17,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MODES = ("public", "restricted", "degraded", "clickthrough")
+# What a curator may write as ``access``: the modes, and "location" (the word for a
+# rule that lets in by address: read as "restricted" with its ``locations``, roles optional).
+ACCESS = (*MODES, "location")
 ANY_USER = "*"  # the role every signed-in account has
 ALLOW, DEGRADE, DENY = "allow", "degrade", "deny"
 
@@ -217,8 +220,8 @@ def parse_rule(index: int, doc: Any) -> Rule:
     if not isinstance(match, str) or not isinstance(obj, str) or bool(match) == bool(obj):
         raise RulesError(f"{where}: give exactly one of match (a glob) or object (an id)")
     mode = doc.get("access", "public")
-    if mode not in MODES:
-        raise RulesError(f"{where}: access must be one of {', '.join(MODES)}")
+    if mode not in ACCESS:
+        raise RulesError(f"{where}: access must be one of {', '.join(ACCESS)}")
     roles = frozenset(_strings(doc.get("roles", []), where, "roles"))
     locations: list[Network] = []
     for text in _strings(doc.get("locations", []), where, "locations"):
@@ -226,6 +229,10 @@ def parse_rule(index: int, doc: Any) -> Rule:
             locations.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
             raise RulesError(f"{where}: {text!r} is not an IP address or network") from None
+    if mode == "location":
+        if not locations:
+            raise RulesError(f"{where}: a location rule needs locations (IP ranges)")
+        mode = "restricted"
     max_size = doc.get("max_size", 0)
     if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 0:
         raise RulesError(f"{where}: max_size must be a positive integer (pixels)")

@@ -97,6 +97,14 @@ def _regions(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, int]]:
 
 
 def _where(scope: Scope) -> tuple[str, list[Any]]:
+    where, args = _where_kind(scope)
+    if scope.hidden:
+        where += " AND NOT (canvas = ANY(%s))"
+        args = [*args, list(scope.hidden)]
+    return where, args
+
+
+def _where_kind(scope: Scope) -> tuple[str, list[Any]]:
     if scope.kind == "canvas":
         return "canvas = %s", [scope.uri]
     if scope.kind == "manifest":
@@ -436,6 +444,18 @@ class PostgresStore:
     async def search_total(self, scope: Scope, words: list[str], writers: Writers = ()) -> int:
         where, args = self._matching(scope, words, writers)
         return await self._count(f"SELECT count(*) FROM {TABLE} WHERE {where}", args)
+
+    async def search_canvases(
+        self, scope: Scope, words: list[str], writers: Writers = ()
+    ) -> set[str]:
+        where, args = self._matching(scope, words, writers)
+        try:
+            async with self._connection() as conn:
+                cur = await conn.execute(f"SELECT DISTINCT canvas FROM {TABLE} WHERE {where}", args)
+                return {str(r[0]) for r in await cur.fetchall()}
+        except psycopg.DataError as exc:
+            log.warning("search refused by the database: %s", exc)
+            raise BadRequest("this search cannot be run") from None
 
     # ---- migration: canvas keys (see AnnotationService.ready) ------------------------------
 

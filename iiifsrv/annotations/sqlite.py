@@ -71,6 +71,14 @@ def _record(row: tuple[Any, ...]) -> Record:
 
 
 def _where(scope: Scope) -> tuple[str, list[Any]]:
+    where, args = _where_kind(scope)
+    if scope.hidden:
+        where += " AND canvas NOT IN (SELECT value FROM json_each(?))"
+        args = [*args, json.dumps(list(scope.hidden))]
+    return where, args
+
+
+def _where_kind(scope: Scope) -> tuple[str, list[Any]]:
     if scope.kind == "canvas":
         return "canvas = ?", [scope.uri]
     if scope.kind == "manifest":
@@ -462,6 +470,17 @@ class SqliteStore:
         def fn(conn: sqlite3.Connection) -> int:
             row = conn.execute(f"SELECT count(*) FROM annotations WHERE {where}", args).fetchone()
             return int(row[0])
+
+        return await self._read(fn)
+
+    async def search_canvases(
+        self, scope: Scope, words: list[str], writers: Writers = ()
+    ) -> set[str]:
+        where, args = self._matching(scope, words, writers)
+
+        def fn(conn: sqlite3.Connection) -> set[str]:
+            rows = conn.execute(f"SELECT DISTINCT canvas FROM annotations WHERE {where}", args)
+            return {str(r[0]) for r in rows.fetchall()}
 
         return await self._read(fn)
 

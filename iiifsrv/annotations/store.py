@@ -26,12 +26,15 @@ class Scope:
 
     A manifest scope holds the annotations that name the manifest (target source partOf /
     within) and those on one of ``canvases``, the manifest's own canvas list (never a URI
-    prefix: a prefix such as "http:" would match every canvas).
+    prefix: a prefix such as "http:" would match every canvas). Annotations on one of
+    ``hidden`` (canvases the reader may not see) are left out of every kind: of counts,
+    pages and searches alike.
     """
 
     kind: ScopeKind
     uri: str = ""
     canvases: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
 
 
 class KeyTaken(Exception):
@@ -112,6 +115,12 @@ class Store(Protocol):
 
     async def search_total(self, scope: Scope, words: list[str], writers: Writers = ()) -> int:
         """How many annotations ``search`` finds in all (for paged results)."""
+        ...
+
+    async def search_canvases(
+        self, scope: Scope, words: list[str], writers: Writers = ()
+    ) -> set[str]:
+        """The distinct canvases of the annotations ``search`` finds (what access decides on)."""
         ...
 
     async def absolute_uris(self) -> set[str]:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -38,6 +38,10 @@ def digest(model: str, rec: Record, text: str) -> str:
     """Names what a vector was computed from: a change of any part re-embeds the annotation."""
     raw = "\x1f".join((model, rec.canvas, rec.manifest, text))
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+# The canvases (of those given) whose annotations a query leaves out.
+Hide = Callable[[set[str]], Awaitable[set[str]]]
 
 
 @dataclass(frozen=True)
@@ -210,20 +214,28 @@ class Semantic:
 
     # -- the query -----------------------------------------------------------------------
 
-    async def search(self, q: str, scope: Scope, offset: int, limit: int) -> Result:
+    async def search(
+        self, q: str, scope: Scope, offset: int, limit: int, hide: Hide | None = None
+    ) -> Result:
         """The annotations in ``scope`` nearest in meaning to ``q``, best first (``limit`` of
-        them from ``offset``), and how many reach MIN_SCORE in all."""
+        them from ``offset``), and how many reach MIN_SCORE in all. ``hide(canvases)`` names
+        those of the hits' canvases whose annotations are left out before counting and paging
+        (the ones the reader may not see)."""
         await self.start()
         await self.refresh()
         encoder = await self.encoder()
         matrix = await anyio.to_thread.run_sync(encoder.encode, [q], limiter=self._limiter)
         query: np.ndarray = matrix[0]
 
-        def run() -> Result:
-            everything = self.index.search(
-                query, scope.kind, scope.uri, scope.canvases, limit=len(self.index) or 1,
-                min_score=MIN_SCORE,
+        def run() -> list[Hit]:
+            return self.index.search(
+                query, scope.kind, scope.uri, scope.canvases, scope.hidden,
+                limit=len(self.index) or 1, min_score=MIN_SCORE,
             )  # fmt: skip
-            return Result(everything[offset : offset + limit], len(everything))
 
-        return await anyio.to_thread.run_sync(run)
+        everything = await anyio.to_thread.run_sync(run)
+        if hide is not None:
+            hidden = await hide({hit.canvas for hit in everything})
+            if hidden:
+                everything = [hit for hit in everything if hit.canvas not in hidden]
+        return Result(everything[offset : offset + limit], len(everything))

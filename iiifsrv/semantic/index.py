@@ -21,6 +21,7 @@ from iiifsrv.semantic.vectors import Row
 class Hit:
     key: str
     score: float
+    canvas: str = ""
 
 
 class VectorIndex:
@@ -34,6 +35,7 @@ class VectorIndex:
         self._rows: dict[str, int] = {}
         self._digests: dict[str, str] = {}
         self._codes: dict[str, int] = {}
+        self._uris: list[str] = []  # code -> canvas or manifest URI
         self._size = 0
         self.stamp = 0
 
@@ -48,7 +50,11 @@ class VectorIndex:
         return set(self._digests)
 
     def _code(self, uri: str) -> int:
-        return self._codes.setdefault(uri, len(self._codes))
+        code = self._codes.get(uri)
+        if code is None:
+            code = self._codes[uri] = len(self._uris)
+            self._uris.append(uri)
+        return code
 
     def _grow(self) -> None:
         capacity = max(1024, 2 * len(self._alive))
@@ -84,8 +90,13 @@ class VectorIndex:
             self._manifest[at] = self._code(row.manifest)
             self._digests[row.key] = row.digest
 
-    def _mask(self, kind: str, uri: str, canvases: tuple[str, ...]) -> np.ndarray:
+    def _mask(
+        self, kind: str, uri: str, canvases: tuple[str, ...], hidden: tuple[str, ...] = ()
+    ) -> np.ndarray:
         alive = self._alive[: self._size]
+        if hidden:
+            codes = np.array([self._codes[c] for c in hidden if c in self._codes], dtype=np.int64)
+            alive = alive & ~np.isin(self._canvas[: self._size], codes)
         if kind == "all":
             return alive
         code = self._codes.get(uri, -1)
@@ -103,15 +114,17 @@ class VectorIndex:
         kind: str = "all",
         uri: str = "",
         canvases: tuple[str, ...] = (),
+        hidden: tuple[str, ...] = (),
         *,
         limit: int = 100,
         min_score: float = -1.0,
     ) -> list[Hit]:
-        """The ``limit`` nearest annotations in scope with cosine ≥ ``min_score``, best first."""
+        """The ``limit`` nearest annotations in scope, not on one of the ``hidden`` canvases,
+        with cosine ≥ ``min_score``, best first."""
         if self._size == 0 or limit <= 0:
             return []
         q = np.asarray(query, dtype=np.float32)
-        rows = np.flatnonzero(self._mask(kind, uri, canvases))
+        rows = np.flatnonzero(self._mask(kind, uri, canvases, hidden))
         # Only the rows in scope are multiplied: a manifest's few costs little.
         scores = (
             self._matrix[rows] @ q if len(rows) < self._size else self._matrix[: self._size] @ q
@@ -122,4 +135,7 @@ class VectorIndex:
             part = np.argpartition(-scores, limit - 1)[:limit]
             rows, scores = rows[part], scores[part]
         order = np.argsort(-scores, kind="stable")
-        return [Hit(self._keys[rows[i]], float(scores[i])) for i in order]
+        return [
+            Hit(self._keys[rows[i]], float(scores[i]), self._uris[self._canvas[rows[i]]])
+            for i in order
+        ]

@@ -11,13 +11,12 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from iiifsrv.annotations.model import Record
 from iiifsrv.annotations.service import AnnotationService, User
 from iiifsrv.conditional import CORS_HEADERS, PREFLIGHT_HEADERS
 from iiifsrv.errors import BadRequest, IIIFError, PayloadTooLarge
@@ -25,6 +24,9 @@ from iiifsrv.jsonbody import parse_json
 from iiifsrv.settings import Settings
 from iiifsrv.web.credentials import Credentials
 from iiifsrv.web.respond import base_url, error_response, header, send_response
+
+if TYPE_CHECKING:
+    from iiifsrv.web.visibility import Visibility
 
 log = logging.getLogger("iiifsrv.annotations")
 
@@ -46,8 +48,8 @@ class Context:
     max_bytes: int
     list_cap: int = 1000
     manifest_canvases: ManifestCanvases | None = None
-    # search hits the reader may see (web/visibility.py); None: all
-    visible: Callable[[Scope, list[Record]], Awaitable[list[Record]]] | None = None
+    # which annotations the reader may see (web/visibility.py); None: all
+    visibility: Visibility | None = None
 
 
 @dataclass

@@ -178,10 +178,11 @@ class ProtocolAPI:
         prefer = req.header("prefer") or ""
         iris = PREFER_IRIS in prefer or req.query.get("iris") == "1"
         minimal = PREFER_MINIMAL in prefer
-        if "page" in req.query:
-            return await self.page(req, send, selection, iris)
-        total, stamp = await self.ctx.service.store.state(selection)
         container = self._container_url(req, selection)
+        selection = await self._narrow(req, selection)
+        if "page" in req.query:
+            return await self.page(req, send, selection, container, iris)
+        total, stamp = await self.ctx.service.store.state(selection)
         ident = container + ("?iris=1" if iris else "")
         body: dict[str, Any] = {
             "@context": [ANNO_CONTEXT, LDP_CONTEXT],
@@ -201,7 +202,7 @@ class ProtocolAPI:
                 body["first"] = first
             body["last"] = self._page_url(container, last, iris)
         tag = strong_etag("container", selection.kind, selection.uri, total, stamp, iris, minimal,
-                          self.ctx.page_size)  # fmt: skip
+                          self.ctx.page_size, selection.hidden)  # fmt: skip
         headers = {
             "Link": LDP_CONTAINER_LINK,
             "ETag": tag,
@@ -217,6 +218,28 @@ class ProtocolAPI:
             return await send_empty(send, 304, headers)
         await send_json(send, 200, body, headers, content_type=ANNO_TYPE, head=req.method == "HEAD")
 
+    async def _narrow(
+        self,
+        req: Request,
+        selection: Selection,
+        words: list[str] | None = None,
+        creator: Writers = (),
+    ) -> Selection:
+        """``selection`` without the canvases the reader may not see (on a restricted manifest,
+        named through ``partOf``): so totals, pages and ``next`` count visible ones only. A
+        canvas's own container needs none: AnnotationGuard already decided on that canvas."""
+        visibility = self.ctx.visibility
+        if visibility is None or selection.kind == "canvas":
+            return selection
+        return await visibility.narrow(req.scope, selection, self.ctx.service.store,
+                                       words or [], creator)  # fmt: skip
+
+    async def _visible(self, req: Request, records: list[Record]) -> list[Record]:
+        """The records the reader may see (a second check: one written on a hidden canvas
+        after ``_narrow`` looked is left out too)."""
+        visibility = self.ctx.visibility
+        return records if visibility is None else await visibility.records(req.scope, records)
+
     @staticmethod
     def _page_url(container: str, n: int, iris: bool) -> str:
         return f"{container}?iris=1&page={n}" if iris else f"{container}?page={n}"
@@ -226,6 +249,7 @@ class ProtocolAPI:
     ) -> dict[str, Any]:
         size = self.ctx.page_size
         records = await self.ctx.service.store.select(selection, n * size, size)
+        records = await self._visible(req, records)
         urls = self._urls(req)
         items: list[Any]
         if iris:
@@ -253,15 +277,16 @@ class ProtocolAPI:
         page["items"] = items
         return page
 
-    async def page(self, req: Request, send: Send, selection: Selection, iris: bool) -> None:
+    async def page(
+        self, req: Request, send: Send, selection: Selection, container: str, iris: bool
+    ) -> None:
         n = page_number(req)
         total, stamp = await self.ctx.service.store.state(selection)
         if n > 0 and n * self.ctx.page_size >= total:
             raise NotFound("no such page")
-        container = self._container_url(req, selection)
         body = await self._page_body(req, selection, container, n, total, iris)
         tag = strong_etag("page", selection.kind, selection.uri, total, stamp, iris, n,
-                          self.ctx.page_size)  # fmt: skip
+                          self.ctx.page_size, selection.hidden)  # fmt: skip
         headers = {
             "Link": PAGE_LINK,
             "ETag": tag,
@@ -371,17 +396,19 @@ class ProtocolAPI:
             return await preflight(send, READ_ALLOW)
         if req.method not in ("GET", "HEAD"):
             raise MethodNotAllowed("pages are read-only", headers={"Allow": READ_ALLOW})
+        container = self._container_url(req, selection)
+        selection = await self._narrow(req, selection)
         total, stamp = await self.ctx.service.store.state(selection)
         cap = self.ctx.list_cap
-        container = self._container_url(req, selection)
-        tag = strong_etag("viewer", selection.kind, selection.uri, total, stamp, cap)
+        tag = strong_etag("viewer", selection.kind, selection.uri, total, stamp, cap,
+                          selection.hidden)  # fmt: skip
         headers = {"ETag": tag, "Vary": "Accept", "Cache-Control": "no-cache",
                    **list_headers(self.ctx, total, container)}  # fmt: skip
         if _not_modified(req, tag):
             return await send_empty(send, 304, headers)
         urls = self._urls(req)
         # At most list_cap annotations; beyond, the paged container (partOf) holds them all.
-        records = await self.ctx.service.store.select(selection, 0, cap)
+        records = await self._visible(req, await self.ctx.service.store.select(selection, 0, cap))
         # Extension contexts (textGranularity, the project's) go before Presentation 3's.
         extra = sorted({c for r in records for c in contexts(r, urls.base)}, reverse=True)
         page = {
@@ -420,10 +447,10 @@ class ProtocolAPI:
         if autocomplete:
             terms: list[tuple[str, int]] = []
             if words:
-                found = await store.search(selection, [*words[:-1], words[-1] + "*"], creator,
-                                           AUTOCOMPLETE_SCAN)  # fmt: skip
-                if self.ctx.visible is not None:
-                    found = await self.ctx.visible(req.scope, found)
+                prefixed = [*words[:-1], words[-1] + "*"]
+                selection = await self._narrow(req, selection, prefixed, creator)
+                found = await store.search(selection, prefixed, creator, AUTOCOMPLETE_SCAN)
+                found = await self._visible(req, found)
                 lead = " ".join(words[:-1])
 
                 def count() -> list[tuple[str, int]]:
@@ -439,12 +466,13 @@ class ProtocolAPI:
         else:
             n = page_number(req)
             size = self.ctx.page_size
+            # totals and pages over the hits the reader may see, never counting the others
+            selection = await self._narrow(req, selection, words, creator)
             total = await store.search_total(selection, words, creator)
             if n > 0 and n * size >= total:
                 raise NotFound("no such page of results")
             records = await store.search(selection, words, creator, size, n * size)
-            if self.ctx.visible is not None:
-                records = await self.ctx.visible(req.scope, records)
+            records = await self._visible(req, records)
             query = {k: v for k, v in req.query.items() if k != "page"}
 
             def page_url(k: int | None) -> str:
@@ -501,8 +529,8 @@ def routes(
         max_bytes=settings.annotation_max_bytes,
         list_cap=settings.annotation_list_cap,
         manifest_canvases=manifest_canvases,
-        visible=(
-            Visibility(access, objects_of).records
+        visibility=(
+            Visibility(access, objects_of)
             if access is not None and objects_of is not None
             else None
         ),

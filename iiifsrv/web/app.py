@@ -241,12 +241,14 @@ def create_app(settings: Settings) -> Front:
     # -- semantic search: embeddings computed in the background after each write; its path
     #    lies under /annotations, so it comes first --
     semantic_search = semantic.build(settings, annotation_store)
+    visibility = Visibility(access, manifest_objects)
     semantic_routes = semantic.routes(
         settings,
         semantic_search,
         localise=localise,
         manifest_canvases=manifest_canvases,
-        visible=Visibility(access, manifest_objects).records,  # hits on canvases one may see
+        visible=visibility.records,  # hits on canvases one may see
+        hidden=visibility.hidden,  # left out before totals and pages
     )
     for route in semantic_routes:  # a manifest's search refused when it is restricted
         if isinstance(route, Route):

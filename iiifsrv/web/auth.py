@@ -23,7 +23,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iiifsrv.access import services as svc
 from iiifsrv.access import sessions
@@ -50,6 +50,7 @@ from iiifsrv.web.page_security import html_response
 from iiifsrv.web.respond import base_url, error_response
 
 DECISION_KEY = "iiifsrv.access"  # where the Image API keeps a request's decision
+PRIVATE_KEY = "iiifsrv.access.private"  # set: the response shows protected annotations
 PRIVATE = "private, no-cache"
 NO_STORE = "no-store"
 FORM_COOKIE = "iiifsrv_form"
@@ -294,18 +295,49 @@ class AnnotationGuard:
         return names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.access.active:
-            for uri in self._named(scope):
-                manifest = manifest_of(uri)
-                if manifest is None:
-                    continue
-                objects = await anyio.to_thread.run_sync(self.objects_of, manifest)
-                for obj in objects:
-                    decision = self.access.decision(scope, Resource(obj, obj))
-                    if decision.kind == DENY:
-                        await error_response(send, denied(decision, "annotations of this canvas"))
-                        return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or not self.access.active:
+            return await self.app(scope, receive, send)
+        for uri in self._named(scope):
+            manifest = manifest_of(uri)
+            if manifest is None:
+                continue
+            objects = await anyio.to_thread.run_sync(self.objects_of, manifest)
+            for obj in objects:
+                decision = self.access.decision(scope, Resource(obj, obj))
+                if decision.kind == DENY:
+                    await error_response(send, denied(decision, "annotations of this canvas"))
+                    return
+                if decision.protected:
+                    scope[PRIVATE_KEY] = True
+
+        async def private_send(message: Message) -> None:
+            # Annotations of a protected canvas (or search hits on one, which web/visibility.py
+            # marks while answering) are private to their reader, as protected images are.
+            if message["type"] == "http.response.start" and scope.get(PRIVATE_KEY):
+                message = {**message, "headers": _private_headers(message.get("headers", []))}
+            await send(message)
+
+        await self.app(scope, receive, private_send)
+
+
+def _private_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Response headers made ``private`` (``no-store`` stays) with ``Cookie`` in ``Vary``."""
+    out: list[tuple[bytes, bytes]] = []
+    varies: list[str] = []
+    control = b""
+    for name, value in raw:
+        lower = name.lower()
+        if lower == b"cache-control":
+            control = value
+        elif lower == b"vary":
+            varies += [v.strip() for v in value.decode("latin-1").split(",") if v.strip()]
+        else:
+            out.append((name, value))
+    out.append((b"cache-control", control if b"no-store" in control else PRIVATE.encode()))
+    if "cookie" not in {v.lower() for v in varies}:
+        varies.append("Cookie")
+    out.append((b"vary", ", ".join(varies).encode("latin-1")))
+    return out
 
 
 class AuthRoutes:

@@ -8,6 +8,7 @@ encoder, vectors), errors and settings. ``build()`` wires the engine; ``routes()
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,6 +39,7 @@ SUPPORTED = ("q",)
 ManifestCanvases = Callable[[str], Awaitable[list[str] | None]]
 Localise = Callable[[str], Awaitable[str | None]]
 Visible = Callable[[AsgiScope, list[Record]], Awaitable[list[Record]]]
+Hidden = Callable[[AsgiScope, set[str]], Awaitable[set[str]]]
 
 
 class NotInstalled(IIIFError):
@@ -63,9 +65,12 @@ def routes(
     localise: Localise | None = None,
     manifest_canvases: ManifestCanvases | None = None,
     visible: Visible | None = None,
+    hidden: Hidden | None = None,
 ) -> list[BaseRoute]:
-    """Mount before /annotations (which would otherwise take the path). ``visible`` keeps the
-    hits the reader may see (web/visibility.py), with or without a manifest."""
+    """Mount before /annotations (which would otherwise take the path). ``hidden`` names the
+    canvases the reader may not see, whose hits are left out before counting and paging, and
+    ``visible`` keeps the hits the reader may see (web/visibility.py), with or without a
+    manifest."""
 
     async def scope_of(request: Request, urls: Urls) -> tuple[Scope, str]:
         segment = request.path_params.get("manifest", "")
@@ -103,7 +108,8 @@ def routes(
         ignored = sorted(k for k in request.query_params if k not in SUPPORTED and k != "page")
         scope, key = await scope_of(request, urls)
         size = settings.annotation_page_size
-        result = await semantic.search(q, scope, n * size, size)
+        hide = functools.partial(hidden, request.scope) if hidden is not None else None
+        result = await semantic.search(q, scope, n * size, size, hide)
         if n > 0 and n * size >= result.total:
             raise NotFound("no such page of results")
         records: list[Record] = []

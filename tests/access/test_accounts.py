@@ -35,6 +35,30 @@ def test_hash_is_scrypt_with_strong_cost_and_salted() -> None:
     assert not verify_password("x", "bcrypt$garbage")
 
 
+def test_unknown_name_costs_one_password_check_as_a_known_one(
+    access_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong name is checked against a hash of the same cost as a wrong password (no timing
+    tells the names apart), and a bad name never reaches the database."""
+    from iiifsrv.access import accounts as module
+
+    add_account(access_settings, "ann", "staff")
+    store = Accounts(access_settings.data_path, CHEAP)
+    checked: list[str] = []
+    real = module.verify_password
+
+    def spy(password: str, stored: str) -> bool:
+        checked.append(stored.rsplit("$", 2)[0])  # scheme and cost, not salt or key
+        return real(password, stored)
+
+    monkeypatch.setattr(module, "verify_password", spy)
+    assert store.login("ann", "wrong password here") is None
+    assert store.login("nobody", "wrong password here") is None
+    assert store.login("no such/name", "wrong password here") is None
+    assert store.login("ann", PASSWORD) is not None
+    assert len(checked) == 4 and len(set(checked)) == 1, checked
+
+
 def test_users_command(access_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         users(access_settings, "add", "ann", "--role", "staff,research", stdin=PASSWORD + "\n") == 0

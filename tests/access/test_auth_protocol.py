@@ -269,3 +269,41 @@ async def test_token_service_says_unavailable_when_sign_outs_cannot_be_read(
     token1 = find(find(doc, "http://iiif.io/api/auth/1/login"), "AuthTokenService1")["@id"]
     r = await c.get(token1)
     assert r.status_code == 503 and r.json()["error"] == "unavailable"
+
+
+async def test_token_services_say_the_session_expired(clients: Clients) -> None:
+    """A cookie that was this server's but has expired: ``expiredAspect`` (2.0), and
+    ``invalidCredentials`` with 401 (1.0 JSON); the probe is then 401 again."""
+    import time
+
+    from iiifsrv.access import sessions
+    from tests.access.conftest import SECRET
+
+    c = clients()
+    _, value = sessions.issue(SECRET.encode(), "", time.time() - 7200, 3600, terms=True)
+    c.cookies.set("iiifsrv_session", value)
+    message, _ = posted(await c.get("/auth/v2/token", params={"messageId": "e", "origin": ORIGIN}))
+    assert (message["type"], message["profile"]) == ("AuthAccessTokenError2", "expiredAspect")
+    assert message["heading"]["en"][0]
+    r = await c.get("/auth/token")
+    assert r.status_code == 401 and r.json()["error"] == "invalidCredentials"
+    assert (await c.get("/auth/v2/probe/flat")).json()["status"] == 401
+
+
+async def test_only_the_token_pages_may_be_framed(clients: Clients) -> None:
+    """Every HTML page (landing, viewers, sign-in, terms, sign-out, kiosk, external, and a
+    token page whose origin is refused) forbids framing; a token page may be framed by the
+    origin it posts to, and by nothing else."""
+    c = clients()
+    for url in ("/", "/viewer/mirador", "/viewer/uv", "/auth/login", "/auth/clickthrough",
+                "/auth/logout", "/auth/kiosk", "/auth/external",
+                "/auth/v2/token?messageId=1&origin=javascript:x"):  # fmt: skip
+        r = await c.get(url)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), url
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], url
+        assert r.headers["x-frame-options"] == "DENY", url
+    for url in ("/auth/v2/token?messageId=1&origin=", "/auth/token?messageId=1&origin="):
+        r = await c.get(url + "https%3A%2F%2Fviewer.example")
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors https://viewer.example" in csp.split(";")[-1], url
+        assert "x-frame-options" not in r.headers, url

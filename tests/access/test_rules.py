@@ -114,6 +114,7 @@ def test_no_rules_everything_public() -> None:
         ('[[rule]]\nmatch = "a"\nobject = "b"', "exactly one of match"),
         ('[[rule]]\nmatch = "a"\naccess = "secret"', "access must be one of"),
         ('[[rule]]\nmatch = "a"\naccess = "restricted"', "needs roles or locations"),
+        ('[[rule]]\nmatch = "a"\naccess = "location"\nroles = ["x"]', "needs locations"),
         ('[[rule]]\nmatch = "a"\naccess = "degraded"\nroles = ["x"]', "needs max_size"),
         ('[[rule]]\nmatch = "a"\naccess = "restricted"\nlocations = ["10.0.0.300/8"]', "not an IP"),
         ('[[rule]]\nmatch = "a"\nrole = ["x"]', "unknown key 'role'"),
@@ -124,6 +125,25 @@ def test_no_rules_everything_public() -> None:
 def test_bad_rules(text: str, message: str) -> None:
     with pytest.raises(RulesError, match=message):
         parse_rules(text)
+
+
+def test_location_rule_is_restricted_to_its_addresses_or_roles() -> None:
+    """``access = "location"`` (the issue's word): restricted to the addresses, a role OR a
+    location lets in, and nobody else: 403 (signing in cannot help) or 401 with roles."""
+    (room,) = parse_rules(
+        '[[rule]]\nmatch = "r/*"\naccess = "location"\nlocations = ["10.2.0.0/16"]'
+    )
+    assert room.mode == "restricted" and not room.roles
+    inside, outside = subject(ip="10.2.3.4"), subject(ip="192.0.2.1")
+    assert decide(inside, Resource("r/1"), (room,)).kind == "allow"
+    d = decide(outside, Resource("r/1"), (room,))
+    assert (d.kind, d.status) == ("deny", 403)
+    (either,) = parse_rules(
+        '[[rule]]\nmatch = "r/*"\naccess = "location"\nlocations = ["10.2.0.0/16"]\n'
+        'roles = ["staff"]'
+    )
+    assert decide(subject("sam", "staff", ip="192.0.2.1"), Resource("r/1"), (either,)).allowed
+    assert decide(outside, Resource("r/1"), (either,)).status == 401
 
 
 def test_book_rereads_after_interval_and_keeps_last_good(tmp_path: Path) -> None:

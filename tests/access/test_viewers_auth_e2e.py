@@ -25,6 +25,7 @@ import httpx
 import pytest
 import pyvips
 from playwright.sync_api import Browser, BrowserContext, Page, Response, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from iiifsrv import samples
@@ -182,8 +183,17 @@ def login_service(info_json: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def canvas(page: Page) -> pyvips.Image:
-    """The middle of the viewer's canvas, in grey (the viewers' controls sit on its edges)."""
-    png = page.locator(OSD_CANVAS).first.screenshot()
+    """The middle of the viewer's canvas, in grey (the viewers' controls sit on its edges).
+    A viewer may mount its image again while the picture is taken (Mirador's auth-refresh
+    plugin does, when access changes): then the new canvas is taken, once it is there."""
+    for attempt in range(3):
+        try:
+            png = page.locator(OSD_CANVAS).first.screenshot()
+            break
+        except PlaywrightError as exc:
+            if "not attached to the DOM" not in exc.message or attempt == 2:
+                raise
+            settle(page)
     image = pyvips.Image.new_from_buffer(png, "").extract_band(0, n=3).colourspace("b-w")[0]
     w, h = image.width, image.height
     return image.crop(w // 5, h // 8, w * 3 // 5, h * 5 // 8)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 
 from iiifsrv.annotations import search_services
+from iiifsrv.annotations.store import Scope
+from iiifsrv.settings import Settings
+from iiifsrv.web.app import create_app
 from tests.annotations.annotation_samples import CANVAS, CANVAS2, MANIFEST, anno, container, path
 from tests.annotations.conftest import ALICE, BOB
 
@@ -90,3 +93,38 @@ async def test_search1_annotation_list(client: httpx.AsyncClient) -> None:
     assert res["on"] == f"{CANVAS}#xywh=5,5,40,40"
     assert "margin" in res["resource"]["chars"]
     assert body["hits"][0]["annotations"] == [res["@id"]]
+
+
+async def test_store_leaves_hidden_canvases_out_of_counts_pages_and_searches(
+    backend_settings: Settings,
+) -> None:
+    """A scope's ``hidden`` canvases (those a reader may not see) are out of every count,
+    page and search of the store, and ``search_canvases`` names the canvases hits are on."""
+    app = create_app(backend_settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        await fill(client)
+    store = app.state.annotation_store
+    try:
+        everywhere = Scope("all")
+        hits = await store.search(everywhere, ["ultraviolet"])
+        on = {r.canvas for r in hits}
+        assert len(hits) == 3 and len(on) == 3
+        assert await store.search_canvases(everywhere, ["ultraviolet"]) == on
+        assert await store.search_canvases(everywhere, []) == on  # no words: every annotation
+        first = hits[0].canvas  # the first canvas holds two annotations, one "ultraviolet"
+        narrowed = Scope("all", hidden=(first,))
+        assert first not in await store.search_canvases(narrowed, [])
+        assert await store.search_total(narrowed, ["ultraviolet"]) == 2
+        assert [r.canvas for r in await store.search(narrowed, ["ultraviolet"])] == [
+            h.canvas for h in hits[1:]
+        ]
+        assert (await store.state(narrowed))[0] == 2
+        assert all(r.canvas != first for r in await store.select(narrowed))
+        manifest = Scope("manifest", hits[0].manifest, (first,))
+        shown = await store.search_total(manifest, ["ultraviolet"])
+        assert shown >= 1
+        manifest = Scope("manifest", hits[0].manifest, (first,), hidden=(first,))
+        assert await store.search_total(manifest, ["ultraviolet"]) == shown - 1
+    finally:
+        await store.close()

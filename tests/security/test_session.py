@@ -75,7 +75,7 @@ async def test_sign_in_sets_an_httponly_strict_cookie_without_the_token(
     cookie = r.headers["set-cookie"]
     attributes = [a.strip() for a in cookie.split(";")]
     assert attributes[0].startswith(f"{COOKIE}=") and ALICE not in cookie
-    assert {"HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"} <= set(attributes)
+    assert {"HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=3600"} <= set(attributes)
     assert "Secure" not in attributes  # plain http here
     body = r.json()
     assert body["user"] == "alice" and body["editor"] is False and body["csrf"]
