@@ -1,5 +1,5 @@
 """Provenance and software agents, on SQLite and PostgreSQL: a person's token and an agent's
-token each write; W3C, Annotot, SAS and Content Search 2.0/1.0 all name the right creator
+token each write; W3C, Annotot, SAS and Content Search 2.0 and 1.0 all name the right creator
 (a stable URI, Person or Software, a name; machines also a generator); neither can pose as the
 other; agent batches are all-or-nothing, size-limited and replace only that agent's output.
 """
@@ -129,6 +129,14 @@ async def test_search_filters_by_user_uri(agent_client: httpx.AsyncClient) -> No
         "machine"
     )
     assert v1["within"]["ignored"] == ["box"]
+    # Search 1.0 names the writer too, in Open Annotation terms (as SAS does).
+    v1 = (await c.get(s1, params={"q": "palimpsest"})).json()
+    assert [(r["annotatedBy"]["@id"], r["annotatedBy"]["@type"]) for r in v1["resources"]] == [
+        (ALICE_URI, "foaf:Person"),
+        (BOT_URI, "prov:SoftwareAgent"),
+    ]
+    assert "serializedBy" not in v1["resources"][0]
+    assert v1["resources"][1]["serializedBy"]["name"] == "tesseract 5.3.0"
 
 
 async def test_nobody_poses_as_the_other(agent_client: httpx.AsyncClient) -> None:
