@@ -2,7 +2,8 @@
 by ``iiifsrv enrich ocr``; every line is found, character accuracy is at least 98 %, each line's
 box lies within a few pixels of where it was drawn; a client following the manifest's links finds
 the ALTO and hOCR files and, through Content Search 2.0 and 1.0, every word on its line. Reruns
-are idempotent; an interrupted object is done again; the lines are the OCR agent's.
+are idempotent; an interrupted object is done again; a terminal shows a progress bar; the lines
+are the OCR agent's.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def make_page(settings: Settings) -> list[tuple[int, int, int, int]]:
         )  # fmt: skip
     )
     return boxes
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
 
 @dataclasses.dataclass
@@ -181,6 +187,14 @@ async def test_rerun_is_idempotent_and_resumes(site: Site, monkeypatch: pytest.M
     )
     assert [r.status for r in again] == ["unchanged"]
     assert [a["id"] for a in (await get(c, canvas["annotations"][0]["id"]))["items"]] == first
+    # --force redoes it; on a terminal the run draws its progress bar (stderr).
+    terminal = Terminal()
+    forced = await asyncio.to_thread(
+        lambda: ocr.run(settings, [OBJECT], jobs=1, force=True, out=out, err=terminal)
+    )
+    assert [r.status for r in forced] == ["done"]
+    assert f"\r[{'#' * 30}] 1/1 {OBJECT}" in terminal.getvalue()
+    assert (await get(c, container))["total"] == len(TEXT)
     # Interrupted after its lines were stored but before the object was marked done: the next
     # run does it again, replacing (not doubling) its lines; the old ones are kept, as Gone.
     (settings.data_path / "ocr" / OBJECT / "state.json").unlink()
