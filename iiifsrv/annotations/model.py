@@ -497,6 +497,10 @@ def from_oa(v2: Any) -> Doc:
     }
     if isinstance(v2.get("@id"), str):
         doc["id"] = v2["@id"]
+    if v2.get("annotatedBy") is not None:
+        # The writer the client claims (foaf:Person, prov:SoftwareAgent): checked against its
+        # token like a W3C creator, never shown (the server names the writer).
+        doc["creator"] = v2["annotatedBy"]
     doc["body"] = bodies[0] if len(bodies) == 1 else bodies
     doc["target"] = target
     return doc

@@ -6,15 +6,18 @@ other; agent batches are all-or-nothing, size-limited and replace only that agen
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
 
 from iiifsrv.annotations.urls import search_services
+from iiifsrv.settings import Settings
 from iiifsrv.tokens import parse_tokens
+from iiifsrv.web.app import create_app
 from tests.annotations.annotation_samples import CANVAS, MANIFEST, anno, container, path
 from tests.annotations.conftest import ALICE, EDITOR
-from tests.enrich.conftest import AGENT, OTHER_AGENT
+from tests.enrich.conftest import AGENT, AGENT_TOKEN, OTHER_AGENT
 
 ALICE_URI = "http://test/users/alice"
 BOT_URI = "http://test/agents/ocr-bot"
@@ -87,6 +90,23 @@ async def test_w3c_creator_person_and_software(agent_client: httpx.AsyncClient) 
     assert (await c.get("/agents/alice")).status_code == 404
 
 
+async def test_a_writer_whose_token_is_gone_still_answers(agent_settings: Settings) -> None:
+    """The creator URI stays in the annotations when a token is removed: it still answers."""
+    for tokens in (agent_settings.tokens, f"{AGENT_TOKEN}=ocr-bot:agent"):
+        app = create_app(dataclasses.replace(agent_settings, tokens=tokens))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            if tokens == agent_settings.tokens:
+                await write_both(c)
+            alice = await c.get(ALICE_URI)
+            assert alice.status_code == 200 and alice.json()["type"] == "Person"
+            assert (await c.get("/agents/alice")).status_code == 404
+            # bob has a token but wrote nothing: without his token, nobody of that name.
+            bob = 200 if tokens == agent_settings.tokens else 404
+            assert (await c.get("/users/bob")).status_code == bob
+        await app.state.annotation_store.close()
+
+
 async def test_annotot_and_sas_report_the_creator(agent_client: httpx.AsyncClient) -> None:
     c = agent_client
     await write_both(c)
@@ -152,6 +172,22 @@ async def test_nobody_poses_as_the_other(agent_client: httpx.AsyncClient) -> Non
     # An agent's plain write is recorded as Software.
     r = await c.post(container(), json=anno("one machine note"), headers=AGENT)
     assert r.status_code == 201 and r.json()["creator"]["type"] == "Software"
+    # Nor by replacing an annotation, nor through SAS (annotatedBy).
+    mine = await c.post(container(), json=anno("alice's own"), headers=ALICE)
+    robot = anno("alice's, now a robot's", creator={"type": "Software", "name": "x"})
+    r = await c.put(path(mine.json()["id"]), json=robot, headers=ALICE)
+    assert r.status_code == 403 and "software" in r.text
+    oa = {"@type": "oa:Annotation", "resource": {"@type": "dctypes:Text", "chars": "a note"},
+          "on": {"full": CANVAS}}  # fmt: skip
+    for token, kind in ((ALICE, "prov:SoftwareAgent"), (AGENT, "foaf:Person")):
+        claim = {**oa, "annotatedBy": {"@type": kind, "name": "x"}}
+        assert (await c.post("/sas/create", json=claim, headers=token)).status_code == 403
+    sas = [(ALICE, "foaf:Person"), (AGENT, "prov:SoftwareAgent")]
+    for token, kind in sas:  # claiming what the token is, is fine (the server names it)
+        claim = {**oa, "annotatedBy": {"@type": kind, "name": "someone else"}}
+        r = await c.post("/sas/create", json=claim, headers=token)
+        assert r.status_code == 201 and r.json()["annotatedBy"]["@type"] == kind
+        assert r.json()["annotatedBy"]["name"] in ("alice", "ocr-bot")
 
 
 async def test_batch_is_all_or_nothing_and_limited(agent_client: httpx.AsyncClient) -> None:
@@ -195,5 +231,9 @@ async def test_rerun_replaces_only_that_agents_output(agent_client: httpx.AsyncC
     alice_note = (await c.get(container() + "page")).json()["items"][0]["id"]
     r = await c.delete(path(alice_note), headers=AGENT)
     assert r.status_code == 403
-    machine = (await c.get(container() + "page")).json()["items"][2]["id"]
-    assert (await c.delete(path(machine), headers=EDITOR)).status_code == 204
+    machine = (await c.get(container() + "page")).json()["items"][2]
+    # The editor's client sends the line back as it was served (its Software creator too).
+    corrected = {**machine, "body": {**machine["body"], "value": "new line, corrected"}}
+    r = await c.put(path(machine["id"]), json=corrected, headers=EDITOR)
+    assert r.status_code == 200 and r.json()["creator"]["id"] == BOT_URI
+    assert (await c.delete(path(machine["id"]), headers=EDITOR)).status_code == 204
