@@ -10,7 +10,10 @@ import dataclasses
 from typing import Any
 
 import httpx
+import pytest
 
+from iiifsrv.annotations import model
+from iiifsrv.annotations.store import KeyTaken, open_store
 from iiifsrv.annotations.urls import search_services
 from iiifsrv.settings import Settings
 from iiifsrv.tokens import parse_tokens
@@ -205,6 +208,30 @@ async def test_batch_is_all_or_nothing_and_limited(agent_client: httpx.AsyncClie
     r = await c.post(container() + "batch", json={"items": [line("x", 1)]}, headers=AGENT)
     assert r.status_code == 400 and "generator" in r.text
     assert (await c.get(container())).json()["total"] == 0
+
+
+async def test_a_batch_the_store_refuses_leaves_everything_as_it_was(
+    backend_settings: Settings,
+) -> None:
+    """One transaction: a key taken half-way through undoes the replacement and the inserts."""
+    store = open_store(backend_settings)
+    try:
+        gen = {"name": "tesseract", "version": "5.3.0"}
+        first = [(f"a{n}", model.check(line(f"old {n}", 50 * n))) for n in range(2)]
+        await store.create_many(CANVAS, first, "ocr-bot", "Software", gen, True)
+        await store.create("n1", model.check(anno("alice's")), "", "alice")
+        second = [("b0", model.check(line("new", 0))), ("n1", model.check(line("clash", 50)))]
+        with pytest.raises(KeyTaken):
+            await store.create_many(CANVAS, second, "ocr-bot", "Software", gen, True)
+        kept = [await store.get(k) for k in ("a0", "a1", "n1", "b0")]
+        assert [(r.creator, r.deleted) if r else None for r in kept] == [
+            ("ocr-bot", False),
+            ("ocr-bot", False),
+            ("alice", False),
+            None,
+        ]
+    finally:
+        await store.close()
 
 
 async def test_rerun_replaces_only_that_agents_output(agent_client: httpx.AsyncClient) -> None:
