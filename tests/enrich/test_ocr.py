@@ -9,6 +9,7 @@ are the OCR agent's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import shutil
@@ -23,7 +24,7 @@ from iiifsrv import cli
 from iiifsrv.agents import ocr
 from iiifsrv.annotations.model import words
 from iiifsrv.catalogue import CatalogueObject
-from iiifsrv.samples import printed_page
+from iiifsrv.samples import PRINTED_ID, PRINTED_TEXT, printed_page
 from iiifsrv.settings import Settings
 from iiifsrv.state import open_state
 from iiifsrv.web.app import create_app
@@ -210,3 +211,26 @@ def test_cli_refuses_unknown_languages_and_objects(tmp_path: Path) -> None:
     assert cli.main(["enrich", "ocr", "--all", "--lang", "klingon", *paths]) == 2
     assert cli.main(["enrich", "ocr", *paths]) == 2
     assert cli.main(["enrich", "ocr", "nothing-here", *paths]) == 1
+
+
+async def test_the_sample_collection_has_its_printed_page_read(tmp_path: Path) -> None:
+    """``iiifsrv samples`` (what scripts/serve runs first) reads the printed page, so its words
+    are found by the manifest's search as soon as the server is up."""
+    images, data = tmp_path / "images", tmp_path / "data"
+    args = ["samples", "--images", str(images), "--data", str(data), "--small"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert await asyncio.to_thread(cli.main, args) == 0
+    assert f"OCR of {PRINTED_ID}: done" in out.getvalue()
+    app = create_app(Settings(images=str(images), data=str(data)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as c:  # fmt: skip
+        collection = await get(c, "http://test/iiif/collection")
+        (ref,) = [i for i in collection["items"] if i["label"]["en"][0].startswith("Printed")]
+        manifest = await get(c, ref["id"])
+        (s2,) = [s["id"] for s in manifest["service"]
+                 if s.get("type") == "SearchService2" and "label" not in s]  # fmt: skip
+        found = await get(c, s2, q="score")
+        assert [a["body"]["value"] for a in found["items"]] == [PRINTED_TEXT[0]]
+        assert found["items"][0]["creator"]["type"] == "Software"
+    await app.state.annotation_store.close()
