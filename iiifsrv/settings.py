@@ -146,7 +146,7 @@ REGISTRY: tuple[Spec, ...] = (
         True,
         "Decode stored TIFF tiles directly (libdeflate, libjpeg-turbo) for plain JPEG output.",
     ),
-    Spec("vips_cache_mb", int, 64, "libvips operation cache size in MiB."),
+    Spec("vips_cache_mb", int, 16, "libvips operation cache size in MiB."),
     Spec("log_level", str, "info", "Logging level: debug, info, warning, error."),
     Spec("debug", bool, False, "Add Server-Timing headers per stage."),
     Spec(
@@ -396,7 +396,7 @@ class Settings:
     decoded_cache_mb: int = 48
     passthrough: bool = True
     fast_decode: bool = True
-    vips_cache_mb: int = 64
+    vips_cache_mb: int = 16
     log_level: str = "info"
     debug: bool = False
     tokens: str = ""
