@@ -232,6 +232,7 @@ def cmd_enrich_ocr(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _setup_logging("warning")
     from iiifsrv.agents import ocr, tesseract
+    from iiifsrv.semantic import encoder
 
     if bool(args.objects) == bool(args.all):
         print("iiifsrv enrich ocr: name OBJECT… or give --all", file=sys.stderr)
@@ -244,6 +245,7 @@ def cmd_enrich_ocr(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             force=args.force,
             agent=settings.ocr_agent,
+            embed=settings.semantic_search and encoder.available(),
         )
     except tesseract.EngineError as exc:
         print(f"iiifsrv enrich ocr: {exc}", file=sys.stderr)

@@ -9,7 +9,8 @@ and idempotent: an object whose image (file or object version), languages and en
 unchanged since its last run is skipped; a rerun replaces the agent's previous lines on that
 canvas (kept as deleted versions).
 Blocking entry ``run``; imports agents.{tesseract,outputs}, annotations.*, catalogue, imaging,
-sources, state (the catalogue), ingest.run (progress bar) and settings.
+sources, state (the catalogue), ingest.run (progress bar), settings, and semantic (to embed the
+new lines when semantic search is on).
 """
 
 from __future__ import annotations
@@ -216,6 +217,20 @@ class OcrRun:
         return Result(job.object_id, "done", lines=len(docs))
 
 
+async def _embed_lines(settings: Settings) -> int:
+    """Embed what this run wrote (and drop the vectors of the lines it replaced)."""
+    from iiifsrv.semantic import encoder
+    from iiifsrv.semantic.engine import embed_missing
+    from iiifsrv.semantic.vectors import open_vectors
+
+    store = open_store(settings)
+    try:
+        return await embed_missing(store, open_vectors(settings), encoder.shared,
+                                   encoder.DIMENSION)  # fmt: skip
+    finally:
+        await store.close()
+
+
 def _worker_init() -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"
 
@@ -228,10 +243,13 @@ def run(
     jobs: int = 0,
     force: bool = False,
     agent: str = "ocr",
+    embed: bool = False,
     out: IO[str] = sys.stdout,
     err: IO[str] = sys.stderr,
 ) -> list[Result]:
-    """OCR the objects named (all image objects when ``object_ids`` is empty)."""
+    """OCR the objects named (all image objects when ``object_ids`` is empty). With ``embed``
+    (semantic search on), the new lines are embedded before returning, so that running servers
+    find them by meaning at their next query (not only after their next start)."""
     from iiifsrv.ingest.run import Progress
     from iiifsrv.state import open_catalogue
 
@@ -291,6 +309,13 @@ def run(
         obj = catalogue.get(object_id)
         if obj is not None:
             catalogue.upsert(CatalogueObject.from_json({**obj.to_json(), "updated": ""}))
+    if embed and changed:
+        try:
+            count = asyncio.run(_embed_lines(settings))
+            print(f"semantic search: {count} annotation(s) embedded", file=out)
+        except Exception as exc:  # the lines are stored: a server's next start embeds them
+            print(f"semantic search: not embedded now ({exc}); servers embed the lines at "
+                  "their next start", file=err)  # fmt: skip
     for result in sorted(results, key=lambda r: r.object_id):
         detail = f"{result.lines} lines" if result.status == "done" else result.message
         print(f"{result.object_id}: {result.status}" + (f" ({detail})" if detail else ""),

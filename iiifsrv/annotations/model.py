@@ -418,13 +418,23 @@ def to_oa(rec: Record, base_url: str) -> Doc:
         "motivation": [f"oa:{m}" for m in motivation],
         "resource": resources[0] if len(resources) == 1 else resources,
         "on": [on],
+        **oa_provenance(rec, base_url),
+    }
+
+
+def oa_provenance(rec: Record, base_url: str) -> Doc:
+    """The writer in Open Annotation terms (SAS, Content Search 1.0): ``annotatedBy`` with its
+    URI and class, and for software ``serializedBy``, the engine."""
+    out: Doc = {
         "annotatedBy": {
             "@id": Urls(base_url).agent(rec.kind, rec.creator),
             "@type": "prov:SoftwareAgent" if rec.kind == "Software" else "foaf:Person",
             "name": rec.creator,
-        },
-        **({"serializedBy": _oa_generator(rec, base_url)} if rec.kind == "Software" else {}),
+        }
     }
+    if rec.kind == "Software":
+        out["serializedBy"] = _oa_generator(rec, base_url)
+    return out
 
 
 def _oa_generator(rec: Record, base_url: str) -> Doc:
@@ -487,6 +497,10 @@ def from_oa(v2: Any) -> Doc:
     }
     if isinstance(v2.get("@id"), str):
         doc["id"] = v2["@id"]
+    if v2.get("annotatedBy") is not None:
+        # The writer the client claims (foaf:Person, prov:SoftwareAgent): checked against its
+        # token like a W3C creator, never shown (the server names the writer).
+        doc["creator"] = v2["annotatedBy"]
     doc["body"] = bodies[0] if len(bodies) == 1 else bodies
     doc["target"] = target
     return doc

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from iiifsrv.annotations.model import Record, body_text, contexts, motivations, w3c, words
+from iiifsrv.annotations.model import (
+    Record,
+    body_text,
+    contexts,
+    motivations,
+    oa_provenance,
+    w3c,
+    words,
+)
 from iiifsrv.annotations.urls import SEARCH2_CONTEXT, annotation_url
 
 SEARCH1_CONTEXT = "http://iiif.io/api/search/1/context.json"
@@ -151,6 +159,7 @@ def search1(
                 "motivation": "sc:painting",
                 "resource": {"@type": "cnt:ContentAsText", "chars": text},
                 "on": _target(rec),
+                **oa_provenance(rec, base_url),  # who wrote it: a person or software
             }
         )
         prefix, exact, suffix = _quote(text, terms)

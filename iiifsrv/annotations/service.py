@@ -41,6 +41,14 @@ log = logging.getLogger("iiifsrv.annotations")
 
 _SLUG = re.compile(r"[^A-Za-z0-9._~-]+")
 RESERVED_KEYS = frozenset({"page", "", ".", ".."})
+# A claimed creator's class: W3C (and ActivityStreams) and Open Annotation names.
+_KINDS = {
+    "Person": "Person",
+    "foaf:Person": "Person",
+    "Software": "Software",
+    "as:Application": "Software",
+    "prov:SoftwareAgent": "Software",
+}
 
 
 class Gone(IIIFError):
@@ -118,18 +126,21 @@ class AnnotationService:
         return checked
 
     @staticmethod
-    def no_posing(doc: object, user: User) -> None:
+    def no_posing(doc: object, user: User, served: str = "") -> None:
         """403 when a document claims a writer class its token does not have: a person's token
-        cannot write as software, nor an agent's as a person (the creator is the server's)."""
+        cannot write as software, nor an agent's as a person (the creator is the server's).
+        ``served``: the class of the annotation being replaced, which a client may echo back
+        (an editor correcting a machine line sends its creator as it was served)."""
         claimed = doc.get("creator") if isinstance(doc, dict) else None
-        kinds: set[object] = set()
+        names: set[object] = set()
         for agent in claimed if isinstance(claimed, list) else [claimed]:
             if isinstance(agent, dict):
                 kind = agent.get("type", agent.get("@type"))
-                kinds.update(kind if isinstance(kind, list) else [kind])
+                names.update(kind if isinstance(kind, list) else [kind])
+        kinds = {_KINDS[n] for n in names if isinstance(n, str) and n in _KINDS} - {served}
         if user.agent and "Person" in kinds:
             raise Forbidden("an agent's token cannot write as a person")
-        if not user.agent and ({"Software", "prov:SoftwareAgent"} & kinds):
+        if not user.agent and "Software" in kinds:
             raise Forbidden("a person's token cannot write as software; use an agent token")
 
     async def create(
@@ -253,6 +264,7 @@ class AnnotationService:
     ) -> Record:
         """Replace the document; If-Match is checked, and the store refuses a lost update."""
         self.may_change(rec, user)
+        self.no_posing(doc, user, served=rec.kind)
         if if_match_fails(etag(rec), if_match):
             raise PreconditionFailed("If-Match does not match the current ETag")
         checked = await self.check(doc, urls)

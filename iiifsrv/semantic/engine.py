@@ -1,6 +1,7 @@
 """Semantic search as a service: the hook the annotation service calls after each committed
 write (it only queues), the background worker that embeds queued annotations in batches and
-keeps their vectors, the start-up pass that embeds what is missing, and the query.
+keeps their vectors, the start-up pass that embeds what is missing (also run once by commands
+that write annotations: ``embed_missing``), and the query.
 
 Async orchestration; imports the annotation model and store interface, semantic.{encoder,
 index,vectors}, numpy and anyio. Encoding runs in a thread under a capacity limiter of one.
@@ -67,6 +68,7 @@ class Semantic:
         self._refresh_lock: asyncio.Lock | None = None
         self._kickoff: asyncio.Task[None] | None = None
         self._catching: asyncio.Task[None] | None = None
+        self.embedded = 0  # annotations this engine has embedded (a command reports it)
 
     # -- the hook ------------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class Semantic:
             ]
         if rows:
             await self.vectors.put(rows)
+            self.embedded += len(todo)
             await self.refresh()
 
     async def _catch_up(self) -> None:
@@ -239,3 +242,18 @@ class Semantic:
             if hidden:
                 everything = [hit for hit in everything if hit.canvas not in hidden]
         return Result(everything[offset : offset + limit], len(everything))
+
+
+async def embed_missing(
+    store: Store, vectors: Vectors, encoder: Callable[[], Encoder], dimension: int
+) -> int:
+    """For a command that wrote annotations beside running servers (``enrich ocr``): once, what
+    a server's start-up pass does: embed every annotation whose vector is missing or stale and
+    drop the vectors of annotations gone. Servers apply the new rows at their next query.
+    Returns how many annotations were embedded. The store stays open (the caller's)."""
+    semantic = Semantic(store, vectors, encoder, dimension)
+    try:
+        await semantic.idle()
+        return semantic.embedded
+    finally:
+        await semantic.close()

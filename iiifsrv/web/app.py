@@ -267,7 +267,7 @@ def create_app(settings: Settings) -> Front:
     )
     routes += presentation_routes.routes(presentation, credentials, access)
     # -- machine enrichment: the JSON-LD context, agents' URIs, OCR files (ALTO, hOCR) --
-    routes += enrichment_routes(settings)
+    routes += enrichment_routes(settings, annotation_store)
     routes += media_routes.routes(settings, access, media_files)
     # -- Prometheus metrics of every worker (multiprocess mode under several workers) --
     tiers: dict[str, metrics_routes.Counted] = {"hot": hot, "response": service.responses}

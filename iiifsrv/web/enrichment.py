@@ -1,8 +1,8 @@
 """Machine enrichment on the web: the project's JSON-LD context (``/ns/iiifsrv.jsonld``), the
 agents' URIs (``/users/<name>``, ``/agents/<name>``) and an object's OCR files (``/ocr/…``).
 
-HTTP layer: imports Starlette, annotations.urls, agents.outputs, conditional, errors, settings,
-tokens and web.respond. Read-only; no engine runs here.
+HTTP layer: imports Starlette, annotations.{store,urls}, agents.outputs, conditional, errors,
+settings, tokens and web.respond. Read-only; no engine runs here.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from iiifsrv.agents import outputs
+from iiifsrv.annotations.store import Scope, Store
 from iiifsrv.annotations.urls import CONTEXT_PATH, Urls
 from iiifsrv.conditional import CORS_HEADERS
 from iiifsrv.errors import NotFound
@@ -51,9 +52,15 @@ def _json(doc: dict[str, Any], media_type: str = JSONLD) -> Response:
     return Response(body, headers=headers, media_type=media_type)
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
+def routes(settings: Settings, store: Store | None = None) -> list[BaseRoute]:
+    """``store``: where the writers of earlier annotations are found (a token since removed)."""
     writers = {(u.kind, u.name) for u in parse_tokens(settings.tokens).values()}
     writers.add(("Software", settings.ocr_agent))  # the built-in OCR agent (enrich ocr)
+
+    async def known(kind: str, name: str) -> bool:
+        if (kind, name) in writers:
+            return True
+        return store is not None and bool(await store.search(Scope("all"), [], ((kind, name),), 1))
 
     async def context(request: Request) -> Response:
         return _json(context_document(base_url(request.scope, settings.public_url)))
@@ -61,7 +68,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
     def agent(kind: str):  # type: ignore[no-untyped-def]
         async def show(request: Request) -> Response:
             name = request.path_params["name"]
-            if (kind, name) not in writers:
+            if not await known(kind, name):
                 raise NotFound(f"no {'agent' if kind == 'Software' else 'user'} {name!r}")
             urls = Urls(base_url(request.scope, settings.public_url))
             return _json({"@context": "http://www.w3.org/ns/anno.jsonld",

@@ -2,12 +2,14 @@
 by ``iiifsrv enrich ocr``; every line is found, character accuracy is at least 98 %, each line's
 box lies within a few pixels of where it was drawn; a client following the manifest's links finds
 the ALTO and hOCR files and, through Content Search 2.0 and 1.0, every word on its line. Reruns
-are idempotent; an interrupted object is done again; the lines are the OCR agent's.
+are idempotent; an interrupted object is done again; a terminal shows a progress bar; the lines
+are the OCR agent's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import shutil
@@ -22,7 +24,7 @@ from iiifsrv import cli
 from iiifsrv.agents import ocr
 from iiifsrv.annotations.model import words
 from iiifsrv.catalogue import CatalogueObject
-from iiifsrv.samples import printed_page
+from iiifsrv.samples import PRINTED_ID, PRINTED_TEXT, printed_page
 from iiifsrv.settings import Settings
 from iiifsrv.state import open_state
 from iiifsrv.web.app import create_app
@@ -68,6 +70,11 @@ def make_page(settings: Settings) -> list[tuple[int, int, int, int]]:
         )  # fmt: skip
     )
     return boxes
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
 
 @dataclasses.dataclass
@@ -181,6 +188,14 @@ async def test_rerun_is_idempotent_and_resumes(site: Site, monkeypatch: pytest.M
     )
     assert [r.status for r in again] == ["unchanged"]
     assert [a["id"] for a in (await get(c, canvas["annotations"][0]["id"]))["items"]] == first
+    # --force redoes it; on a terminal the run draws its progress bar (stderr).
+    terminal = Terminal()
+    forced = await asyncio.to_thread(
+        lambda: ocr.run(settings, [OBJECT], jobs=1, force=True, out=out, err=terminal)
+    )
+    assert [r.status for r in forced] == ["done"]
+    assert f"\r[{'#' * 30}] 1/1 {OBJECT}" in terminal.getvalue()
+    assert (await get(c, container))["total"] == len(TEXT)
     # Interrupted after its lines were stored but before the object was marked done: the next
     # run does it again, replacing (not doubling) its lines; the old ones are kept, as Gone.
     (settings.data_path / "ocr" / OBJECT / "state.json").unlink()
@@ -196,3 +211,26 @@ def test_cli_refuses_unknown_languages_and_objects(tmp_path: Path) -> None:
     assert cli.main(["enrich", "ocr", "--all", "--lang", "klingon", *paths]) == 2
     assert cli.main(["enrich", "ocr", *paths]) == 2
     assert cli.main(["enrich", "ocr", "nothing-here", *paths]) == 1
+
+
+async def test_the_sample_collection_has_its_printed_page_read(tmp_path: Path) -> None:
+    """``iiifsrv samples`` (what scripts/serve runs first) reads the printed page, so its words
+    are found by the manifest's search as soon as the server is up."""
+    images, data = tmp_path / "images", tmp_path / "data"
+    args = ["samples", "--images", str(images), "--data", str(data), "--small"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert await asyncio.to_thread(cli.main, args) == 0
+    assert f"OCR of {PRINTED_ID}: done" in out.getvalue()
+    app = create_app(Settings(images=str(images), data=str(data)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as c:  # fmt: skip
+        collection = await get(c, "http://test/iiif/collection")
+        (ref,) = [i for i in collection["items"] if i["label"]["en"][0].startswith("Printed")]
+        manifest = await get(c, ref["id"])
+        (s2,) = [s["id"] for s in manifest["service"]
+                 if s.get("type") == "SearchService2" and "label" not in s]  # fmt: skip
+        found = await get(c, s2, q="score")
+        assert [a["body"]["value"] for a in found["items"]] == [PRINTED_TEXT[0]]
+        assert found["items"][0]["creator"]["type"] == "Software"
+    await app.state.annotation_store.close()

@@ -1,20 +1,26 @@
 """Provenance and software agents, on SQLite and PostgreSQL: a person's token and an agent's
-token each write; W3C, Annotot, SAS and Content Search 2.0/1.0 all name the right creator
+token each write; W3C, Annotot, SAS and Content Search 2.0 and 1.0 all name the right creator
 (a stable URI, Person or Software, a name; machines also a generator); neither can pose as the
 other; agent batches are all-or-nothing, size-limited and replace only that agent's output.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
+import pytest
 
+from iiifsrv.annotations import model
+from iiifsrv.annotations.store import KeyTaken, open_store
 from iiifsrv.annotations.urls import search_services
+from iiifsrv.settings import Settings
 from iiifsrv.tokens import parse_tokens
+from iiifsrv.web.app import create_app
 from tests.annotations.annotation_samples import CANVAS, MANIFEST, anno, container, path
 from tests.annotations.conftest import ALICE, EDITOR
-from tests.enrich.conftest import AGENT, OTHER_AGENT
+from tests.enrich.conftest import AGENT, AGENT_TOKEN, OTHER_AGENT
 
 ALICE_URI = "http://test/users/alice"
 BOT_URI = "http://test/agents/ocr-bot"
@@ -87,6 +93,23 @@ async def test_w3c_creator_person_and_software(agent_client: httpx.AsyncClient) 
     assert (await c.get("/agents/alice")).status_code == 404
 
 
+async def test_a_writer_whose_token_is_gone_still_answers(agent_settings: Settings) -> None:
+    """The creator URI stays in the annotations when a token is removed: it still answers."""
+    for tokens in (agent_settings.tokens, f"{AGENT_TOKEN}=ocr-bot:agent"):
+        app = create_app(dataclasses.replace(agent_settings, tokens=tokens))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            if tokens == agent_settings.tokens:
+                await write_both(c)
+            alice = await c.get(ALICE_URI)
+            assert alice.status_code == 200 and alice.json()["type"] == "Person"
+            assert (await c.get("/agents/alice")).status_code == 404
+            # bob has a token but wrote nothing: without his token, nobody of that name.
+            bob = 200 if tokens == agent_settings.tokens else 404
+            assert (await c.get("/users/bob")).status_code == bob
+        await app.state.annotation_store.close()
+
+
 async def test_annotot_and_sas_report_the_creator(agent_client: httpx.AsyncClient) -> None:
     c = agent_client
     await write_both(c)
@@ -129,6 +152,14 @@ async def test_search_filters_by_user_uri(agent_client: httpx.AsyncClient) -> No
         "machine"
     )
     assert v1["within"]["ignored"] == ["box"]
+    # Search 1.0 names the writer too, in Open Annotation terms (as SAS does).
+    v1 = (await c.get(s1, params={"q": "palimpsest"})).json()
+    assert [(r["annotatedBy"]["@id"], r["annotatedBy"]["@type"]) for r in v1["resources"]] == [
+        (ALICE_URI, "foaf:Person"),
+        (BOT_URI, "prov:SoftwareAgent"),
+    ]
+    assert "serializedBy" not in v1["resources"][0]
+    assert v1["resources"][1]["serializedBy"]["name"] == "tesseract 5.3.0"
 
 
 async def test_nobody_poses_as_the_other(agent_client: httpx.AsyncClient) -> None:
@@ -144,6 +175,22 @@ async def test_nobody_poses_as_the_other(agent_client: httpx.AsyncClient) -> Non
     # An agent's plain write is recorded as Software.
     r = await c.post(container(), json=anno("one machine note"), headers=AGENT)
     assert r.status_code == 201 and r.json()["creator"]["type"] == "Software"
+    # Nor by replacing an annotation, nor through SAS (annotatedBy).
+    mine = await c.post(container(), json=anno("alice's own"), headers=ALICE)
+    robot = anno("alice's, now a robot's", creator={"type": "Software", "name": "x"})
+    r = await c.put(path(mine.json()["id"]), json=robot, headers=ALICE)
+    assert r.status_code == 403 and "software" in r.text
+    oa = {"@type": "oa:Annotation", "resource": {"@type": "dctypes:Text", "chars": "a note"},
+          "on": {"full": CANVAS}}  # fmt: skip
+    for token, kind in ((ALICE, "prov:SoftwareAgent"), (AGENT, "foaf:Person")):
+        claim = {**oa, "annotatedBy": {"@type": kind, "name": "x"}}
+        assert (await c.post("/sas/create", json=claim, headers=token)).status_code == 403
+    sas = [(ALICE, "foaf:Person"), (AGENT, "prov:SoftwareAgent")]
+    for token, kind in sas:  # claiming what the token is, is fine (the server names it)
+        claim = {**oa, "annotatedBy": {"@type": kind, "name": "someone else"}}
+        r = await c.post("/sas/create", json=claim, headers=token)
+        assert r.status_code == 201 and r.json()["annotatedBy"]["@type"] == kind
+        assert r.json()["annotatedBy"]["name"] in ("alice", "ocr-bot")
 
 
 async def test_batch_is_all_or_nothing_and_limited(agent_client: httpx.AsyncClient) -> None:
@@ -161,6 +208,30 @@ async def test_batch_is_all_or_nothing_and_limited(agent_client: httpx.AsyncClie
     r = await c.post(container() + "batch", json={"items": [line("x", 1)]}, headers=AGENT)
     assert r.status_code == 400 and "generator" in r.text
     assert (await c.get(container())).json()["total"] == 0
+
+
+async def test_a_batch_the_store_refuses_leaves_everything_as_it_was(
+    backend_settings: Settings,
+) -> None:
+    """One transaction: a key taken half-way through undoes the replacement and the inserts."""
+    store = open_store(backend_settings)
+    try:
+        gen = {"name": "tesseract", "version": "5.3.0"}
+        first = [(f"a{n}", model.check(line(f"old {n}", 50 * n))) for n in range(2)]
+        await store.create_many(CANVAS, first, "ocr-bot", "Software", gen, True)
+        await store.create("n1", model.check(anno("alice's")), "", "alice")
+        second = [("b0", model.check(line("new", 0))), ("n1", model.check(line("clash", 50)))]
+        with pytest.raises(KeyTaken):
+            await store.create_many(CANVAS, second, "ocr-bot", "Software", gen, True)
+        kept = [await store.get(k) for k in ("a0", "a1", "n1", "b0")]
+        assert [(r.creator, r.deleted) if r else None for r in kept] == [
+            ("ocr-bot", False),
+            ("ocr-bot", False),
+            ("alice", False),
+            None,
+        ]
+    finally:
+        await store.close()
 
 
 async def test_rerun_replaces_only_that_agents_output(agent_client: httpx.AsyncClient) -> None:
@@ -187,5 +258,9 @@ async def test_rerun_replaces_only_that_agents_output(agent_client: httpx.AsyncC
     alice_note = (await c.get(container() + "page")).json()["items"][0]["id"]
     r = await c.delete(path(alice_note), headers=AGENT)
     assert r.status_code == 403
-    machine = (await c.get(container() + "page")).json()["items"][2]["id"]
-    assert (await c.delete(path(machine), headers=EDITOR)).status_code == 204
+    machine = (await c.get(container() + "page")).json()["items"][2]
+    # The editor's client sends the line back as it was served (its Software creator too).
+    corrected = {**machine, "body": {**machine["body"], "value": "new line, corrected"}}
+    r = await c.put(path(machine["id"]), json=corrected, headers=EDITOR)
+    assert r.status_code == 200 and r.json()["creator"]["id"] == BOT_URI
+    assert (await c.delete(path(machine["id"]), headers=EDITOR)).status_code == 204

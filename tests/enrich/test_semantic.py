@@ -286,6 +286,38 @@ async def test_a_write_never_waits_for_its_embedding(tmp_path: Path) -> None:
     await store.close()
 
 
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs tesseract-ocr")
+async def test_ocr_beside_a_running_server_is_found_by_meaning(tmp_path: Path) -> None:
+    """``iiifsrv enrich ocr`` run while a server's semantic search is already up (it caught up
+    at its start): the command embeds the lines it wrote, so the server finds them by meaning
+    at its next query, and a rerun's replaced lines leave the results with the lines."""
+    from iiifsrv import cli
+    from tests.enrich.test_ocr import make_page, manifest_of
+
+    settings = Settings(images=str(tmp_path / "images"), data=str(tmp_path / "data"))
+    make_page(settings)
+    ocr = ["enrich", "ocr", "--all", "--data", str(settings.data_path),
+           "--images", str(settings.images_path)]  # fmt: skip
+    query = {"q": "a Victorian author and the year his novel appeared"}
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        _, meaning = services(await manifest_of(c))
+        assert (await c.get(meaning, params=query)).json()["items"] == []
+        await app.state.semantic.idle()  # started, and its start-up pass is over
+        assert await asyncio.to_thread(cli.main, ocr) == 0
+        found = (await c.get(meaning, params=query)).json()
+        assert first_text(found).startswith("Charles Dickens"), found["items"]
+        assert await asyncio.to_thread(cli.main, [*ocr, "--force"]) == 0
+        again = (await c.get(meaning, params=query)).json()
+        assert first_text(again).startswith("Charles Dickens")
+        assert again["items"][0]["id"] != found["items"][0]["id"]  # the rerun's line
+        # The first run's lines left the index with their annotations: not counted twice.
+        assert again["partOf"]["total"] == found["partOf"]["total"]
+    await app.state.semantic.close()
+    await app.state.annotation_store.close()
+
+
 def test_index_ranks_by_cosine_within_scope() -> None:
     index = VectorIndex(2)
     rows = [
