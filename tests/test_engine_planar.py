@@ -212,3 +212,25 @@ def test_reduce_plane_matches_libvips_resize() -> None:
     image = pyvips.Image.new_from_array(np.ascontiguousarray(plane[7:487, 13:613]))
     theirs = image.resize(407 / 600, vscale=333 / 480, kernel="linear").numpy()
     assert float(np.abs(mine.astype(np.int16) - theirs).mean()) <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("box", "size"),
+    [
+        ((13, 7, 313, 247), (207, 166)),  # shrink below 2: the shared vertical passes
+        ((0, 0, 350, 250), (350, 173)),  # only a vertical shrink
+        ((5, 3, 345, 243), (100, 70)),  # shrink above 2: libvips' resize, part by part
+    ],
+)
+def test_reduce_parts_equals_each_part_alone(
+    box: tuple[int, int, int, int], size: tuple[int, int]
+) -> None:
+    rng = np.random.default_rng(8)
+    cb = rng.integers(0, 256, (250, 350), dtype=np.uint8)
+    cr = (np.add.outer(np.arange(250), np.arange(350)) % 256).astype(np.uint8)
+    both = np.ascontiguousarray(np.hstack([cb, cr]))
+    together = resample.reduce_parts(both, 2, box, *size, "linear")
+    assert together.shape == (2, size[1], size[0]) and together.flags.c_contiguous
+    for part, alone in zip(together, (cb, cr), strict=True):
+        expected = resample.reduce_plane(alone, box, *size, "linear")
+        assert np.array_equal(part, expected)

@@ -1,7 +1,8 @@
 """Downscaled renders of a JPEG-tiled TIFF level in YCbCr planes: each stored tile under the
 region is decoded by libjpeg-turbo (at the DCT scale chosen by the mosaic) straight into its
 place in a Y, Cb, Cr mosaic, without colour conversion or chroma upsampling; each plane is
-cropped and resized once (engine.resample.reduce_plane), and the planes are encoded as they are.
+cropped and resized once (engine.resample: Y, then Cb and Cr together), and the planes are
+encoded as they are.
 
 Blocking, CPU-bound; imports numpy and the engine's modules. ``render`` answers None where it
 does not apply (RGB-coded tiles, chroma subsampling other than 4:2:0 and 4:4:4, outputs that
@@ -95,15 +96,32 @@ def render(
     )
     if samp == turbo.SAMP_420 and out_samp == turbo.SAMP_444:
         return None  # the stored chroma is coarser than the output's
+    planes, luma = decode(source, grid, box, n, samp)
+    resized = resize(planes, luma, size, samp, out_samp, kernel)
+    return turbo.encode(resized, out_samp, quality)
+
+
+Planes = list[np.ndarray[Any, Any]]
+
+
+def decode(source: Source, grid: TileGrid, box: Box, n: int, samp: int) -> tuple[Planes, Box]:
+    """The mosaics of the tiles under ``box`` decoded at ``n``/8: Y, and for colour one array
+    holding Cb and Cr side by side (``resize`` resizes both in one pass); and the box in the
+    luma mosaic's pixels (the same rounding as mosaic.render's RGB crop)."""
     left, top, right, bottom = box
     tw, th = grid.tile_width, grid.tile_height
     columns = range(left // tw, (right - 1) // tw + 1)
     rows = range(top // th, (bottom - 1) // th + 1)
     stw, sth = tw * n // 8, th * n // 8  # a tile decoded at the DCT scale
-    divisors = [(1, 1)] + ([turbo.CHROMA_DIVISOR[samp]] * 2 if samp != turbo.SAMP_GRAY else [])
-    planes = [
-        np.zeros((len(rows) * sth // dy, len(columns) * stw // dx), np.uint8) for dx, dy in divisors
-    ]
+    divisors = _divisors(samp)
+    # Every pixel is written (a tile decoded or filled), so nothing is zeroed first.
+    mosaics = [np.empty((len(rows) * sth, len(columns) * stw), np.uint8)]
+    planes = list(mosaics)
+    if len(divisors) > 1:
+        dx, dy = divisors[1]
+        mosaics.append(np.empty((len(rows) * sth // dy, 2 * len(columns) * stw // dx), np.uint8))
+        half = mosaics[1].shape[1] // 2
+        planes += [mosaics[1][:, :half], mosaics[1][:, half:]]
     for j, row in enumerate(rows):
         for i, column in enumerate(columns):
             views = [
@@ -120,18 +138,30 @@ def render(
             if len(data) != count:
                 raise ValueError("stored tile is truncated")
             turbo.decode_into(grid.jpeg_header + data[2:], views, (tw, th), samp)
-    # The box in the mosaic's pixels (the same rounding as mosaic.render's RGB crop).
     x0, y0 = left - columns[0] * tw, top - rows[0] * th
     x1, y1 = x0 + right - left, y0 + bottom - top
-    luma = (x0 * n // 8, y0 * n // 8, -(-x1 * n // 8), -(-y1 * n // 8))
+    return mosaics, (x0 * n // 8, y0 * n // 8, -(-x1 * n // 8), -(-y1 * n // 8))
+
+
+def resize(
+    mosaics: Planes, luma: Box, size: tuple[int, int], samp: int, out_samp: int, kernel: str
+) -> Planes:
+    """The output's Y (and Cb, Cr) planes from ``decode``'s mosaics: the part under ``luma``
+    (the box in luma pixels) resized to ``size`` for Y, to the chroma grid of ``out_samp`` for
+    Cb and Cr."""
     width, height = size
-    out_div = (1, 1) if out_samp != turbo.SAMP_420 else (2, 2)
-    resized: list[np.ndarray[Any, Any]] = []
-    for plane, (dx, dy) in zip(planes, divisors, strict=True):
-        if plane is planes[0]:
-            crop, target = luma, (width, height)
-        else:
-            crop = (luma[0] // dx, luma[1] // dy, -(-luma[2] // dx), -(-luma[3] // dy))
-            target = (-(-width // out_div[0]), -(-height // out_div[1]))
-        resized.append(resample.reduce_plane(plane, crop, *target, kernel))
-    return turbo.encode(resized, out_samp, quality)
+    resized = [resample.reduce_plane(mosaics[0], luma, width, height, kernel)]
+    if samp == turbo.SAMP_GRAY:
+        return resized
+    dx, dy = turbo.CHROMA_DIVISOR[samp]
+    out_d = 2 if out_samp == turbo.SAMP_420 else 1
+    crop = (luma[0] // dx, luma[1] // dy, -(-luma[2] // dx), -(-luma[3] // dy))
+    cb, cr = resample.reduce_parts(
+        mosaics[1], 2, crop, -(-width // out_d), -(-height // out_d), kernel
+    )
+    return [*resized, cb, cr]
+
+
+def _divisors(samp: int) -> list[tuple[int, int]]:
+    """The (x, y) divisor of each plane of a stream with ``samp`` chroma subsampling."""
+    return [(1, 1)] + ([turbo.CHROMA_DIVISOR[samp]] * 2 if samp != turbo.SAMP_GRAY else [])
