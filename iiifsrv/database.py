@@ -37,6 +37,28 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 # A wait for a pooled connection is made of slices this long: between two, a failed connection
 # attempt or a connection found broken (PostgreSQL gone) ends it, rather than the whole timeout.
 SLICE = 0.25
+CONNECT_TIMEOUT = 5  # seconds for one connection attempt
+
+
+def pool_options(
+    pool_class: type[ConnectionPool[Any]] | type[AsyncConnectionPool[Any]],
+    max_size: int,
+    timeout: float,
+    **connection: Any,
+) -> dict[str, Any]:
+    """The options of every pool here (this module's blocking one, the annotation store's async
+    one): one connection kept, at most ``max_size``, opened by the caller, a wait of ``timeout``
+    for a connection while the database is up, each connection checked before it is lent (one
+    the server closed in a restart is never handed out) and new ones made in the background;
+    ``connection`` adds to the connection's own arguments."""
+    return {
+        "min_size": 1,
+        "max_size": max_size,
+        "open": False,
+        "timeout": timeout,
+        "check": pool_class.check_connection,
+        "kwargs": {"connect_timeout": CONNECT_TIMEOUT, **connection},
+    }
 
 
 def failures(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> int:
@@ -127,17 +149,10 @@ class Database:
     def _open(self, wait: float) -> ConnectionPool[Connection]:
         with self._lock:
             if self._pool is None:
-                # Connections are made again in the background after a restart; each
-                # is checked before it is lent, so one the server closed is never handed out.
-                pool: ConnectionPool[Connection] = ConnectionPool(
-                    self.url,
-                    min_size=1,
-                    max_size=self._max_size,
-                    open=False,
-                    timeout=self.gate.timeout,
-                    check=ConnectionPool.check_connection,
-                    kwargs={"autocommit": True, "connect_timeout": 5},
+                options = pool_options(
+                    ConnectionPool, self._max_size, self.gate.timeout, autocommit=True
                 )
+                pool: ConnectionPool[Connection] = ConnectionPool(self.url, **options)
                 try:
                     pool.open(wait=True, timeout=wait)
                 except BaseException:

@@ -100,8 +100,9 @@ REGISTRY: tuple[Spec, ...] = (
         "cache_url",
         str,
         "",
-        "Shared cache of all replicas: redis://host:port/db (or rediss://, unix://); empty = "
-        "none. Holds info.json, image structures and rendered images; an outage is a miss.",
+        "Shared cache of all replicas: redis://host:port/db (or rediss://, unix://) or "
+        "memcached://host:port; empty = none. Holds info.json, image structures and rendered "
+        "images; an outage is a miss.",
     ),
     Spec("cache_ttl", int, 86400, "Seconds an item lives in the shared cache."),
     Spec(
@@ -154,7 +155,7 @@ REGISTRY: tuple[Spec, ...] = (
         True,
         "Decode stored TIFF tiles directly (libdeflate, libjpeg-turbo) for plain JPEG output.",
     ),
-    Spec("vips_cache_mb", int, 64, "libvips operation cache size in MiB."),
+    Spec("vips_cache_mb", int, 16, "libvips operation cache size in MiB."),
     Spec("log_level", str, "info", "Logging level: debug, info, warning, error."),
     Spec("debug", bool, False, "Add Server-Timing headers per stage."),
     Spec(
@@ -405,7 +406,7 @@ class Settings:
     decoded_cache_mb: int = 48
     passthrough: bool = True
     fast_decode: bool = True
-    vips_cache_mb: int = 64
+    vips_cache_mb: int = 16
     log_level: str = "info"
     debug: bool = False
     tokens: str = ""
@@ -547,10 +548,10 @@ def load(
     if values.get("access_log", "") not in ("", "json"):
         raise SettingsError("setting 'access_log' must be \"json\" or empty")
     scheme = str(values.get("cache_url", "")).partition("://")[0].lower()
-    if values.get("cache_url") and scheme not in ("redis", "rediss", "unix"):
+    if values.get("cache_url") and scheme not in ("redis", "rediss", "unix", "memcached"):
         raise SettingsError(
             f"setting 'cache_url' from {sources['cache_url']}: use redis://host:port/db "
-            "(or rediss://, unix://)"
+            "(or rediss://, unix://) or memcached://host:port"
         )
     for name in ("cache_ttl", "cache_timeout_ms", "cache_lease_ms"):
         if name in values and values[name] < 1:

@@ -72,3 +72,18 @@ def test_bench_s3_smoke() -> None:
     # kept decoded: no GET)
     assert 0 < float(cells[7]) <= 1.0
     assert cells[10].endswith("%")  # measured against the raw ranged GETs
+
+
+def test_bench_replicas_smoke() -> None:
+    """``scripts/bench --replicas 2``, 1-second cells: two rows (1 and 2 replicas behind the
+    shipped HAProxy configuration, with the shipped Varnish one in front), no failed request."""
+    if shutil.which("wrk") is None:
+        pytest.fail("wrk is missing: scripts/setup --test installs it")
+    done = _run("loadtests/bench.py", "--smoke", "--replicas", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [ln for ln in done.stdout.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert len(rows) == 3  # header + 1 and 2 replicas
+    for n, row in enumerate(rows[1:], start=1):
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[0] == str(n) and float(cells[1]) > 0 and float(cells[3]) > 0
+        assert cells[5] == "0"  # failed requests

@@ -128,6 +128,39 @@ def test_lru_bound_and_no_close_under_a_reader(tmp_path: Path) -> None:
     files.clear()
 
 
+def _held_open(path: Path) -> bool:
+    """Whether this process still holds a descriptor of ``path`` (deleted or not)."""
+    fds = Path("/proc/self/fd")
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target in (str(path), f"{path} (deleted)"):
+            return True
+    return False
+
+
+def test_a_deleted_file_is_let_go_at_the_next_sweep(tmp_path: Path) -> None:
+    now = [0.0]
+    files = OpenFiles(capacity=8, sweep_every=10, clock=lambda: now[0])
+    gone, kept = tmp_path / "gone.tif", tmp_path / "kept.tif"
+    gone.write_bytes(b"G" * 100)
+    kept.write_bytes(b"K" * 100)
+    assert files.read(str(gone), _identity(gone), 0, 1) == b"G"
+    gone.unlink()  # a curator deletes the source: its space must come back
+    assert _held_open(gone)  # still held: the descriptor cache has not looked yet
+    now[0] = 9.0
+    assert files.read(str(kept), _identity(kept), 0, 1) == b"K"
+    assert _held_open(gone)  # before the sweep interval
+    now[0] = 10.5
+    assert files.read(str(kept), _identity(kept), 0, 1) == b"K"
+    assert not _held_open(gone)  # swept: no descriptor of the deleted file is left
+    assert _held_open(kept)  # the live file keeps its descriptor
+    assert files.opened == 2
+    files.clear()
+
+
 @pytest.mark.skipif(not dct_crop.available(), reason="libturbojpeg0 is not installed")
 async def test_edge_tiles_cut_on_the_loop_equal_the_threads(
     image_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

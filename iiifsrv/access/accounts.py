@@ -126,7 +126,11 @@ class Accounts:
         self.path = data / FILE
         self.cost = cost
         self._local = threading.local()
-        self._dummy = dummy_hash(cost)
+        # Made now when accounts exist, so that the first login for an unknown name costs no more
+        # than later ones; without accounts every name is unknown (nothing to tell apart), and a
+        # server nobody signs in to is spared the hash's time and its 128 MiB of scrypt memory.
+        if self.path.is_file():
+            dummy_hash(cost)
 
     def _db(self, create: bool = False) -> sqlite3.Connection | None:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -219,5 +223,5 @@ class Accounts:
             row = db.execute(
                 "SELECT name, hash, roles FROM accounts WHERE name = ?", (name,)
             ).fetchone()
-        ok = verify_password(password, row[1] if row else self._dummy)
+        ok = verify_password(password, row[1] if row else dummy_hash(self.cost))
         return self._account(row) if row and ok else None

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from iiifsrv.annotations.model import Checked, Doc, Record, load_doc, xywh
 from iiifsrv.annotations.store import KeyTaken, Scope, VersionConflict, Writers, now
-from iiifsrv.database import SLICE, Gate, failures
+from iiifsrv.database import RETRY_AFTER, SLICE, Gate, failures, pool_options
 from iiifsrv.errors import BadRequest, Unavailable
 
 log = logging.getLogger("iiifsrv.annotations")
@@ -151,15 +151,8 @@ class PostgresStore:
                 self.gate.release()
                 return
             pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]]
-            pool = AsyncConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self._max_size,
-                open=False,
-                timeout=self.gate.timeout,
-                check=AsyncConnectionPool.check_connection,
-                kwargs={"connect_timeout": 5},
-            )
+            options = pool_options(AsyncConnectionPool, self._max_size, self.gate.timeout)
+            pool = AsyncConnectionPool(self.url, **options)
             try:
                 await pool.open(wait=True, timeout=wait)
                 async with pool.connection() as conn, conn.transaction():
@@ -170,7 +163,7 @@ class PostgresStore:
             except (psycopg.Error, Exception) as exc:
                 await pool.close()
                 self.gate.down(exc)
-                raise Unavailable(UNAVAILABLE, headers={"Retry-After": "5"}) from None
+                raise Unavailable(UNAVAILABLE, headers=RETRY_AFTER) from None
             self.gate.up()
             self._pool = pool
 
@@ -226,7 +219,7 @@ class PostgresStore:
             conn = await _borrow(pool, wait, probe)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self.gate.down(exc)
-            raise Unavailable(UNAVAILABLE, headers={"Retry-After": "5"}) from None
+            raise Unavailable(UNAVAILABLE, headers=RETRY_AFTER) from None
         except BaseException:
             self.gate.release()
             raise
@@ -235,7 +228,7 @@ class PostgresStore:
                 yield conn
         except psycopg.OperationalError as exc:
             self.gate.down(exc)
-            raise Unavailable(UNAVAILABLE, headers={"Retry-After": "5"}) from None
+            raise Unavailable(UNAVAILABLE, headers=RETRY_AFTER) from None
         except BaseException:
             self.gate.release()
             raise

@@ -225,17 +225,27 @@ def open_shared(
     lease_ms: int,
     backoff_s: float,
 ) -> SharedCache | None:
-    """The shared cache named by ``url`` (``redis://``, ``rediss://``, ``unix://``), or None
-    when ``url`` is empty. Connects lazily: a server that is down at start-up is a miss."""
+    """The shared cache named by ``url`` (``redis://``, ``rediss://``, ``unix://`` or
+    ``memcached://``), or None when ``url`` is empty. Connects lazily: a server that is down at
+    start-up is a miss."""
     if not url:
         return None
     scheme = url.partition("://")[0].lower()
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"cache_url: unsupported scheme {scheme!r} (use redis:// or rediss://)")
-    from iiifsrv.caches.redis import RedisCache
+    backend: ByteCache
+    if scheme in ("redis", "rediss", "unix"):
+        from iiifsrv.caches.redis import RedisCache
 
+        backend = RedisCache(url, timeout_ms / 1000)
+    elif scheme == "memcached":
+        from iiifsrv.caches.memcached import MemcachedCache
+
+        backend = MemcachedCache(url, timeout_ms / 1000)
+    else:
+        raise ValueError(
+            f"cache_url: unsupported scheme {scheme!r} (use redis://, rediss:// or memcached://)"
+        )
     return SharedCache(
-        RedisCache(url, timeout_ms / 1000),
+        backend,
         namespace=namespace,
         ttl_s=ttl_s,
         max_item=max_item,

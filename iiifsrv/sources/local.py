@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from iiifsrv.errors import NotFound
@@ -50,14 +51,37 @@ class OpenFiles:
     replaced under its name (new inode) or rewritten in place (new mtime or size) is read anew;
     a replacement between the caller's stat and the read yields the bytes of the version the
     caller described while its descriptor is open (else the new file is read once, as a plain
-    open would). A deleted file's space is freed once its descriptor is evicted (at most
-    ``capacity`` files are held). Thread-safe (worker threads read too)."""
+    open would). A deleted file's space is freed at the first read at least ``sweep_every``
+    seconds after the previous sweep (descriptors of files with no name left are closed), or when
+    its descriptor is evicted (at most ``capacity`` files are held). Thread-safe (worker threads
+    read too)."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(
+        self,
+        capacity: int = 64,
+        sweep_every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = capacity
+        self.sweep_every = sweep_every
+        self._clock = clock
+        self._swept = clock()
         self._open: OrderedDict[str, _Open] = OrderedDict()
         self._lock = threading.Lock()
         self.opened = 0  # files opened (a reused descriptor does not count): for tests, metrics
+
+    def sweep(self) -> None:
+        """Close the descriptors of deleted files (no link left), so their space is freed."""
+        with self._lock:
+            self._swept = self._clock()
+            for path, entry in list(self._open.items()):
+                try:
+                    gone = os.fstat(entry.fd).st_nlink == 0
+                except OSError:
+                    gone = True
+                if gone:
+                    del self._open[path]
+                    self._evict(entry)
 
     def read(self, path: str, identity: tuple[int, int, int], offset: int, length: int) -> bytes:
         entry = self._acquire(path, identity)
@@ -67,6 +91,8 @@ class OpenFiles:
             self._release(entry)
 
     def _acquire(self, path: str, identity: tuple[int, int, int]) -> _Open:
+        if self._clock() - self._swept >= self.sweep_every:
+            self.sweep()
         with self._lock:
             entry = self._open.get(path)
             if entry is not None and entry.identity == identity:

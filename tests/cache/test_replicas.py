@@ -1,6 +1,7 @@
-"""Real replicas: three ``iiifsrv serve --workers 1`` processes on one Redis render a burst of
-one uncached tile once; two replicas under load survive their Redis being killed and
-restarted (no 5xx) and use it again by themselves (a cross-process hit after recovery)."""
+"""Real replicas: three ``iiifsrv serve --workers 1`` processes on one Redis (or one memcached)
+render a burst of one uncached tile once; two replicas under load survive their Redis being
+killed and restarted (no 5xx) and use it again by themselves (a cross-process hit after
+recovery)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cache.conftest import PrivateRedis
+from tests.cache.conftest import PrivateMemcached, PrivateRedis
 from tests.conftest import LiveServer, start_server, stop_server
 
 TIF = "tif-rgb-3lvl-1000x700-tiled256-jpeg.tif"
@@ -46,9 +47,19 @@ def _replicas(images: Path, tmp: Path, count: int, cache_url: str) -> Iterator[l
             stop_server(server)
 
 
-@pytest.fixture
-def three(images: Path, tmp_path: Path, redis_url: str) -> Iterator[list[LiveServer]]:
-    yield from _replicas(images, tmp_path, 3, redis_url)
+@pytest.fixture(params=["redis", "memcached"])
+def three(
+    request: pytest.FixtureRequest, images: Path, tmp_path: Path, redis_url: str
+) -> Iterator[list[LiveServer]]:
+    if request.param == "redis":
+        yield from _replicas(images, tmp_path, 3, redis_url)
+        return
+    memcached = PrivateMemcached()
+    memcached.start()
+    try:
+        yield from _replicas(images, tmp_path, 3, memcached.url)
+    finally:
+        memcached.stop()
 
 
 def _renders(response: httpx.Response) -> int:

@@ -238,7 +238,7 @@ async def test_redis_stopped_and_restarted_is_used_again(private_redis: PrivateR
 
 def test_unknown_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported scheme"):
-        _shared("memcached://127.0.0.1:11211")
+        _shared("mongodb://127.0.0.1:27017")
     assert (
         open_shared("", namespace="n", ttl_s=1, max_item=1, timeout_ms=1, lease_ms=1, backoff_s=1)
         is None

@@ -104,6 +104,20 @@ def test_compose_haproxy_config_is_valid() -> None:
     assert "option httpchk GET /health" in (COMPOSE / "haproxy.cfg").read_text()
 
 
+def test_compose_varnish_reaches_the_compose_haproxy(tmp_path: Path) -> None:
+    """The Varnish service runs config/varnish.vcl through a sed in its entrypoint: that sed
+    must move the backend to the haproxy service, on the port the Compose HAProxy listens on."""
+    entry = _compose()["services"]["varnish"]["entrypoint"][-1]
+    sed = entry.split("&&")[0].replace("/etc/iiifsrv/varnish.vcl", str(ROOT / "config/varnish.vcl"))
+    sed = sed.replace("/tmp/iiifsrv.vcl", str(tmp_path / "iiifsrv.vcl"))
+    subprocess.run(["sh", "-c", sed], check=True)
+    vcl = (tmp_path / "iiifsrv.vcl").read_text()
+    backend = re.search(r'backend iiifsrv \{\s*\.host = "([^"]+)";\s*\.port = "(\d+)";', vcl)
+    assert backend is not None and backend.group(1) == "haproxy", vcl[:600]
+    assert '"127.0.0.1"' not in vcl  # no backend left on loopback
+    assert f"bind :{backend.group(2)}\n" in (COMPOSE / "haproxy.cfg").read_text()
+
+
 # -- Kubernetes ---------------------------------------------------------------------------
 
 K8S = DEPLOY / "kubernetes"

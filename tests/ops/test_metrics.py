@@ -73,6 +73,12 @@ async def test_metrics_count_what_happened(client: httpx.AsyncClient) -> None:
     sent = len(tile1.content) + len(tile2.content) + len(rendered.content)
     assert delta("iiifsrv_http_response_bytes_total", route="image") == sent
     assert delta("iiifsrv_cache_requests_total", tier="hot", result="hit") == 1
+    assert delta("iiifsrv_cache_requests_total", tier="hot", result="miss") >= 2
+    # Every tier counts both ways: the file is described once, then its description reused;
+    # the stored tile and the render each missed the encoded-image cache.
+    assert delta("iiifsrv_cache_requests_total", tier="source", result="miss") == 1
+    assert delta("iiifsrv_cache_requests_total", tier="source", result="hit") == 1
+    assert delta("iiifsrv_cache_requests_total", tier="response", result="miss") == 2
     assert delta("iiifsrv_passthrough_total") == 1
     assert delta("iiifsrv_source_reads_total", op="raw_tile") == 1
     assert delta("iiifsrv_renders_total", format="png") == 1
@@ -185,8 +191,8 @@ def test_s3_counters_become_prometheus_counters() -> None:
 
 async def test_shared_cache_and_database_pool_in_metrics(tmp_path: Path, image_root: Path) -> None:
     """With Redis (cache_url) and PostgreSQL (database_url), the real ones on loopback: the
-    shared tier's look-ups and events are exported exactly as the cache counted them, and the
-    state's connection pool appears."""
+    shared tier's look-ups and events are exported exactly as the cache counted them, and both
+    connection pools (the state's, the annotation store's) appear."""
     import shutil
 
     from tests.cache.conftest import REDIS_URL
@@ -210,9 +216,13 @@ async def test_shared_cache_and_database_pool_in_metrics(tmp_path: Path, image_r
             tile = await c.get("/iiif/3/fresh/10,20,300,200/150,/0/default.jpg")
             assert tile.status_code == 200
             assert (await c.get("/objects")).status_code == 200  # the catalogue, in PostgreSQL
+            listed = await c.get("/annotot/lists", params={"uri": "http://t/canvas/1"})
+            # The annotation store (its own pool) was asked: nothing there for that canvas.
+            assert listed.status_code == 404 and "no annotation lists" in listed.text
             after = await _scrape(c)
             stats = app.state.service.shared.stats
             await app.state.service.close()
+            await app.state.annotation_store.close()
             app.state.state.close()
     finally:
         drop_schema(schema)
@@ -226,3 +236,4 @@ async def test_shared_cache_and_database_pool_in_metrics(tmp_path: Path, image_r
     assert delta("iiifsrv_shared_cache_events_total", event="put") == stats.puts
     assert delta("iiifsrv_renders_total", format="jpg") == 1
     assert value(after, "iiifsrv_db_pool_connections", store="state", state="size") >= 1
+    assert value(after, "iiifsrv_db_pool_connections", store="annotations", state="size") >= 1
