@@ -170,8 +170,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     if workers > 1:
         os.environ.update(to_environ(settings))
+        from iiifsrv import workers as supervisor
+
+        why_not = supervisor.per_worker_sockets() if settings.reuse_port else "reuse_port = false"
+        if why_not and settings.reuse_port:
+            log.warning("the workers share one listening socket: %s", why_not)
         with metrics_directory():
-            uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
+            if why_not:
+                uvicorn.run("iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common)
+            else:  # each worker its own socket on the same port (workers.py)
+                config = uvicorn.Config(
+                    "iiifsrv.web.app:app_from_env", factory=True, workers=workers, **common
+                )
+                supervisor.run(config)
     else:
         from iiifsrv.web import connections
         from iiifsrv.web.app import create_app

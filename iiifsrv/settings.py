@@ -35,6 +35,14 @@ REGISTRY: tuple[Spec, ...] = (
     Spec("port", int, 8182, "TCP port to listen on."),
     Spec("workers", int, 1, "Worker processes (0 = one per CPU core)."),
     Spec(
+        "reuse_port",
+        bool,
+        True,
+        "With several workers on Linux, each accepts from its own listening socket "
+        "(SO_REUSEPORT: the kernel spreads new connections by a hash of their addresses); "
+        "false = all accept from one shared socket.",
+    ),
+    Spec(
         "images",
         str,
         "var/images",
@@ -369,6 +377,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8182
     workers: int = 1
+    reuse_port: bool = True
     images: str = "var/images"
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"

@@ -4,9 +4,11 @@
 Starts the target on 127.0.0.1 (iiifsrv serve, or loadtests/floor_app.py through the same
 uvicorn/uvloop/httptools stack), runs wrk for a bounded time, and reports requests/s and the
 server's CPU per request (utime + stime of its worker processes over the measured run; less
-sensitive to a shared machine than requests/s). With ``--profile`` py-spy samples the workers
-(non-blocking) and the samples are split by stage: HTTP (uvicorn, httptools, the event loop),
-Python routing/parse/plan, access decision, metrics, cache, freshness stat, read, send.
+sensitive to a shared machine than requests/s), each worker's CPU and the connections each
+holds halfway through the run (how the client's connections split). With ``--profile`` py-spy
+samples the workers (non-blocking) and the samples are split by stage: HTTP (uvicorn,
+httptools, the event loop), Python routing/parse/plan, access decision, metrics, cache,
+freshness stat, read, send.
 
   .venv/bin/python loadtests/request_cpu.py --case tiles --cache off --profile
   .venv/bin/python loadtests/request_cpu.py --target floor --case tiles
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,8 +45,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 STAGES: list[tuple[str, re.Pattern[str]]] = [
     ("inflate", re.compile(r"deflate_decode|libdeflate|inflate|lzw_decode|zstd_decode")),
     ("predictor", re.compile(r"delta_decode")),
-    ("encode (libjpeg-turbo)", re.compile(r"jpeg8_encode|encode_jpeg \(|simplejpeg|jpeg_finish|jsimd")),
-    ("engine decode (planes)", re.compile(r"^decode_into \(|^decode \(.*engine/tiles|^_tiff_tile \(")),
+    (
+        "encode (libjpeg-turbo)",
+        re.compile(r"jpeg8_encode|encode_jpeg \(|simplejpeg|jpeg_finish|jsimd"),
+    ),
+    (
+        "engine decode (planes)",
+        re.compile(r"^decode_into \(|^decode \(.*engine/tiles|^_tiff_tile \("),
+    ),
     ("engine resample", re.compile(r"engine/resample\.py")),
     ("engine encode (planes)", re.compile(r"^encode \(.*engine/turbo|^encode_jpeg \(")),
     ("engine Python (assemble, crop)", re.compile(r"iiifsrv/engine/")),
@@ -105,6 +114,37 @@ def cpu_ticks(pids: list[int]) -> int:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total
+
+
+def connections(pids: list[int], port: int) -> list[int]:
+    """Established connections to ``port`` held by each process (its socket fds matched against
+    /proc/net/tcp): how the kernel and the accept loops split the client's connections."""
+    established: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                established.add(fields[9])  # the socket's inode
+    counts = []
+    for pid in pids:
+        n = 0
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            fds = []
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in established:
+                n += 1
+        counts.append(n)
+    return counts
 
 
 def children(pid: int) -> list[int]:
@@ -209,9 +249,16 @@ def main() -> int:
                         stderr=subprocess.DEVNULL,
                     )
                 )
+        split_seen: list[int] = []
+        # halfway through the run: the connections each worker holds
+        timer = threading.Timer(seconds / 2, lambda: split_seen.extend(connections(workers, port)))
         before, t0 = cpu_ticks(counted), time.monotonic()
+        per_worker = [cpu_ticks([pid]) for pid in workers]
+        timer.start()
         result = bench.wrk(base, listing, case, args.duration, "0")
         used = (cpu_ticks(counted) - before) / TICKS
+        per_worker = [cpu_ticks([pid]) - t for pid, t in zip(workers, per_worker, strict=True)]
+        timer.join()
         elapsed = time.monotonic() - t0
         for spy in spies:
             spy.wait(30)
@@ -225,6 +272,10 @@ def main() -> int:
         f"  {result.rps:.0f} req/s, p50 {result.p50:.1f} ms, p99 {result.p99:.1f} ms, "
         f"non-2xx {result.non2xx}; server CPU {used / max(requests, 1) * 1e6:.0f} us/request "
         f"({used / elapsed * 100:.0f} % of one core); load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"  connections per worker (mid-run): {'/'.join(map(str, split_seen)) or '-'}; "
+        f"CPU s per worker: {'/'.join(f'{t / TICKS:.1f}' for t in per_worker)}"
     )
     if args.profile:
         counts = split([f for f in raw_files if f.exists()])
