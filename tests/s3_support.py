@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -126,6 +127,12 @@ class Access:
     sent: int
 
 
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
 @dataclass
 class Swift:
     """A running Swift AIO: its S3 endpoint, and how to stop, restart and read its proxy log."""
@@ -133,6 +140,7 @@ class Swift:
     root: Path
     port: int
     memcached_port: int
+    backend_ports: dict[str, int] = field(default_factory=dict)  # account, container, object
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -180,6 +188,14 @@ class Swift:
                 if proc.poll() is not None:
                     tail = (self.root / "log" / f"{name}.log").read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"swift {name} exited ({proc.returncode}):\n{tail}")
+            # The proxy's healthcheck does not ask the servers behind it: a PUT sent before the
+            # object server listens is refused, and the proxy then error-limits that server for
+            # a minute (CI saw every upload of the session fixture answered 503 that way).
+            waiting = [n for n, port in self.backend_ports.items() if not _listening(port)]
+            if waiting:
+                last = f"not listening yet: {', '.join(waiting)}"
+                time.sleep(0.2)
+                continue
             try:
                 with urllib.request.urlopen(f"{self.endpoint}/healthcheck", timeout=2) as r:
                     if r.read() == b"OK":
@@ -275,6 +291,7 @@ def start_swift(root: Path) -> Swift:
     swift = Swift(root, _free_port(), _free_port())
     etc = root / "etc"
     ports = {"account": _free_port(), "container": _free_port(), "object": _free_port()}
+    swift.backend_ports = ports
     for kind, port in ports.items():
         (etc / f"{kind}-server.conf").write_text(
             _SERVER_CONF.format(root=root, port=port, kind=kind)

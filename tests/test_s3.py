@@ -127,16 +127,18 @@ def swift(tmp_path_factory: pytest.TempPathFactory, image_root: Path) -> Iterato
         server = start_swift(tmp_path_factory.mktemp("swiftaio"))
     except RuntimeError as exc:  # not installed or not starting: the S3 tests fail, not skip
         pytest.fail(f"cannot start OpenStack Swift for the S3 tests: {exc}")
-    s3 = server.client()
-    for path in sorted(image_root.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):
-            key = f"{PREFIX}/{path.relative_to(image_root).as_posix()}"
-            s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
-    large = make_large(tmp_path_factory.mktemp("large"))
-    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{large.name}", Body=large.read_bytes())
-    server.large = large  # type: ignore[attr-defined]
-    yield server
-    server.stop()
+    try:  # a failed upload must not leave the servers running (the teardown would not run)
+        s3 = server.client()
+        for path in sorted(image_root.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                key = f"{PREFIX}/{path.relative_to(image_root).as_posix()}"
+                s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
+        large = make_large(tmp_path_factory.mktemp("large"))
+        s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{large.name}", Body=large.read_bytes())
+        server.large = large  # type: ignore[attr-defined]
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
