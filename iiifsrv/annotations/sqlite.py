@@ -208,18 +208,27 @@ class SqliteStore:
         await asyncio.to_thread(work)
 
     async def close(self) -> None:
-        for conn in (self._writer, self._reader):
-            if conn is not None:
-                conn.close()
-        self._writer = self._reader = None
+        """Closes the connections once no thread uses them: a read or write whose awaiting task
+        was cancelled goes on in its thread, and closing a connection under a running statement
+        crashes the process (CI: a segmentation fault in a read at an application's shutdown)."""
+
+        def shut() -> None:
+            with self._write_lock, self._read_lock:
+                for conn in (self._writer, self._reader):
+                    if conn is not None:
+                        conn.close()
+                self._writer = self._reader = None
+
+        await asyncio.to_thread(shut)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         await self.open()
 
         def work() -> T:
-            assert self._writer is not None
             with self._write_lock:
                 conn = self._writer
+                if conn is None:
+                    raise sqlite3.ProgrammingError("the annotation store is closed")
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = fn(conn)
@@ -235,8 +244,9 @@ class SqliteStore:
         await self.open()
 
         def work() -> T:
-            assert self._reader is not None
             with self._read_lock:
+                if self._reader is None:
+                    raise sqlite3.ProgrammingError("the annotation store is closed")
                 return fn(self._reader)
 
         return await asyncio.to_thread(work)
