@@ -127,7 +127,13 @@ def protected(sample_root: Path, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def clients(protected: Settings) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
     """``clients(client=(ip, port))``: clients of ONE application (shared caches)."""
-    app = create_app(protected)
+    async for make in clients_of(protected):
+        yield make
+
+
+async def clients_of(settings: Settings) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
+    """One application of ``settings`` and a maker of its clients, all closed afterwards."""
+    app = create_app(settings)
     opened: list[httpx.AsyncClient] = []
 
     def make(client: tuple[str, int] = ("127.0.0.1", 5000)) -> httpx.AsyncClient:

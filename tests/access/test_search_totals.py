@@ -15,8 +15,7 @@ import pytest
 
 from iiifsrv.semantic import encoder
 from iiifsrv.settings import Settings, replace
-from iiifsrv.web.app import create_app
-from tests.access.conftest import sign_in
+from tests.access.conftest import clients_of, sign_in
 from tests.access.test_search_visibility import manifest, service, write
 
 pytestmark = pytest.mark.anyio
@@ -28,19 +27,8 @@ SIZE = 2
 @pytest.fixture
 async def paged(protected: Settings) -> AsyncIterator[Callable[[], httpx.AsyncClient]]:
     """Clients of one application whose annotation pages (and search pages) hold two items."""
-    app = create_app(replace(protected, annotation_page_size=SIZE))
-    opened: list[httpx.AsyncClient] = []
-
-    def make() -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
-        c = httpx.AsyncClient(transport=transport, base_url="http://test")
-        opened.append(c)
-        return c
-
-    yield make
-    for c in opened:
-        await c.aclose()
-    await app.state.annotation_store.close()
+    async for make in clients_of(replace(protected, annotation_page_size=SIZE)):
+        yield make
 
 
 async def seeded(paged: Callable[[], httpx.AsyncClient]) -> tuple[Any, Any, dict[str, Any]]:
